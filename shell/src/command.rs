@@ -1,0 +1,980 @@
+//! The command grammar, written with nom.
+//!
+//! Two entry points share one grammar:
+//! - [`parse_shell_line`]: a line typed in the interactive shell. `/cmd args` is a command,
+//!   anything else is a chat line, `//text` sends the chat line `/text`.
+//! - [`parse_exec`]: the command line of `ssh host COMMAND ARGS`; the leading slash is optional.
+//!
+//! The [`COMMANDS`] table drives everything: lookup, `/help`, tab completion and the
+//! "did you mean" suggestion. Adding a command is one [`CommandSpec`] entry, one variant of
+//! [`Command`] and one small `parse_*` function that turns its [`Args`] into that variant.
+//!
+//! Arguments are whitespace-separated words; `"a b"` and `'a b'` are single words, and a
+//! backslash inside double quotes takes the next character literally. Commands whose argument
+//! is free text (`/say`, `/me`, `/keys add`) take the rest of the line as typed instead.
+//! Every error carries the byte offset of the offending token in the input.
+
+use std::fmt;
+
+use nom::branch::alt;
+use nom::bytes::complete::{take_while, take_while1};
+use nom::character::complete::{anychar, char, none_of};
+use nom::combinator::opt;
+use nom::multi::fold_many0;
+use nom::sequence::{preceded, terminated};
+use nom::{IResult, Parser};
+
+/// Upper bound on one input line in bytes (chat lines and commands alike).
+pub const MAX_LINE_BYTES: usize = 1024;
+
+/// How far (in edits) a mistyped command name may be from a known one to be suggested.
+const MAX_SUGGESTION_DISTANCE: usize = 2;
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/help [CMD]`; the topic is the canonical command name (`"quit"` for `/help exit`).
+    Help { topic: Option<String> },
+    /// `/who [--json]`
+    Who { json: bool },
+    /// `/say TEXT`
+    Say { text: String },
+    /// `/me ACTION`
+    Me { action: String },
+    /// `/history [N] [--json]`
+    History { count: Option<usize>, json: bool },
+    /// `/keys [--json]`, `/keys add KEY...`, `/keys remove FINGERPRINT`
+    Keys(KeysCommand),
+    /// `/quit` (also `/exit`)
+    Quit,
+}
+
+/// The `/keys` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysCommand {
+    /// `/keys [--json]`
+    List { json: bool },
+    /// `/keys add KEY-TEXT` (the rest of the line, e.g. `ssh-ed25519 AAAA... comment`)
+    Add { key: String },
+    /// `/keys remove FINGERPRINT`
+    Remove { fingerprint: String },
+}
+
+/// What one line typed in the shell means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Nothing but whitespace.
+    Empty,
+    /// A chat line (trimmed).
+    Chat(String),
+    /// A command.
+    Command(Command),
+}
+
+/// Why a line did not parse, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// What went wrong.
+    pub kind: ParseErrorKind,
+    /// Byte offset of the bad token in the input.
+    pub offset: usize,
+}
+
+/// The kinds of [`ParseError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The command name is not in [`COMMANDS`]. `name` is as typed (with its slash, if any);
+    /// `suggestion` is the closest known name.
+    UnknownCommand {
+        name: String,
+        suggestion: Option<&'static str>,
+    },
+    /// The command is known but its arguments are wrong: missing, extra or invalid.
+    Usage {
+        command: &'static str,
+        message: String,
+    },
+    /// A quoted argument has no closing quote; the offset points at the opening quote.
+    UnterminatedQuote,
+    /// The line is longer than [`MAX_LINE_BYTES`].
+    TooLong { len: usize },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ParseErrorKind::UnknownCommand { name, suggestion } => {
+                let bare = name.strip_prefix('/').unwrap_or(name);
+                let slash = if name.starts_with('/') { "/" } else { "" };
+                if bare.is_empty() {
+                    return write!(f, "missing command name; try {slash}help");
+                }
+                write!(f, "unknown command \"{name}\"; ")?;
+                match suggestion {
+                    Some(known) => write!(f, "did you mean {slash}{known}?"),
+                    None => write!(f, "try {slash}help"),
+                }
+            }
+            ParseErrorKind::Usage { command, message } => {
+                write!(f, "/{command}: {message}")?;
+                if let Some(spec) = command_spec(command) {
+                    write!(f, "; usage: {}", spec.usage)?;
+                }
+                Ok(())
+            }
+            ParseErrorKind::UnterminatedQuote => {
+                write!(f, "unterminated quote at byte {}", self.offset)
+            }
+            ParseErrorKind::TooLong { len } => {
+                write!(
+                    f,
+                    "line too long: {len} bytes (the limit is {MAX_LINE_BYTES})"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// One command of the grammar: its name, its documentation and its argument parser.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// The canonical name, without the slash.
+    pub name: &'static str,
+    /// Other names that mean the same command (without the slash).
+    pub aliases: &'static [&'static str],
+    /// The usage line shown in errors and `/help`, e.g. `/history [N] [--json]`.
+    pub usage: &'static str,
+    /// One line for the `/help` overview.
+    pub summary: &'static str,
+    /// A few lines for `/help CMD`.
+    pub help: &'static str,
+    /// Turns the arguments into a [`Command`].
+    parse: fn(&Args<'_>) -> Result<Command, ParseError>,
+}
+
+/// The known commands, in the order `/help` lists them. The source of `/help`, of tab
+/// completion and of the "did you mean" suggestion.
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "help",
+        aliases: &[],
+        usage: "/help [CMD]",
+        summary: "list the commands, or explain one",
+        help: "/help lists every command with a one-line summary.\n\
+               /help CMD explains CMD (with or without its slash), e.g. /help history.",
+        parse: parse_help,
+    },
+    CommandSpec {
+        name: "who",
+        aliases: &[],
+        usage: "/who [--json]",
+        summary: "list the people online",
+        help: "/who lists the people online on this instance.\n\
+               --json prints one JSON object per person (handy with `ssh host who --json`).",
+        parse: parse_who,
+    },
+    CommandSpec {
+        name: "say",
+        aliases: &[],
+        usage: "/say TEXT",
+        summary: "send a chat line",
+        help: "/say TEXT sends TEXT to the chat, exactly as typed.\n\
+               In the shell a line that does not start with / is a chat line too;\n\
+               use /say (or //) to send a line that starts with a slash.",
+        parse: parse_say,
+    },
+    CommandSpec {
+        name: "me",
+        aliases: &[],
+        usage: "/me ACTION",
+        summary: "send an action (* alice waves)",
+        help: "/me ACTION sends an action line: `/me waves` shows as `* alice waves`.",
+        parse: parse_me,
+    },
+    CommandSpec {
+        name: "history",
+        aliases: &[],
+        usage: "/history [N] [--json]",
+        summary: "show the last chat lines",
+        help: "/history shows recent chat lines; /history N shows the last N.\n\
+               --json prints one JSON object per line.",
+        parse: parse_history,
+    },
+    CommandSpec {
+        name: "keys",
+        aliases: &[],
+        usage: "/keys [--json] | /keys add KEY | /keys remove FINGERPRINT",
+        summary: "list, add or remove your SSH keys",
+        help: "/keys lists the SSH public keys that may log in as you (--json for JSON).\n\
+               /keys add KEY adds a key: paste the whole line, e.g. `ssh-ed25519 AAAA... laptop`.\n\
+               /keys remove FINGERPRINT removes a key (SHA256:... as /keys shows it).",
+        parse: parse_keys,
+    },
+    CommandSpec {
+        name: "quit",
+        aliases: &["exit"],
+        usage: "/quit",
+        summary: "leave (also /exit or Ctrl-D)",
+        help: "/quit (or /exit, or Ctrl-D on an empty line) ends the session.",
+        parse: parse_quit,
+    },
+];
+
+/// The spec of a command by name or alias; accepts `"who"` and `"/who"`, any case.
+pub fn command_spec(name: &str) -> Option<&'static CommandSpec> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    COMMANDS.iter().find(|spec| {
+        spec.name.eq_ignore_ascii_case(bare)
+            || spec.aliases.iter().any(|a| a.eq_ignore_ascii_case(bare))
+    })
+}
+
+/// Every command name and alias, without slashes, in table order.
+pub fn command_names() -> impl Iterator<Item = &'static str> {
+    COMMANDS
+        .iter()
+        .flat_map(|spec| std::iter::once(spec.name).chain(spec.aliases.iter().copied()))
+}
+
+/// A line typed in the interactive shell: `/cmd args` is a command, anything else is chat
+/// (`//text` sends a chat line starting with `/`).
+pub fn parse_shell_line(input: &str) -> Result<Line, ParseError> {
+    check_length(input)?;
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Ok(Line::Empty);
+    }
+    if let Some(chat) = trimmed.strip_prefix("//") {
+        return Ok(Line::Chat(format!("/{chat}")));
+    }
+    if !trimmed.starts_with('/') {
+        return Ok(Line::Chat(trimmed.to_owned()));
+    }
+    parse_command(input, true).map(Line::Command)
+}
+
+/// The command line of `ssh host COMMAND ARGS`: the same grammar, leading slash optional.
+pub fn parse_exec(input: &str) -> Result<Command, ParseError> {
+    check_length(input)?;
+    parse_command(input, false)
+}
+
+fn check_length(input: &str) -> Result<(), ParseError> {
+    if input.len() > MAX_LINE_BYTES {
+        return Err(ParseError {
+            kind: ParseErrorKind::TooLong { len: input.len() },
+            offset: MAX_LINE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Byte offset of `rest` (a suffix of `input`) within `input`.
+fn offset_of(input: &str, rest: &str) -> usize {
+    input.len() - rest.len()
+}
+
+fn whitespace(input: &str) -> IResult<&str, &str> {
+    take_while(char::is_whitespace).parse(input)
+}
+
+/// `[/]name`: the slash (required in the shell) and the command name up to whitespace.
+fn command_head(input: &str, slash_required: bool) -> IResult<&str, (Option<char>, &str)> {
+    let slash = if slash_required {
+        char('/').map(Some).parse(input)
+    } else {
+        opt(char('/')).parse(input)
+    };
+    let (rest, slash) = slash?;
+    let (rest, name) = take_while(|c: char| !c.is_whitespace()).parse(rest)?;
+    Ok((rest, (slash, name)))
+}
+
+fn parse_command(input: &str, slash_required: bool) -> Result<Command, ParseError> {
+    let (after_space, _) = whitespace(input).map_err(|_| internal_error(input))?;
+    let start = offset_of(input, after_space);
+    let (rest, (slash, name)) =
+        command_head(after_space, slash_required).map_err(|_| internal_error(input))?;
+    let Some(spec) = command_spec(name) else {
+        let typed = match slash {
+            Some(_) => format!("/{name}"),
+            None => name.to_owned(),
+        };
+        return Err(ParseError {
+            kind: ParseErrorKind::UnknownCommand {
+                name: typed,
+                suggestion: suggest(name),
+            },
+            offset: start,
+        });
+    };
+    let args = Args { spec, input, rest };
+    (spec.parse)(&args)
+}
+
+/// A parser failure that the grammar cannot produce (all head parsers accept any input);
+/// reported as an unknown command rather than a panic.
+fn internal_error(input: &str) -> ParseError {
+    ParseError {
+        kind: ParseErrorKind::UnknownCommand {
+            name: input.trim().to_owned(),
+            suggestion: None,
+        },
+        offset: 0,
+    }
+}
+
+/// The closest known command name to `typed`: a unique name it is a prefix of, or else the
+/// name within [`MAX_SUGGESTION_DISTANCE`] edits.
+fn suggest(typed: &str) -> Option<&'static str> {
+    let typed = typed.to_lowercase();
+    if typed.is_empty() {
+        return None;
+    }
+    let mut prefixed = command_names().filter(|name| name.starts_with(&typed));
+    if let (Some(only), None) = (prefixed.next(), prefixed.next()) {
+        return Some(only);
+    }
+    command_names()
+        .map(|name| (edit_distance(&typed, name), name))
+        .filter(|(distance, _)| *distance <= MAX_SUGGESTION_DISTANCE)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// One argument word and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Word {
+    text: String,
+    /// Byte offset in the whole input.
+    offset: usize,
+    /// Quoted words are never flags: `"--json"` is the text `--json`.
+    quoted: bool,
+}
+
+impl Word {
+    fn is_flag(&self) -> bool {
+        !self.quoted && self.text.starts_with("--")
+    }
+}
+
+/// The body of a double-quoted word: backslash takes the next char literally.
+fn double_quoted_body(input: &str) -> IResult<&str, String> {
+    fold_many0(
+        alt((preceded(char('\\'), anychar), none_of("\\\""))),
+        String::new,
+        |mut text, c| {
+            text.push(c);
+            text
+        },
+    )
+    .parse(input)
+}
+
+fn double_quoted(input: &str) -> IResult<&str, String> {
+    preceded(char('"'), terminated(double_quoted_body, char('"'))).parse(input)
+}
+
+fn single_quoted(input: &str) -> IResult<&str, String> {
+    preceded(
+        char('\''),
+        terminated(take_while(|c| c != '\''), char('\'')),
+    )
+    .map(str::to_owned)
+    .parse(input)
+}
+
+fn bare_word(input: &str) -> IResult<&str, String> {
+    take_while1(|c: char| !c.is_whitespace())
+        .map(str::to_owned)
+        .parse(input)
+}
+
+/// The arguments of one command: the rest of the line after the command name.
+#[derive(Debug)]
+struct Args<'a> {
+    spec: &'static CommandSpec,
+    /// The whole input line, for offsets.
+    input: &'a str,
+    /// What follows the command name (starts with whitespace or is empty).
+    rest: &'a str,
+}
+
+impl Args<'_> {
+    /// The rest of the line as typed, trimmed, and its offset.
+    fn text(&self) -> (&str, usize) {
+        let start = self.rest.trim_start();
+        (start.trim_end(), offset_of(self.input, start))
+    }
+
+    /// The rest of the line split into words (quotes honoured).
+    fn words(&self) -> Result<Vec<Word>, ParseError> {
+        let mut words = Vec::new();
+        let mut rest = self.rest;
+        while let Ok((after, _)) = whitespace(rest) {
+            rest = after;
+            let Some(first) = rest.chars().next() else {
+                break;
+            };
+            let offset = offset_of(self.input, rest);
+            let parsed = match first {
+                '"' => double_quoted(rest),
+                '\'' => single_quoted(rest),
+                _ => bare_word(rest),
+            };
+            let Ok((after, text)) = parsed else {
+                return Err(ParseError {
+                    kind: ParseErrorKind::UnterminatedQuote,
+                    offset,
+                });
+            };
+            words.push(Word {
+                text,
+                offset,
+                quoted: first == '"' || first == '\'',
+            });
+            rest = after;
+        }
+        Ok(words)
+    }
+
+    /// A usage error for this command at `offset`.
+    fn usage(&self, offset: usize, message: impl Into<String>) -> ParseError {
+        ParseError {
+            kind: ParseErrorKind::Usage {
+                command: self.spec.name,
+                message: message.into(),
+            },
+            offset,
+        }
+    }
+
+    /// The offset just past the input, where a missing argument would go.
+    fn end(&self) -> usize {
+        self.input.trim_end().len()
+    }
+
+    /// Splits off `--json` (the only flag so far); any other flag is an error.
+    fn json_and_positionals(&self, words: Vec<Word>) -> Result<(bool, Vec<Word>), ParseError> {
+        let mut json = false;
+        let mut positionals = Vec::new();
+        for word in words {
+            if word.is_flag() {
+                if word.text == "--json" {
+                    json = true;
+                } else {
+                    return Err(
+                        self.usage(word.offset, format!("unknown option \"{}\"", word.text))
+                    );
+                }
+            } else {
+                positionals.push(word);
+            }
+        }
+        Ok((json, positionals))
+    }
+
+    /// An error for the first word in `extra`, if any.
+    fn no_more(&self, extra: &[Word]) -> Result<(), ParseError> {
+        match extra.first() {
+            Some(word) => Err(self.usage(
+                word.offset,
+                format!("unexpected argument \"{}\"", word.text),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The whole rest of the line, which must not be empty; `what` names it in the error.
+    fn required_text(&self, what: &str) -> Result<String, ParseError> {
+        let (text, _) = self.text();
+        if text.is_empty() {
+            return Err(self.usage(self.end(), format!("missing {what}")));
+        }
+        Ok(text.to_owned())
+    }
+}
+
+fn parse_help(args: &Args<'_>) -> Result<Command, ParseError> {
+    let words = args.words()?;
+    let (topic, extra) = match words.split_first() {
+        Some((topic, extra)) => (Some(topic), extra),
+        None => (None, &[][..]),
+    };
+    args.no_more(extra)?;
+    let Some(topic) = topic else {
+        return Ok(Command::Help { topic: None });
+    };
+    match command_spec(&topic.text) {
+        Some(spec) => Ok(Command::Help {
+            topic: Some(spec.name.to_owned()),
+        }),
+        None => {
+            let bare = topic.text.strip_prefix('/').unwrap_or(&topic.text);
+            let hint = match suggest(bare) {
+                Some(known) => format!(" (did you mean {known}?)"),
+                None => String::new(),
+            };
+            Err(args.usage(
+                topic.offset,
+                format!("no command named \"{}\"{hint}", topic.text),
+            ))
+        }
+    }
+}
+
+fn parse_who(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    args.no_more(&positionals)?;
+    Ok(Command::Who { json })
+}
+
+fn parse_say(args: &Args<'_>) -> Result<Command, ParseError> {
+    Ok(Command::Say {
+        text: args.required_text("text")?,
+    })
+}
+
+fn parse_me(args: &Args<'_>) -> Result<Command, ParseError> {
+    Ok(Command::Me {
+        action: args.required_text("action")?,
+    })
+}
+
+fn parse_history(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    let (count, extra) = match positionals.split_first() {
+        Some((count, extra)) => (Some(count), extra),
+        None => (None, &[][..]),
+    };
+    args.no_more(extra)?;
+    let count = match count {
+        None => None,
+        Some(word) => match word.text.parse::<usize>() {
+            Ok(0) => return Err(args.usage(word.offset, "the count must be at least 1")),
+            Ok(n) => Some(n),
+            Err(_) => {
+                return Err(args.usage(word.offset, format!("\"{}\" is not a number", word.text)))
+            }
+        },
+    };
+    Ok(Command::History { count, json })
+}
+
+fn parse_keys(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (text, _) = args.text();
+    let (subcommand, after) = match text.split_once(char::is_whitespace) {
+        Some((head, tail)) => (head, tail),
+        None => (text, ""),
+    };
+    match subcommand {
+        "add" => {
+            let key = after.trim();
+            if key.is_empty() {
+                return Err(args.usage(args.end(), "missing key (paste the whole public key line)"));
+            }
+            Ok(Command::Keys(KeysCommand::Add {
+                key: key.to_owned(),
+            }))
+        }
+        "remove" => {
+            let words = args.words()?;
+            match words.get(1..) {
+                Some([fingerprint]) => Ok(Command::Keys(KeysCommand::Remove {
+                    fingerprint: fingerprint.text.clone(),
+                })),
+                Some([]) | None => Err(args.usage(args.end(), "missing fingerprint")),
+                Some([_, extra, ..]) => Err(args.usage(
+                    extra.offset,
+                    format!("unexpected argument \"{}\"", extra.text),
+                )),
+            }
+        }
+        _ => {
+            let (json, positionals) = args.json_and_positionals(args.words()?)?;
+            match positionals.first() {
+                Some(word) => Err(args.usage(
+                    word.offset,
+                    format!("unknown subcommand \"{}\" (try add or remove)", word.text),
+                )),
+                None => Ok(Command::Keys(KeysCommand::List { json })),
+            }
+        }
+    }
+}
+
+fn parse_quit(args: &Args<'_>) -> Result<Command, ParseError> {
+    args.no_more(&args.words()?)?;
+    Ok(Command::Quit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a case expects: a parsed line, or an error kind (abbreviated) at an offset.
+    #[derive(Debug)]
+    enum Want {
+        Ok(Line),
+        Unknown(&'static str, Option<&'static str>, usize),
+        Usage(&'static str, usize),
+        Quote(usize),
+        TooLong,
+    }
+
+    fn cmd(command: Command) -> Want {
+        Want::Ok(Line::Command(command))
+    }
+
+    fn chat(text: &str) -> Want {
+        Want::Ok(Line::Chat(text.to_owned()))
+    }
+
+    fn matches(got: &Result<Line, ParseError>, want: &Want) -> bool {
+        match (got, want) {
+            (Ok(line), Want::Ok(expected)) => line == expected,
+            (Err(e), Want::Unknown(name, suggestion, offset)) => {
+                e.kind
+                    == ParseErrorKind::UnknownCommand {
+                        name: (*name).to_owned(),
+                        suggestion: *suggestion,
+                    }
+                    && e.offset == *offset
+            }
+            (Err(e), Want::Usage(command, offset)) => {
+                matches!(&e.kind, ParseErrorKind::Usage { command: c, .. } if c == command)
+                    && e.offset == *offset
+            }
+            (Err(e), Want::Quote(offset)) => {
+                e.kind == ParseErrorKind::UnterminatedQuote && e.offset == *offset
+            }
+            (Err(e), Want::TooLong) => matches!(e.kind, ParseErrorKind::TooLong { .. }),
+            _ => false,
+        }
+    }
+
+    fn check(input: &str, want: Want) {
+        let got = parse_shell_line(input);
+        assert!(
+            matches(&got, &want),
+            "input {input:?}\n  got  {got:?}\n  want {want:?}"
+        );
+    }
+
+    fn check_exec(input: &str, want: Want) {
+        let got = parse_exec(input).map(Line::Command);
+        assert!(
+            matches(&got, &want),
+            "exec {input:?}\n  got  {got:?}\n  want {want:?}"
+        );
+    }
+
+    #[test]
+    fn shell_lines() {
+        use Command::*;
+        check("", Want::Ok(Line::Empty));
+        check("   \t ", Want::Ok(Line::Empty));
+        check("hello", chat("hello"));
+        check("  hello there  ", chat("hello there"));
+        check("//etc/passwd is a file", chat("/etc/passwd is a file"));
+        check("it's \"quoted\"", chat("it's \"quoted\""));
+        check("/help", cmd(Help { topic: None }));
+        check(
+            "/help who",
+            cmd(Help {
+                topic: Some("who".into()),
+            }),
+        );
+        check(
+            "/help /history",
+            cmd(Help {
+                topic: Some("history".into()),
+            }),
+        );
+        check(
+            "/help exit",
+            cmd(Help {
+                topic: Some("quit".into()),
+            }),
+        );
+        check("/help whoo", Want::Usage("help", 6));
+        check("/help who me", Want::Usage("help", 10));
+        check("/who", cmd(Who { json: false }));
+        check("  /who  ", cmd(Who { json: false }));
+        check("/WHO", cmd(Who { json: false }));
+        check("/who --json", cmd(Who { json: true }));
+        check("/who \"--json\"", Want::Usage("who", 5));
+        check("/who --xml", Want::Usage("who", 5));
+        check("/who everyone", Want::Usage("who", 5));
+        check(
+            "/say hello world",
+            cmd(Say {
+                text: "hello world".into(),
+            }),
+        );
+        check(
+            "/say it's fine",
+            cmd(Say {
+                text: "it's fine".into(),
+            }),
+        );
+        check(
+            "/say   /slash  ",
+            cmd(Say {
+                text: "/slash".into(),
+            }),
+        );
+        check("/say", Want::Usage("say", 4));
+        check("/say   ", Want::Usage("say", 4));
+        check(
+            "/me waves",
+            cmd(Me {
+                action: "waves".into(),
+            }),
+        );
+        check("/me", Want::Usage("me", 3));
+        check(
+            "/history",
+            cmd(History {
+                count: None,
+                json: false,
+            }),
+        );
+        check(
+            "/history 20",
+            cmd(History {
+                count: Some(20),
+                json: false,
+            }),
+        );
+        check(
+            "/history 20 --json",
+            cmd(History {
+                count: Some(20),
+                json: true,
+            }),
+        );
+        check(
+            "/history --json 5",
+            cmd(History {
+                count: Some(5),
+                json: true,
+            }),
+        );
+        check(
+            "/history \"7\"",
+            cmd(History {
+                count: Some(7),
+                json: false,
+            }),
+        );
+        check("/history abc", Want::Usage("history", 9));
+        check("/history 0", Want::Usage("history", 9));
+        check("/history -3", Want::Usage("history", 9));
+        check("/history 1 2", Want::Usage("history", 11));
+        check(
+            "/history 99999999999999999999999",
+            Want::Usage("history", 9),
+        );
+        check("/keys", cmd(Keys(KeysCommand::List { json: false })));
+        check("/keys --json", cmd(Keys(KeysCommand::List { json: true })));
+        check(
+            "/keys add ssh-ed25519 AAAAC3Nz alice@laptop",
+            cmd(Keys(KeysCommand::Add {
+                key: "ssh-ed25519 AAAAC3Nz alice@laptop".into(),
+            })),
+        );
+        check("/keys add", Want::Usage("keys", 9));
+        check(
+            "/keys remove SHA256:abc",
+            cmd(Keys(KeysCommand::Remove {
+                fingerprint: "SHA256:abc".into(),
+            })),
+        );
+        check("/keys remove", Want::Usage("keys", 12));
+        check("/keys remove a b", Want::Usage("keys", 15));
+        check("/keys frob", Want::Usage("keys", 6));
+        check("/quit", cmd(Quit));
+        check("/exit", cmd(Quit));
+        check("/quit now", Want::Usage("quit", 6));
+    }
+
+    #[test]
+    fn unknown_commands_suggest_the_closest() {
+        check("/whoo", Want::Unknown("/whoo", Some("who"), 0));
+        check("  /hlep", Want::Unknown("/hlep", Some("help"), 2));
+        check("/hist 5", Want::Unknown("/hist", Some("history"), 0));
+        check("/exti", Want::Unknown("/exti", Some("exit"), 0));
+        check("/xyzzy", Want::Unknown("/xyzzy", None, 0));
+        check("/", Want::Unknown("/", None, 0));
+        check("/ who", Want::Unknown("/", None, 0));
+    }
+
+    #[test]
+    fn quoted_arguments() {
+        use Command::*;
+        check(
+            "/help \"who\"",
+            cmd(Help {
+                topic: Some("who".into()),
+            }),
+        );
+        check(
+            "/help 'who'",
+            cmd(Help {
+                topic: Some("who".into()),
+            }),
+        );
+        check(
+            "/keys remove \"a b\"",
+            cmd(Keys(KeysCommand::Remove {
+                fingerprint: "a b".into(),
+            })),
+        );
+        check(
+            "/keys remove 'a \"b'",
+            cmd(Keys(KeysCommand::Remove {
+                fingerprint: "a \"b".into(),
+            })),
+        );
+        check(
+            "/keys remove \"a \\\"b\\\\\"",
+            cmd(Keys(KeysCommand::Remove {
+                fingerprint: "a \"b\\".into(),
+            })),
+        );
+        check(
+            "/keys remove \"\"",
+            cmd(Keys(KeysCommand::Remove {
+                fingerprint: String::new(),
+            })),
+        );
+        check("/keys remove \"abc", Want::Quote(13));
+        check("/keys remove 'abc", Want::Quote(13));
+        check("/keys remove \"abc\\\"", Want::Quote(13));
+        check("/who \"", Want::Quote(5));
+    }
+
+    #[test]
+    fn exec_form() {
+        use Command::*;
+        check_exec("who", cmd(Who { json: false }));
+        check_exec("who --json", cmd(Who { json: true }));
+        check_exec("/who --json", cmd(Who { json: true }));
+        check_exec(
+            "history 3 --json",
+            cmd(History {
+                count: Some(3),
+                json: true,
+            }),
+        );
+        check_exec(
+            "say hello",
+            cmd(Say {
+                text: "hello".into(),
+            }),
+        );
+        check_exec(
+            "keys add ssh-ed25519 AAAA",
+            cmd(Keys(KeysCommand::Add {
+                key: "ssh-ed25519 AAAA".into(),
+            })),
+        );
+        check_exec("exit", cmd(Quit));
+        check_exec("whoo", Want::Unknown("whoo", Some("who"), 0));
+        check_exec("xyzzy plugh", Want::Unknown("xyzzy", None, 0));
+        check_exec("", Want::Unknown("", None, 0));
+        check_exec("history x", Want::Usage("history", 8));
+    }
+
+    #[test]
+    fn too_long_lines() {
+        check(
+            &"a".repeat(MAX_LINE_BYTES),
+            chat(&"a".repeat(MAX_LINE_BYTES)),
+        );
+        check(&"a".repeat(MAX_LINE_BYTES + 1), Want::TooLong);
+        check_exec(
+            &format!("say {}", "a".repeat(MAX_LINE_BYTES)),
+            Want::TooLong,
+        );
+    }
+
+    fn check_message(input: &str, expected: &str) {
+        let message = match parse_shell_line(input) {
+            Err(e) => e.to_string(),
+            Ok(line) => panic!("{input:?} parsed as {line:?}"),
+        };
+        assert_eq!(message, expected, "input {input:?}");
+    }
+
+    #[test]
+    fn error_messages() {
+        check_message("/whoo", "unknown command \"/whoo\"; did you mean /who?");
+        check_message("/xyzzy", "unknown command \"/xyzzy\"; try /help");
+        check_message("/", "missing command name; try /help");
+        check_message(
+            "/history abc",
+            "/history: \"abc\" is not a number; usage: /history [N] [--json]",
+        );
+        check_message(
+            "/who --xml",
+            "/who: unknown option \"--xml\"; usage: /who [--json]",
+        );
+        check_message("/say", "/say: missing text; usage: /say TEXT");
+        check_message(
+            "/help whoo",
+            "/help: no command named \"whoo\" (did you mean who?); usage: /help [CMD]",
+        );
+        check_message("/keys remove \"x", "unterminated quote at byte 13");
+        check_message(
+            &"x".repeat(2000),
+            "line too long: 2000 bytes (the limit is 1024)",
+        );
+        let exec = parse_exec("whoo").map_err(|e| e.to_string());
+        assert_eq!(
+            exec,
+            Err("unknown command \"whoo\"; did you mean who?".to_owned())
+        );
+    }
+
+    #[test]
+    fn every_command_is_reachable_and_documented() {
+        for spec in COMMANDS {
+            assert!(command_spec(spec.name).is_some());
+            assert!(command_spec(&format!("/{}", spec.name)).is_some());
+            assert!(
+                spec.usage.starts_with(&format!("/{}", spec.name)),
+                "{}",
+                spec.name
+            );
+            assert!(!spec.summary.is_empty() && !spec.help.is_empty());
+        }
+        assert!(command_spec("nope").is_none());
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("who", "who"), 0);
+        assert_eq!(edit_distance("whoo", "who"), 1);
+        assert_eq!(edit_distance("hlep", "help"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

@@ -1,0 +1,293 @@
+//! The local chat room: who is online, lines said, and their delivery to every open shell.
+//!
+//! **Boundary:** this module knows nothing of SSH. Sessions subscribe to [`ChatEvent`]s and
+//! render them however their client needs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::store::{self, ChatKind, Store, StoreError, StoredLine};
+
+/// Longest chat line in bytes, after sanitizing (ssh-chat uses the same bound).
+pub const MAX_LINE_BYTES: usize = rosewire_shell::command::MAX_LINE_BYTES;
+/// Lines a user may send in a burst before the rate limit applies.
+pub const RATE_BURST: u32 = 5;
+/// After a burst, one more line is allowed per this interval.
+pub const RATE_REFILL: Duration = Duration::from_secs(1);
+/// Events buffered per subscriber; a session further behind is told how many it missed.
+pub const EVENT_BUFFER: usize = 1024;
+/// Most lines `/history` shows at once.
+pub const MAX_HISTORY: usize = 500;
+
+/// `@nick@domain`: a user's network-wide address.
+pub fn address(nick: &str, domain: &str) -> String {
+    format!("@{nick}@{domain}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    pub id: i64,
+    pub at: i64,
+    pub from_nick: String,
+    pub from_domain: String,
+    pub kind: ChatKind,
+    pub text: String,
+}
+
+impl ChatLine {
+    pub fn from_address(&self) -> String {
+        address(&self.from_nick, &self.from_domain)
+    }
+}
+
+impl From<StoredLine> for ChatLine {
+    fn from(l: StoredLine) -> Self {
+        ChatLine {
+            id: l.id,
+            at: l.at,
+            from_nick: l.from_nick,
+            from_domain: l.from_domain,
+            kind: l.kind,
+            text: l.text,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ChatEvent {
+    Line(Arc<ChatLine>),
+    Joined { nick: String },
+    Left { nick: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("nothing to say: the line is empty")]
+    Empty,
+    #[error("line too long: {len} bytes, the limit is {MAX_LINE_BYTES}")]
+    TooLong { len: usize },
+    #[error("slow down: at most {RATE_BURST} lines in a row, then one a second; \"{preview}\" was not sent")]
+    RateLimited { preview: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One user's online presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Online {
+    pub nick: String,
+    /// Open interactive shells; the user is listed while this is above zero.
+    pub shells: usize,
+}
+
+/// A token bucket per user, with time as an input so it can be tested without sleeping.
+#[derive(Debug, Default)]
+struct RateLimiter {
+    buckets: HashMap<String, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    fn allow(&mut self, user: &str, now: Instant) -> bool {
+        let (tokens, last) = self
+            .buckets
+            .entry(user.to_owned())
+            .or_insert((f64::from(RATE_BURST), now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() / RATE_REFILL.as_secs_f64();
+        *tokens = (*tokens + refill).min(f64::from(RATE_BURST));
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drops full buckets so the map does not grow with every user ever seen.
+    fn forget_idle(&mut self, now: Instant) {
+        let full = RATE_REFILL * RATE_BURST;
+        self.buckets
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) < full);
+    }
+}
+
+/// The chat room of this instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Chat {
+    domain: Arc<str>,
+    store: Store,
+    events: broadcast::Sender<ChatEvent>,
+    online: Arc<Mutex<HashMap<String, Online>>>,
+    limiter: Arc<Mutex<RateLimiter>>,
+}
+
+impl Chat {
+    pub fn new(domain: &str, store: Store) -> Chat {
+        Chat {
+            domain: domain.into(),
+            store,
+            events: broadcast::channel(EVENT_BUFFER).0,
+            online: Arc::default(),
+            limiter: Arc::default(),
+        }
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ChatEvent> {
+        self.events.subscribe()
+    }
+
+    /// Marks a shell of `nick` open; the first one announces the user.
+    pub fn join(&self, nick: &str) {
+        let first = {
+            let mut online = lock(&self.online);
+            let entry = online.entry(nick.to_lowercase()).or_insert_with(|| Online {
+                nick: nick.to_owned(),
+                shells: 0,
+            });
+            entry.shells += 1;
+            entry.shells == 1
+        };
+        if first {
+            let _ = self.events.send(ChatEvent::Joined {
+                nick: nick.to_owned(),
+            });
+        }
+    }
+
+    /// Marks a shell of `nick` closed; the last one announces the departure.
+    pub fn leave(&self, nick: &str) {
+        let last = {
+            let mut online = lock(&self.online);
+            let key = nick.to_lowercase();
+            match online.get_mut(&key) {
+                Some(entry) if entry.shells > 1 => {
+                    entry.shells -= 1;
+                    false
+                }
+                Some(_) => {
+                    online.remove(&key);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            let _ = self.events.send(ChatEvent::Left {
+                nick: nick.to_owned(),
+            });
+        }
+    }
+
+    /// Users with a shell open, sorted by nickname.
+    pub fn online(&self) -> Vec<Online> {
+        let mut list: Vec<Online> = lock(&self.online).values().cloned().collect();
+        list.sort_by_key(|o| o.nick.to_lowercase());
+        list
+    }
+
+    pub fn online_count(&self) -> usize {
+        lock(&self.online).len()
+    }
+
+    /// Says a line as `nick`: sanitizes, bounds, rate-limits, stores, and delivers it.
+    pub async fn post(&self, nick: &str, kind: ChatKind, text: &str) -> Result<Arc<ChatLine>, ChatError> {
+        let text = rosewire_shell::sanitize(text).trim().to_owned();
+        if text.is_empty() {
+            return Err(ChatError::Empty);
+        }
+        if text.len() > MAX_LINE_BYTES {
+            return Err(ChatError::TooLong { len: text.len() });
+        }
+        let allowed = {
+            let mut limiter = lock(&self.limiter);
+            let now = Instant::now();
+            limiter.forget_idle(now);
+            limiter.allow(&nick.to_lowercase(), now)
+        };
+        if !allowed {
+            return Err(ChatError::RateLimited {
+                preview: preview(&text),
+            });
+        }
+        let at = unix_now();
+        let (from_nick, from_domain, stored_text) = (nick.to_owned(), self.domain.to_string(), text.clone());
+        let id = self
+            .store
+            .call(move |conn| store::chat::insert_line(conn, at, &from_nick, &from_domain, kind, &stored_text))
+            .await?;
+        let line = Arc::new(ChatLine {
+            id,
+            at,
+            from_nick: nick.to_owned(),
+            from_domain: self.domain.to_string(),
+            kind,
+            text,
+        });
+        let _ = self.events.send(ChatEvent::Line(line.clone()));
+        Ok(line)
+    }
+
+    /// The newest `count` lines, oldest first.
+    pub async fn history(&self, count: usize) -> Result<Vec<ChatLine>, StoreError> {
+        let count = count.min(MAX_HISTORY);
+        let lines = self
+            .store
+            .call(move |conn| store::chat::recent_lines(conn, count))
+            .await?;
+        Ok(lines.into_iter().map(ChatLine::from).collect())
+    }
+}
+
+/// The first few characters of a line, for messages about it.
+fn preview(text: &str) -> String {
+    const PREVIEW_CHARS: usize = 20;
+    let mut p: String = text.chars().take(PREVIEW_CHARS).collect();
+    if p.len() < text.len() {
+        p.push('…');
+    }
+    p
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Locks a mutex, recovering the data if a panicking session poisoned it: the maps guarded
+/// here stay consistent after every statement, so a panic elsewhere cannot corrupt them.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_one_line_a_second() {
+        let mut rl = RateLimiter::default();
+        let t0 = Instant::now();
+        for _ in 0..RATE_BURST {
+            assert!(rl.allow("alice", t0));
+        }
+        assert!(!rl.allow("alice", t0), "the burst is spent");
+        assert!(rl.allow("bob", t0), "users have their own buckets");
+        assert!(rl.allow("alice", t0 + RATE_REFILL), "one line refills per interval");
+        assert!(!rl.allow("alice", t0 + RATE_REFILL));
+    }
+
+    #[test]
+    fn previews_are_short() {
+        assert_eq!(preview("hi"), "hi");
+        assert_eq!(preview(&"x".repeat(50)).chars().count(), 21);
+    }
+}

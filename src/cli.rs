@@ -1,0 +1,240 @@
+//! The command line: `rosewire serve`, `rosewire init`.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::config::{Config, DEFAULT_CONFIG_TOML};
+use crate::store::Store;
+
+/// The log filter used when `ROSEWIRE_LOG` is not set.
+const DEFAULT_LOG_FILTER: &str = "info,russh=warn,hyper=warn";
+
+#[derive(Parser, Debug)]
+#[command(name = "rosewire", version, about = "A federated chat and file-sharing network reached with plain SSH")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Run the instance (creates the data directory, keys and database on first run).
+    Serve(ServeArgs),
+    /// Write a commented config file and the instance's keys, then exit.
+    Init(InitArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Config file (default: DATA_DIR/rosewire.toml if it exists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory: host key, database, users' files.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The instance's public name (users are @nick@NAME).
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
+    /// SSH listen address, such as 0.0.0.0:2222.
+    #[arg(long, value_name = "ADDR")]
+    ssh_listen: Option<SocketAddr>,
+    /// HTTP (federation) listen address, such as 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// A peer to contact first (repeatable), such as https://rose.example.
+    #[arg(long, value_name = "URL")]
+    bootstrap: Vec<String>,
+    /// Development mode: plain http peers, loopback addresses, short timers.
+    #[arg(long)]
+    dev: bool,
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Data directory to initialise.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The instance's public name, written into the config.
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Commands::Serve(args) => resolve_config(args).and_then(serve_blocking),
+        Commands::Init(args) => init(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rosewire: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROSEWIRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Defaults, then the config file, then flags; validated last.
+fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let data_dir = args.data_dir.clone().unwrap_or_else(crate::config::default_data_dir);
+            let implicit = Config::config_path_in_data_dir(&data_dir);
+            if implicit.exists() {
+                Config::load(&implicit)?
+            } else {
+                Config {
+                    data_dir,
+                    ..Config::default()
+                }
+            }
+        }
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(domain) = args.domain {
+        config.domain = domain;
+    }
+    if let Some(addr) = args.ssh_listen {
+        config.ssh.listen = addr;
+    }
+    if let Some(addr) = args.http_listen {
+        config.http.listen = addr;
+    }
+    if !args.bootstrap.is_empty() {
+        config.federation.bootstrap = args.bootstrap;
+    }
+    config.dev |= args.dev;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Creates the data directory (mode 0700) if needed.
+fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))
+}
+
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(crate::config::default_data_dir);
+    ensure_data_dir(&data_dir)?;
+    let config_path = Config::config_path_in_data_dir(&data_dir);
+    if config_path.exists() {
+        bail!(
+            "{} already exists; edit it, or remove it to start over",
+            config_path.display()
+        );
+    }
+    let mut text = DEFAULT_CONFIG_TOML.to_owned();
+    if let Some(domain) = &args.domain {
+        text = text.replacen("# domain = \"rose.example\"", &format!("domain = {domain:?}"), 1);
+    }
+    // Refuse to write a config that `serve` would then refuse.
+    let parsed = Config::from_toml(&text, &config_path)?;
+    parsed.validate()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&config_path)
+        .with_context(|| format!("cannot create {}", config_path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let config = Config {
+        data_dir: data_dir.clone(),
+        ..parsed
+    };
+    crate::keys::load_or_create(&config.host_key_path(), "rosewire host key")?;
+    crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
+    println!("wrote {}", config_path.display());
+    println!("wrote {} and {}", config.host_key_path().display(), config.instance_key_path().display());
+    println!("start with: rosewire serve --data-dir {}", data_dir.display());
+    Ok(())
+}
+
+fn serve_blocking(config: Config) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    ensure_data_dir(&config.data_dir)?;
+    let (host_key, created) = crate::keys::load_or_create(&config.host_key_path(), "rosewire host key")?;
+    if created {
+        tracing::info!(path = %config.host_key_path().display(), "created the ssh host key");
+    }
+    crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
+    let (store, store_thread) = Store::open(&config.database_path())
+        .with_context(|| format!("cannot open the database {}", config.database_path().display()))?;
+    let ssh_listener = TcpListener::bind(config.ssh.listen)
+        .await
+        .with_context(|| format!("cannot listen for ssh on {}", config.ssh.listen))?;
+    let http_listener = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen for http on {}", config.http.listen))?;
+    let ssh_addr = ssh_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let fingerprint = host_key.public_key().fingerprint(russh::keys::HashAlg::Sha256);
+    let host = config.domain.split(':').next().unwrap_or_default().to_owned();
+    println!("RoseWire {} serving {}", env!("CARGO_PKG_VERSION"), config.domain);
+    println!("  data directory: {}", config.data_dir.display());
+    println!("  host key: {fingerprint}");
+    println!("  connect with: ssh -p {} YOURNICK@{host}", ssh_addr.port());
+    println!("  (no key yet? make one with: ssh-keygen -t ed25519)");
+    println!("listening: ssh={ssh_addr} http={http_addr}");
+    tracing::info!(%ssh_addr, %http_addr, domain = %config.domain, dev = config.dev, "serving");
+
+    let app = App::new(config, store);
+    let (down_tx, down_rx) = watch::channel(false);
+    let ssh_task = tokio::spawn(crate::ssh::serve(app.clone(), ssh_listener, host_key, down_rx.clone()));
+    let http_task = tokio::spawn(crate::http::serve(app.clone(), http_listener, down_rx));
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: telling sessions");
+    let _ = down_tx.send(true);
+    let _ = ssh_task.await;
+    let _ = http_task.await;
+    drop(app);
+    tokio::task::spawn_blocking(move || store_thread.close())
+        .await
+        .context("closing the database")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

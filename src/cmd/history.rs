@@ -1,0 +1,53 @@
+//! `/history [N] [--json]`: the last N chat lines (default [`DEFAULT_COUNT`]).
+
+use rosewire_shell::Message;
+use serde_json::json;
+
+use super::{json_line, rfc3339, CmdError, Ctx, Output};
+use crate::chat::{ChatLine, MAX_HISTORY};
+use crate::store::ChatKind;
+
+/// Lines shown when no count is given.
+const DEFAULT_COUNT: usize = 20;
+
+pub async fn run(ctx: &Ctx<'_>, count: Option<usize>, json: bool) -> Result<Output, CmdError> {
+    let count = count.unwrap_or(DEFAULT_COUNT);
+    if count == 0 || count > MAX_HISTORY {
+        return Err(CmdError::Usage(format!(
+            "/history: {count} is out of range; give 1 to {MAX_HISTORY}"
+        )));
+    }
+    let lines = ctx
+        .app
+        .chat
+        .history(count)
+        .await
+        .map_err(|e| CmdError::Failed(format!("cannot read the history: {e}")))?;
+    let out = if json {
+        lines.iter().map(json_of).collect()
+    } else {
+        lines.iter().map(|l| message_of(l).plain()).collect()
+    };
+    Ok(Output::lines(out))
+}
+
+fn json_of(line: &ChatLine) -> String {
+    let kind = match line.kind {
+        ChatKind::Say => "say",
+        ChatKind::Me => "me",
+    };
+    json_line(json!({
+        "from": line.from_address(),
+        "text": line.text,
+        "at": rfc3339(line.at),
+        "kind": kind,
+    }))
+}
+
+/// How a stored chat line looks in the message area.
+pub fn message_of(line: &ChatLine) -> Message {
+    match line.kind {
+        ChatKind::Say => Message::chat(line.at, &line.from_nick, &line.text),
+        ChatKind::Me => Message::action(line.at, &line.from_nick, &line.text),
+    }
+}

@@ -1,0 +1,85 @@
+//! Commands: one file each, the same shape in each (`run(ctx, args) -> Result<Output, CmdError>`).
+//!
+//! **Boundary:** commands know nothing of SSH. The session adapter parses a line with
+//! `rosewire_shell`, calls [`run`], and shows the [`Output`] as shell messages or as exec
+//! stdout; a [`CmdError`] becomes an error message, or stderr and exit status 1 or 2.
+
+mod help;
+pub mod history;
+
+mod keys;
+mod me;
+mod say;
+mod who;
+
+use rosewire_shell::Command;
+
+use crate::app::{App, User};
+
+/// What a command runs with.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub user: &'a User,
+}
+
+/// What a command produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Lines of plain text (or JSON objects), in order.
+    pub lines: Vec<String>,
+    /// The session should end (`/quit`).
+    pub quit: bool,
+}
+
+impl Output {
+    fn lines(lines: Vec<String>) -> Output {
+        Output { lines, quit: false }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CmdError {
+    /// The command ran and failed (exit status 1).
+    #[error("{0}")]
+    Failed(String),
+    /// The command was used wrongly (exit status 2).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CmdError {
+    pub fn exit_status(&self) -> u32 {
+        match self {
+            CmdError::Failed(_) => 1,
+            CmdError::Usage(_) => 2,
+        }
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>, command: Command) -> Result<Output, CmdError> {
+    match command {
+        Command::Help { topic } => help::run(topic.as_deref()),
+        Command::Who { json } => Ok(who::run(ctx, json)),
+        Command::Say { text } => say::run(ctx, &text).await,
+        Command::Me { action } => me::run(ctx, &action).await,
+        Command::History { count, json } => history::run(ctx, count, json).await,
+        Command::Keys(keys) => keys::run(ctx, keys).await,
+        Command::Quit => Ok(Output {
+            lines: Vec::new(),
+            quit: true,
+        }),
+    }
+}
+
+/// One JSON object as a line; serializing plain maps and strings cannot fail.
+fn json_line(value: serde_json::Value) -> String {
+    value.to_string()
+}
+
+/// An RFC 3339 timestamp (UTC) for unix seconds.
+fn rfc3339(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}

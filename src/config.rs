@@ -1,0 +1,280 @@
+//! The operator's configuration: TOML with embedded defaults, overridden by command-line
+//! flags, validated once after loading.
+//!
+//! Unknown keys are refused with their path (`serde(deny_unknown_fields)`), so a typo in
+//! `rosewire.toml` is an error at start-up, not a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The commented default configuration, written by `rosewire init`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../assets/rosewire.toml");
+
+/// Longest domain name we accept (RFC 1035 limit on a full name).
+const MAX_DOMAIN_LEN: usize = 253;
+/// Most chat lines replayed to a user who joins; more would only scroll past.
+pub const MAX_REPLAY_LINES: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The instance's public name: the `domain` in `@nick@domain`.
+    pub domain: String,
+    /// Where the host key, the database and the users' files live.
+    pub data_dir: PathBuf,
+    /// Development mode: relaxed federation rules and short timers for local networks and tests.
+    pub dev: bool,
+    pub ssh: SshConfig,
+    pub http: HttpConfig,
+    pub chat: ChatConfig,
+    pub federation: FederationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshConfig {
+    /// Address the SSH server listens on.
+    pub listen: SocketAddr,
+    /// Most SSH connections open at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// New connections one address may open per minute (a token bucket of this size).
+    pub connections_per_minute_per_address: u32,
+    /// A connection with no traffic at all (not even keepalive replies) for this long is closed.
+    pub inactivity_timeout_secs: u64,
+    /// Seconds between keepalive probes to a silent client; 0 turns them off.
+    pub keepalive_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the HTTP (federation) server listens on.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Chat lines shown to a user when the interactive shell opens.
+    pub replay_lines: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Peers to contact first (base URLs such as `https://rose.example`).
+    pub bootstrap: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domain: default_domain(),
+            data_dir: default_data_dir(),
+            dev: false,
+            ssh: SshConfig::default(),
+            http: HttpConfig::default(),
+            chat: ChatConfig::default(),
+            federation: FederationConfig::default(),
+        }
+    }
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 2222)),
+            max_connections: 1024,
+            connections_per_minute_per_address: 120,
+            inactivity_timeout_secs: 3600,
+            keepalive_interval_secs: 30,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig { replay_lines: 50 }
+    }
+}
+
+impl Config {
+    /// Parses a config file's text; `path` only names the file in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Checks what serde cannot: ranges and the shape of names.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !valid_domain(&self.domain, self.dev) {
+            return invalid(format!(
+                "domain {:?} is not a host name{}",
+                self.domain,
+                if self.dev { " (or host:port)" } else { "" }
+            ));
+        }
+        if self.ssh.max_connections == 0 {
+            return invalid("ssh.max_connections must be at least 1".into());
+        }
+        if self.ssh.connections_per_minute_per_address == 0 {
+            return invalid("ssh.connections_per_minute_per_address must be at least 1".into());
+        }
+        if self.ssh.inactivity_timeout_secs == 0 {
+            return invalid("ssh.inactivity_timeout_secs must be at least 1".into());
+        }
+        if self.chat.replay_lines > MAX_REPLAY_LINES {
+            return invalid(format!(
+                "chat.replay_lines = {} is more than the limit of {MAX_REPLAY_LINES}",
+                self.chat.replay_lines
+            ));
+        }
+        for url in &self.federation.bootstrap {
+            let scheme_ok = url.starts_with("https://") || (self.dev && url.starts_with("http://"));
+            if !scheme_ok {
+                return invalid(format!(
+                    "bootstrap peer {url:?} must start with https://{}",
+                    if self.dev { " or http://" } else { " (http:// needs --dev)" }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn host_key_path(&self) -> PathBuf {
+        self.data_dir.join("host_ed25519_key")
+    }
+
+    pub fn instance_key_path(&self) -> PathBuf {
+        self.data_dir.join("instance_ed25519_key")
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("rosewire.db")
+    }
+
+    pub fn config_path_in_data_dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("rosewire.toml")
+    }
+}
+
+/// A host name of letters, digits, `-` and `.`; in dev mode also `host:port`.
+fn valid_domain(domain: &str, dev: bool) -> bool {
+    let (host, port) = match domain.rsplit_once(':') {
+        Some((h, p)) if dev => (h, Some(p)),
+        _ => (domain, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= MAX_DOMAIN_LEN
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+    host_ok && port_ok
+}
+
+/// The machine's host name, or `localhost`.
+fn default_domain() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| valid_domain(s, false))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// `$STATE_DIRECTORY` (systemd), else `$XDG_DATA_HOME/rosewire`, else
+/// `~/.local/share/rosewire`, else `./rosewire-data`.
+pub fn default_data_dir() -> PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = env("STATE_DIRECTORY") {
+        // systemd may pass several colon-separated directories; the first is ours.
+        let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+        return PathBuf::from(first);
+    }
+    if let Some(xdg) = env("XDG_DATA_HOME") {
+        return xdg.join("rosewire");
+    }
+    if let Some(home) = env("HOME") {
+        return home.join(".local/share/rosewire");
+    }
+    PathBuf::from("rosewire-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_embedded_default_config_parses_and_validates() {
+        let config = parse(DEFAULT_CONFIG_TOML).expect("default config parses");
+        config.validate().expect("default config is valid");
+        assert_eq!(config.chat.replay_lines, 50);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let err = parse("[ssh]\nlisten = \"127.0.0.1:22\"\nmax_conections = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_bad_value() {
+        let check = |text: &str, needle: &str| {
+            let err = parse(text).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        };
+        check("domain = \"bad domain\"", "\"bad domain\"");
+        check("domain = \"a.example:8080\"", "a.example:8080");
+        check("[chat]\nreplay_lines = 100000", "100000");
+        check("[federation]\nbootstrap = [\"http://x\"]", "needs --dev");
+        check("[ssh]\nmax_connections = 0", "max_connections");
+    }
+
+    #[test]
+    fn dev_mode_accepts_a_port_in_the_domain() {
+        let config = parse("dev = true\ndomain = \"127.0.0.3:8080\"").unwrap();
+        config.validate().unwrap();
+    }
+}

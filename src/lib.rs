@@ -1,0 +1,30 @@
+//! RoseWire: a federated, privacy-preserving chat and file-sharing network that people reach
+//! with the SSH client they already have.
+//!
+//! # Layout
+//! - [`cli`]: the `rosewire` command line (`serve`, `init`), start-up and shutdown.
+//! - [`config`]: the TOML configuration, its defaults and validation.
+//! - [`app`]: [`app::App`], the state every adapter shares.
+//! - Domain core, free of SSH and HTTP:
+//!   - [`nick`]: nickname rules;
+//!   - [`chat`]: the chat room, presence, rate limit, delivery to sessions;
+//!   - [`cmd`]: one file per command, run for a verified user.
+//! - [`store`]: SQLite on its own thread: migrations, users and keys, chat lines.
+//! - Adapters:
+//!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
+//!   - [`http`]: the HTTP endpoint (health and landing page; federation later).
+//! - [`keys`]: Ed25519 key files.
+//!
+//! The interactive shell's screen, line editor and command grammar live in the sans-IO crate
+//! `rosewire-shell` (`shell/`).
+
+pub mod app;
+pub mod chat;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod nick;
+pub mod ssh;
+pub mod store;

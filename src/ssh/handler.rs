@@ -1,0 +1,249 @@
+//! The russh `Handler`: authentication and channel bookkeeping, nothing else.
+//!
+//! **Invariant:** identity is decided only in `auth_publickey`, for a key whose signature
+//! russh has verified. `auth_publickey_offered` may refuse early but never grants anything.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use futures::FutureExt;
+use russh::keys::HashAlg;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId};
+use tokio::sync::watch;
+use tracing::{Instrument, Span};
+
+use crate::app::{App, User};
+use crate::chat::unix_now;
+use crate::nick;
+use crate::store::{self, AuthOutcome};
+
+/// What a client that could not log in is told through keyboard-interactive.
+const NO_KEY_HELP: &str = "RoseWire logs you in with an SSH key; there are no passwords.\n\
+Make a key once with:  ssh-keygen -t ed25519\n\
+then connect again with:  ssh -p PORT YOURNICK@HOST\n\
+The first key to use a free nickname owns it.\n";
+
+pub struct Handler {
+    app: App,
+    peer: SocketAddr,
+    span: Span,
+    shutdown: watch::Receiver<bool>,
+    /// Set once a verified key has been accepted for the requested nickname.
+    user: Option<User>,
+    /// Why the last public key was refused, told to the client through keyboard-interactive.
+    refusal: Option<String>,
+}
+
+impl Handler {
+    pub fn new(app: App, peer: SocketAddr, span: Span, shutdown: watch::Receiver<bool>) -> Handler {
+        Handler {
+            app,
+            peer,
+            span,
+            shutdown,
+            user: None,
+            refusal: None,
+        }
+    }
+
+    fn reject() -> Auth {
+        Auth::Reject {
+            proceed_with_methods: None,
+            partial_success: false,
+        }
+    }
+}
+
+impl russh::server::Handler for Handler {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Self::reject())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        _offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Nothing is decided for a key merely offered; an impossible nickname is refused early.
+        match nick::validate(user) {
+            Ok(()) => Ok(Auth::Accept),
+            Err(e) => {
+                self.refusal = Some(e.to_string());
+                Ok(Self::reject())
+            }
+        }
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        if let Err(e) = nick::validate(user) {
+            self.refusal = Some(e.to_string());
+            return Ok(Self::reject());
+        }
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        let Ok(openssh) = key.public_key.to_openssh() else {
+            return Ok(Self::reject());
+        };
+        let (nick, fp) = (user.to_owned(), fingerprint.clone());
+        let outcome = self
+            .app
+            .store
+            .call(move |conn| store::users::authenticate(conn, &nick, &fp, &openssh, unix_now()))
+            .await;
+        let (user_id, nick, claimed) = match outcome {
+            Ok(AuthOutcome::Known { user_id, nick }) => (user_id, nick, false),
+            Ok(AuthOutcome::Claimed { user_id, nick }) => (user_id, nick, true),
+            Ok(AuthOutcome::NickTaken) => {
+                tracing::info!(nick = user, %fingerprint, "key refused: nickname owned by another key");
+                self.refusal = Some(format!(
+                    "the nickname {user:?} belongs to another key; pick another nickname, \
+                     or add this key from a session of {user} with /keys add"
+                ));
+                return Ok(Self::reject());
+            }
+            Ok(AuthOutcome::KeyBelongsTo { nick }) => {
+                tracing::info!(nick = user, %fingerprint, owner = %nick, "key refused: it belongs to another nickname");
+                self.refusal = Some(format!(
+                    "this key already belongs to {nick:?}; log in as {nick}, or use another key for {user:?}"
+                ));
+                return Ok(Self::reject());
+            }
+            Err(e) => {
+                tracing::error!("authentication failed on the store: {e}");
+                return Ok(Self::reject());
+            }
+        };
+        if claimed {
+            tracing::info!(%nick, %fingerprint, "nickname claimed");
+        }
+        tracing::info!(%nick, %fingerprint, "key accepted");
+        self.span.record("user", nick.as_str());
+        self.user = Some(User {
+            id: user_id,
+            nick,
+            fingerprint,
+        });
+        Ok(Auth::Accept)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        _user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        if response.is_some() {
+            return Ok(Self::reject());
+        }
+        let mut text = String::new();
+        if let Some(why) = &self.refusal {
+            text.push_str(&format!("Refused: {why}\n"));
+        }
+        text.push_str(NO_KEY_HELP);
+        Ok(Auth::Partial {
+            name: Cow::Borrowed("RoseWire"),
+            instructions: Cow::Owned(text),
+            prompts: Cow::Borrowed(&[]),
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(user) = self.user.clone() else {
+            drop(reply);
+            return Ok(());
+        };
+        reply.accept().await;
+        let id = channel.id();
+        let handle = session.handle();
+        let task = super::session::run(self.app.clone(), user, self.peer, channel, self.shutdown.clone());
+        let span = self.span.clone();
+        tokio::spawn(
+            async move {
+                // A panic ends this session only: report it to the client and close the channel.
+                if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!("session panicked: {what}");
+                    let _ = handle
+                        .extended_data(id, 1, &b"rosewire: internal error; this session is closed\r\n"[..])
+                        .await;
+                    let _ = handle.exit_status_request(id, 1).await;
+                    let _ = handle.eof(id).await;
+                    let _ = handle.close(id).await;
+                }
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(subsystem = name, "subsystem refused: not available yet");
+        session.channel_failure(channel)
+    }
+
+    async fn window_change_request(
+        &mut self,
+        _channel: ChannelId,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // The channel's task receives the new size as a ChannelMsg::WindowChange.
+        Ok(())
+    }
+}

@@ -1,0 +1,414 @@
+//! One task per session channel. It owns everything about the channel: which mode it is in
+//! (interactive shell, plain line mode, exec), the shell state, and the chat subscription.
+
+use std::net::SocketAddr;
+
+use rosewire_shell::{parse_exec, parse_shell_line, Action, Command, Line, Message, Shell, ShellConfig, Status};
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use tokio::sync::{broadcast, watch};
+
+use crate::app::{App, User};
+use crate::chat::{unix_now, Chat, ChatEvent};
+use crate::cmd::{self, history::message_of, Ctx};
+
+/// The MOTD shown when a shell opens.
+const MOTD: &str = include_str!("../../assets/motd.txt");
+/// Terminal sizes outside these bounds are clamped: a client cannot make us allocate a
+/// gigantic screen, and a zero size (some clients send it) becomes usable.
+const MIN_COLS: u16 = 20;
+const MAX_COLS: u16 = 1000;
+const MIN_ROWS: u16 = 4;
+const MAX_ROWS: u16 = 500;
+/// The size assumed when a client sends 0x0.
+const DEFAULT_SIZE: (u16, u16) = (80, 24);
+/// Bytes of an unfinished line kept in plain line mode before it is refused.
+const MAX_PENDING_LINE: usize = 4 * rosewire_shell::command::MAX_LINE_BYTES;
+/// In `--dev` mode only, this exec command panics, so tests can check that a panic ends
+/// only its own session.
+const DEV_PANIC_COMMAND: &str = "__panic";
+
+#[derive(Debug, Clone)]
+struct Pty {
+    term: String,
+    cols: u16,
+    rows: u16,
+}
+
+fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {
+    if cols == 0 || rows == 0 {
+        return DEFAULT_SIZE;
+    }
+    let c = cols.clamp(u32::from(MIN_COLS), u32::from(MAX_COLS));
+    let r = rows.clamp(u32::from(MIN_ROWS), u32::from(MAX_ROWS));
+    (c as u16, r as u16)
+}
+
+/// Marks the user online while a shell is open, even if the task unwinds.
+struct Presence<'a> {
+    chat: &'a Chat,
+    nick: String,
+}
+
+impl<'a> Presence<'a> {
+    fn join(chat: &'a Chat, nick: &str) -> Presence<'a> {
+        chat.join(nick);
+        Presence {
+            chat,
+            nick: nick.to_owned(),
+        }
+    }
+}
+
+impl Drop for Presence<'_> {
+    fn drop(&mut self) {
+        self.chat.leave(&self.nick);
+    }
+}
+
+pub async fn run(app: App, user: User, peer: SocketAddr, mut channel: Channel<Msg>, shutdown: watch::Receiver<bool>) {
+    let mut pty: Option<Pty> = None;
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                ..
+            } => {
+                let (cols, rows) = clamp_size(col_width, row_height);
+                pty = Some(Pty { term, cols, rows });
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                ..
+            } => {
+                if let Some(p) = pty.as_mut() {
+                    (p.cols, p.rows) = clamp_size(col_width, row_height);
+                }
+            }
+            ChannelMsg::RequestShell { .. } => {
+                let (rx, tx) = channel.split();
+                match pty {
+                    Some(pty) => {
+                        tracing::info!(term = %pty.term, cols = pty.cols, rows = pty.rows, "shell opened");
+                        interactive(&app, &user, rx, tx, pty, shutdown).await;
+                    }
+                    None => {
+                        tracing::info!("line-mode shell opened");
+                        line_mode(&app, &user, rx, tx, shutdown).await;
+                    }
+                }
+                tracing::info!("shell closed");
+                return;
+            }
+            ChannelMsg::Exec { command, .. } => {
+                let (_rx, tx) = channel.split();
+                exec(&app, &user, peer, &tx, command, pty.is_some()).await;
+                return;
+            }
+            ChannelMsg::RequestSubsystem { .. } | ChannelMsg::Eof | ChannelMsg::Close => return,
+            _ => {}
+        }
+    }
+}
+
+/// What submitting a line produced.
+#[derive(Default)]
+struct Reply {
+    messages: Vec<Message>,
+    quit: bool,
+}
+
+/// Runs a line typed in a shell (interactive or line mode).
+async fn submit(app: &App, user: &User, line: &str) -> Reply {
+    let now = unix_now();
+    let command = match parse_shell_line(line) {
+        Ok(Line::Empty) => return Reply::default(),
+        Ok(Line::Chat(text)) => Command::Say { text },
+        Ok(Line::Command(command)) => command,
+        Err(e) => {
+            return Reply {
+                messages: vec![Message::error(now, &e.to_string())],
+                quit: false,
+            }
+        }
+    };
+    match cmd::run(&Ctx { app, user }, command).await {
+        Ok(out) => Reply {
+            messages: out.lines.iter().map(|l| Message::output(now, l)).collect(),
+            quit: out.quit,
+        },
+        Err(e) => Reply {
+            messages: vec![Message::error(now, &e.to_string())],
+            quit: false,
+        },
+    }
+}
+
+/// Turns a chat event into a message for the message area; `None` for events not shown.
+fn event_message(event: &ChatEvent, last_replayed: i64) -> Option<Message> {
+    match event {
+        ChatEvent::Line(line) if line.id > last_replayed => Some(message_of(line)),
+        ChatEvent::Line(_) => None,
+        ChatEvent::Joined { nick } => Some(Message::notice(unix_now(), &format!("{nick} joined"))),
+        ChatEvent::Left { nick } => Some(Message::notice(unix_now(), &format!("{nick} left"))),
+    }
+}
+
+/// The messages a new shell starts with: the MOTD, then the latest chat lines.
+/// Returns them with the id of the last replayed line (live lines up to it are duplicates).
+async fn opening(app: &App) -> (Vec<Message>, i64) {
+    let now = unix_now();
+    let mut messages: Vec<Message> = MOTD.lines().map(|l| Message::notice(now, l)).collect();
+    let replay = app.config.chat.replay_lines;
+    let history = if replay == 0 {
+        Vec::new()
+    } else {
+        app.chat.history(replay).await.unwrap_or_else(|e| {
+            tracing::warn!("cannot replay history: {e}");
+            Vec::new()
+        })
+    };
+    let last = history.last().map_or(0, |l| l.id);
+    messages.extend(history.iter().map(message_of));
+    (messages, last)
+}
+
+/// Receives the next chat event; a lagging subscriber gets a notice instead of the lines it
+/// missed. `None` when the chat is gone.
+async fn next_event(events: &mut broadcast::Receiver<ChatEvent>) -> Option<Result<ChatEvent, u64>> {
+    match events.recv().await {
+        Ok(event) => Some(Ok(event)),
+        Err(broadcast::error::RecvError::Lagged(n)) => Some(Err(n)),
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
+fn lagged_notice(missed: u64) -> Message {
+    Message::notice(unix_now(), &format!("{missed} chat lines were skipped: this session fell behind"))
+}
+
+fn shutdown_notice() -> Message {
+    Message::notice(unix_now(), "the server is shutting down; reconnect in a moment")
+}
+
+fn status(app: &App) -> Status {
+    Status {
+        instance: app.domain().to_owned(),
+        online: app.chat.online_count(),
+    }
+}
+
+fn nicks(app: &App) -> Vec<String> {
+    app.chat.online().into_iter().map(|o| o.nick).collect()
+}
+
+async fn interactive(
+    app: &App,
+    user: &User,
+    mut rx: ChannelReadHalf,
+    tx: ChannelWriteHalf<Msg>,
+    pty: Pty,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = app.chat.subscribe();
+    let _presence = Presence::join(&app.chat, &user.nick);
+    let mut shell = Shell::new(ShellConfig {
+        term: pty.term,
+        cols: pty.cols,
+        rows: pty.rows,
+        nick: user.nick.clone(),
+        status: status(app),
+    });
+    let (opening, last_replayed) = opening(app).await;
+    for message in opening {
+        shell.push(message);
+    }
+    shell.set_nicks(nicks(app));
+    'session: loop {
+        let bytes = shell.render();
+        if !bytes.is_empty() && tx.data_bytes(bytes).await.is_err() {
+            break;
+        }
+        tokio::select! {
+            msg = rx.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    for action in shell.handle_input(&data) {
+                        match action {
+                            Action::Submit(line) => {
+                                let reply = submit(app, user, &line).await;
+                                for m in reply.messages {
+                                    shell.push(m);
+                                }
+                                if reply.quit {
+                                    break 'session;
+                                }
+                            }
+                            Action::Quit => break 'session,
+                        }
+                    }
+                }
+                Some(ChannelMsg::WindowChange { col_width, row_height, .. }) => {
+                    let (cols, rows) = clamp_size(col_width, row_height);
+                    shell.resize(cols, rows);
+                }
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            },
+            event = next_event(&mut events) => {
+                let mut next = event;
+                // Drain what is already queued so a burst renders once.
+                loop {
+                    match next {
+                        None => break 'session,
+                        Some(Ok(event)) => {
+                            if matches!(event, ChatEvent::Joined { .. } | ChatEvent::Left { .. }) {
+                                shell.set_nicks(nicks(app));
+                                shell.set_status(status(app));
+                            }
+                            if let Some(m) = event_message(&event, last_replayed) {
+                                shell.push(m);
+                            }
+                        }
+                        Some(Err(missed)) => shell.push(lagged_notice(missed)),
+                    }
+                    next = match events.try_recv() {
+                        Ok(event) => Some(Ok(event)),
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(n)),
+                        Err(_) => break,
+                    };
+                }
+            },
+            _ = crate::app::shutting_down(&mut shutdown) => {
+                shell.push(shutdown_notice());
+                break;
+            }
+        }
+    }
+    let mut last = shell.render();
+    last.extend(shell.farewell());
+    finish(&tx, &last, b"", 0).await;
+}
+
+async fn line_mode(
+    app: &App,
+    user: &User,
+    mut rx: ChannelReadHalf,
+    tx: ChannelWriteHalf<Msg>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = app.chat.subscribe();
+    let _presence = Presence::join(&app.chat, &user.nick);
+    let (opening, last_replayed) = opening(app).await;
+    let mut out = plain_lines(&opening);
+    let mut pending: Vec<u8> = Vec::new();
+    'session: loop {
+        if !out.is_empty() && tx.data_bytes(std::mem::take(&mut out)).await.is_err() {
+            break;
+        }
+        tokio::select! {
+            msg = rx.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    pending.extend_from_slice(&data);
+                    while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                        let raw: Vec<u8> = pending.drain(..=end).collect();
+                        let line = String::from_utf8_lossy(&raw);
+                        let reply = submit(app, user, line.trim_end_matches(['\r', '\n'])).await;
+                        out.extend(plain_lines(&reply.messages));
+                        if reply.quit {
+                            break 'session;
+                        }
+                    }
+                    if pending.len() > MAX_PENDING_LINE {
+                        pending.clear();
+                        out.extend(plain_lines(&[Message::error(
+                            unix_now(),
+                            &format!("line too long: more than {MAX_PENDING_LINE} bytes without a newline; dropped"),
+                        )]));
+                    }
+                }
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                    // A last line without a newline still counts.
+                    if !pending.is_empty() {
+                        let line = String::from_utf8_lossy(&pending).into_owned();
+                        out.extend(plain_lines(&submit(app, user, line.trim_end()).await.messages));
+                    }
+                    break;
+                }
+                Some(_) => {}
+            },
+            event = next_event(&mut events) => match event {
+                None => break,
+                Some(Ok(event)) => {
+                    if let Some(m) = event_message(&event, last_replayed) {
+                        out.extend(plain_lines(&[m]));
+                    }
+                }
+                Some(Err(missed)) => out.extend(plain_lines(&[lagged_notice(missed)])),
+            },
+            _ = crate::app::shutting_down(&mut shutdown) => {
+                out.extend(plain_lines(&[shutdown_notice()]));
+                break;
+            }
+        }
+    }
+    finish(&tx, &out, b"", 0).await;
+}
+
+/// Messages as plain text lines, each ending in `\n`.
+fn plain_lines(messages: &[Message]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in messages {
+        out.extend_from_slice(m.plain().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Runs one exec command: output on stdout, the reason for a failure on stderr, and the exit
+/// status 0 (success), 1 (the command failed) or 2 (usage error).
+async fn exec(app: &App, user: &User, peer: SocketAddr, tx: &ChannelWriteHalf<Msg>, command: Vec<u8>, pty: bool) {
+    let eol = if pty { "\r\n" } else { "\n" };
+    let Ok(command_line) = String::from_utf8(command) else {
+        finish(tx, b"", format!("rosewire: the command is not valid UTF-8{eol}").as_bytes(), 2).await;
+        return;
+    };
+    tracing::info!(%peer, command = %command_line.chars().take(80).collect::<String>(), "exec");
+    if app.config.dev && command_line.trim() == DEV_PANIC_COMMAND {
+        panic!("deliberate panic requested with {DEV_PANIC_COMMAND} (dev mode)");
+    }
+    let parsed = parse_exec(&command_line);
+    let result = match parsed {
+        Ok(command) => cmd::run(&Ctx { app, user }, command).await,
+        Err(e) => Err(cmd::CmdError::Usage(e.to_string())),
+    };
+    match result {
+        Ok(output) => {
+            let mut out = String::new();
+            for line in &output.lines {
+                out.push_str(line);
+                out.push_str(eol);
+            }
+            finish(tx, out.as_bytes(), b"", 0).await;
+        }
+        Err(e) => {
+            let err = format!("rosewire: {e}{eol}");
+            finish(tx, b"", err.as_bytes(), e.exit_status()).await;
+        }
+    }
+}
+
+/// Writes the last output, the exit status, and closes the channel.
+async fn finish(tx: &ChannelWriteHalf<Msg>, stdout: &[u8], stderr: &[u8], status: u32) {
+    if !stdout.is_empty() {
+        let _ = tx.data_bytes(stdout.to_vec()).await;
+    }
+    if !stderr.is_empty() {
+        let _ = tx.extended_data_bytes(1, stderr.to_vec()).await;
+    }
+    let _ = tx.exit_status(status).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}

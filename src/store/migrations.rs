@@ -1,0 +1,74 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//!
+//! Append a migration to [`MIGRATIONS`]; never edit one that has shipped.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, their keys, and the local chat.
+    "CREATE TABLE users (
+        id          INTEGER PRIMARY KEY,
+        nick        TEXT NOT NULL,
+        nick_key    TEXT NOT NULL UNIQUE,  -- lowercase nick: uniqueness is case-insensitive
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE user_keys (
+        fingerprint TEXT PRIMARY KEY,      -- SHA256:... of the public key
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        public_key  TEXT NOT NULL,         -- OpenSSH one-line form
+        added_at    INTEGER NOT NULL
+    );
+    CREATE INDEX user_keys_by_user ON user_keys(user_id);
+    CREATE TABLE chat_lines (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,      -- unix seconds
+        from_nick   TEXT NOT NULL,
+        from_domain TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('say', 'me')),
+        text        TEXT NOT NULL
+    );",
+];
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Conflict(format!(
+            "the database is at schema version {current}, newer than this rosewire ({}); upgrade rosewire",
+            MIGRATIONS.len()
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (version + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = version + 1, "database migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("99"), "{err}");
+    }
+}

@@ -1,0 +1,106 @@
+//! The store: one SQLite database (WAL) owned by one dedicated thread.
+//!
+//! **Invariant:** no SQL runs on the async runtime. Callers send a closure to the store thread
+//! with [`Store::call`] and await its answer; the thread runs jobs one after another on its
+//! single connection, which is also the single writer SQLite wants.
+
+pub mod chat;
+mod migrations;
+pub mod users;
+
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+pub use chat::{ChatKind, StoredLine};
+pub use users::{AuthOutcome, KeyRecord};
+
+/// Jobs waiting for the store thread; senders wait when it is full (backpressure).
+const QUEUE_DEPTH: usize = 256;
+/// How long a statement waits for a lock held by another process (for example `sqlite3`).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store is closed")]
+    Closed,
+    #[error("{0}")]
+    Conflict(String),
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A cheap, cloneable handle to the store thread.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Owns the store thread; [`StoreThread::close`] drains the queue and closes the database.
+pub struct StoreThread {
+    thread: JoinHandle<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, migrates it, and starts its thread.
+    pub fn open(path: &Path) -> Result<(Store, StoreThread), StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrations::migrate(&mut conn)?;
+        let (tx, mut rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("rosewire-store".into())
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    job(&mut conn);
+                }
+                // Every handle is gone: fold the WAL back into the database and close.
+                if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+                    tracing::warn!("wal checkpoint on close failed: {e}");
+                }
+                match conn.close() {
+                    Ok(()) => tracing::info!("database closed"),
+                    Err((_, e)) => tracing::error!("database close failed: {e}"),
+                }
+            })
+            .map_err(|e| StoreError::Conflict(format!("cannot start the store thread: {e}")))?;
+        Ok((Store { jobs: tx }, StoreThread { thread }))
+    }
+
+    /// Runs `f` on the store thread and returns its result.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl StoreThread {
+    /// Waits until every [`Store`] handle is dropped and the database is closed.
+    pub fn close(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("the store thread panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn open_in_memory() -> Connection {
+    let mut conn = Connection::open_in_memory().expect("in-memory database");
+    migrations::migrate(&mut conn).expect("migrations apply");
+    conn
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `rosewire` binary on loopback, driven by real OpenSSH clients
+//! (`ssh`, `ssh -T`, `ssh -tt` under tmux) with keys made by `ssh-keygen`.
+
+mod auth;
+mod chat;
+mod exec;
+mod server;
+mod shell_tty;
+mod util;

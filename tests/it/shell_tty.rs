@@ -1,0 +1,86 @@
+//! The interactive shell end to end: a real `ssh -tt` in a real terminal (tmux).
+
+use crate::util::*;
+
+/// The last non-blank row of a captured screen: where the input line is.
+fn input_row(screen: &str) -> String {
+    screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_typed_line_appears_in_the_shell() {
+    let rose = Instance::start("127.0.0.6");
+    let a = Key::new("a");
+    let tmux = Tmux::start(&rose.ssh_shell_line(&a, "alice", "-tt"), 100, 30);
+    tmux.expect("the welcome", |s| s.contains("Welcome to RoseWire"));
+    tmux.type_text("hello from tmux");
+    tmux.send_keys(&["Enter"]);
+    tmux.expect("alice's own line", |s| s.contains("<alice> hello from tmux"));
+    let history = stdout(&rose.ssh(&a, "alice", &["history"]));
+    assert!(history.contains("hello from tmux"), "{history}");
+}
+
+#[test]
+fn an_incoming_line_does_not_break_the_half_typed_input() {
+    let rose = Instance::start("127.0.0.6");
+    let (a, b) = (Key::new("a"), Key::new("b"));
+    let tmux = Tmux::start(&rose.ssh_shell_line(&a, "alice", "-tt"), 100, 30);
+    tmux.expect("the welcome", |s| s.contains("Welcome to RoseWire"));
+    tmux.type_text("half typed");
+    tmux.expect("the half-typed input", |s| input_row(s).contains("half typed"));
+    for i in 0..3 {
+        assert_exit(&rose.ssh(&b, "bob", &["say", &format!("interruption{i}")]), 0);
+    }
+    let screen = tmux.expect("bob's lines", |s| s.contains("<bob> interruption2"));
+    let row = input_row(&screen);
+    assert!(row.contains("half typed"), "input row garbled: {row:?}\n{screen}");
+    assert!(!row.contains("interruption"), "a chat line landed in the input row: {row:?}");
+    // The input continues where it was and is sent whole.
+    tmux.type_text(" and finished");
+    tmux.send_keys(&["Enter"]);
+    tmux.expect("the finished line", |s| s.contains("<alice> half typed and finished"));
+}
+
+#[test]
+fn line_editing_and_completion_work_through_a_real_terminal() {
+    let rose = Instance::start("127.0.0.6");
+    let a = Key::new("a");
+    let tmux = Tmux::start(&rose.ssh_shell_line(&a, "alice", "-tt"), 100, 30);
+    tmux.expect("the welcome", |s| s.contains("Welcome to RoseWire"));
+    // Type a word, delete it with Ctrl-W, type another; move Home and insert.
+    tmux.type_text("wrong");
+    tmux.send_keys(&["C-w"]);
+    tmux.type_text("world");
+    tmux.send_keys(&["Home"]);
+    tmux.type_text("hello ");
+    tmux.send_keys(&["Enter"]);
+    tmux.expect("the edited line", |s| s.contains("<alice> hello world"));
+    // Tab completes a command.
+    tmux.type_text("/wh");
+    tmux.send_keys(&["Tab"]);
+    tmux.expect("the completed command", |s| input_row(s).contains("/who"));
+    tmux.send_keys(&["Enter"]);
+    tmux.expect("the who output", |s| s.contains(&format!("@alice@{}", rose.domain)));
+    // Up recalls the previous line.
+    tmux.send_keys(&["Up"]);
+    tmux.expect("the recalled line", |s| input_row(s).contains("/who"));
+}
+
+#[test]
+fn a_resize_keeps_the_input_line_at_the_bottom() {
+    let rose = Instance::start("127.0.0.6");
+    let a = Key::new("a");
+    let tmux = Tmux::start(&rose.ssh_shell_line(&a, "alice", "-tt"), 100, 30);
+    tmux.expect("the welcome", |s| s.contains("Welcome to RoseWire"));
+    tmux.type_text("still here");
+    tmux.resize(60, 15);
+    let screen = tmux.expect("the input after resize", |s| {
+        s.lines().count() <= 15 && input_row(s).contains("still here")
+    });
+    assert!(screen.lines().all(|l| l.chars().count() <= 60), "{screen}");
+}
