@@ -210,6 +210,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("listening: ssh={ssh_addr} http={http_addr}");
     tracing::info!(%ssh_addr, %http_addr, domain = %config.domain, dev = config.dev, "serving");
 
+    // The addresses actually bound (a port of 0 picks a free one).
+    let mut config = config;
+    config.ssh.listen = ssh_addr;
+    config.http.listen = http_addr;
     let app = App::new(config, store);
     let (down_tx, down_rx) = watch::channel(false);
     let ssh_task = tokio::spawn(crate::ssh::serve(app.clone(), ssh_listener, host_key, down_rx.clone()));

@@ -78,8 +78,12 @@ fn impossible_nicknames_are_refused() {
 fn a_client_without_a_key_is_told_how_to_make_one() {
     let rose = Instance::start("127.0.0.2");
     let out = std::process::Command::new("ssh")
-        .args(ssh_options(rose.ssh_port))
+        .args(["-p", &rose.ssh_port.to_string(), "-b", CLIENT_ADDR])
         .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
             "-o",
             "BatchMode=no",
             "-o",

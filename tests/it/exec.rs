@@ -21,7 +21,7 @@ fn an_unknown_command_is_a_usage_error_naming_the_closest_command() {
     let out = rose.ssh(&a, "alice", &["whoo"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
-    assert!(err.contains("whoo") && err.contains("/who"), "{err}");
+    assert!(err.contains("\"whoo\"") && err.contains("did you mean who"), "{err}");
     assert!(stdout(&out).is_empty());
 }
 
@@ -47,11 +47,12 @@ fn help_for_one_command_shows_its_usage() {
 }
 
 #[test]
-fn quoted_arguments_arrive_whole() {
+fn a_chat_line_keeps_its_spacing_and_quotes() {
     let rose = Instance::start("127.0.0.4");
     let a = Key::new("a");
-    assert_exit(&rose.ssh(&a, "alice", &["say", "'two  spaces'"]), 0);
+    // ssh joins its arguments with spaces; the text of `say` is the rest of the line as is.
+    assert_exit(&rose.ssh(&a, "alice", &["say", "it's  \"quoted\""]), 0);
     let history = stdout(&rose.ssh(&a, "alice", &["history", "1", "--json"]));
     let line: serde_json::Value = serde_json::from_str(history.trim()).expect("json");
-    assert_eq!(line["text"], "two  spaces");
+    assert_eq!(line["text"], "it's  \"quoted\"");
 }
