@@ -34,7 +34,7 @@ enum Commands {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Config file (default: DATA_DIR/rosewire.toml if it exists).
+    /// Config file (default: $CONFIGURATION_DIRECTORY/rosewire.toml, else DATA_DIR/rosewire.toml, if present).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory: host key, database, users' files.
@@ -98,8 +98,7 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
         Some(path) => Config::load(path)?,
         None => {
             let data_dir = args.data_dir.clone().unwrap_or_else(crate::config::default_data_dir);
-            let implicit = Config::config_path_in_data_dir(&data_dir);
-            if implicit.exists() {
+            if let Some(implicit) = implicit_config_path(&data_dir) {
                 Config::load(&implicit)?
             } else {
                 Config {
@@ -127,6 +126,18 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
     config.dev |= args.dev;
     config.validate()?;
     Ok(config)
+}
+
+/// The config file read when `--config` is not given: `$CONFIGURATION_DIRECTORY/rosewire.toml`
+/// (systemd's ConfigurationDirectory), else `DATA_DIR/rosewire.toml`, if either exists.
+fn implicit_config_path(data_dir: &Path) -> Option<PathBuf> {
+    let from_systemd = std::env::var_os("CONFIGURATION_DIRECTORY")
+        .filter(|v| !v.is_empty())
+        .map(|dir| PathBuf::from(dir).join("rosewire.toml"));
+    from_systemd
+        .into_iter()
+        .chain([Config::config_path_in_data_dir(data_dir)])
+        .find(|p| p.exists())
 }
 
 /// Creates the data directory (mode 0700) if needed.
