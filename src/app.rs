@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::chat::Chat;
 use crate::config::Config;
+use crate::library::Library;
 use crate::store::Store;
 
 /// Shared state of a running instance. Cheap to clone.
@@ -15,15 +16,19 @@ pub struct App {
     pub store: Store,
     /// The local chat room and who is online.
     pub chat: Chat,
+    /// Users' files on disk and in the catalog.
+    pub library: Library,
 }
 
 impl App {
     pub fn new(config: Config, store: Store) -> App {
         let chat = Chat::new(&config.domain, store.clone());
+        let library = Library::new(&config.data_dir, store.clone(), config.library.clone());
         App {
             config: Arc::new(config),
             store,
             chat,
+            library,
         }
     }
 

@@ -42,6 +42,7 @@ pub struct Config {
     pub ssh: SshConfig,
     pub http: HttpConfig,
     pub chat: ChatConfig,
+    pub library: LibraryConfig,
     pub federation: FederationConfig,
 }
 
@@ -74,6 +75,24 @@ pub struct ChatConfig {
     pub replay_lines: usize,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LibraryConfig {
+    /// Bytes each user may keep in `library/` and `downloads/` together.
+    pub quota_bytes: u64,
+    /// Largest single file a user may upload or download, in bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for LibraryConfig {
+    fn default() -> Self {
+        LibraryConfig {
+            quota_bytes: 10 << 30,
+            max_file_bytes: 4 << 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationConfig {
@@ -90,6 +109,7 @@ impl Default for Config {
             ssh: SshConfig::default(),
             http: HttpConfig::default(),
             chat: ChatConfig::default(),
+            library: LibraryConfig::default(),
             federation: FederationConfig::default(),
         }
     }
@@ -161,6 +181,12 @@ impl Config {
             return invalid(format!(
                 "chat.replay_lines = {} is more than the limit of {MAX_REPLAY_LINES}",
                 self.chat.replay_lines
+            ));
+        }
+        if self.library.max_file_bytes == 0 || self.library.max_file_bytes > self.library.quota_bytes {
+            return invalid(format!(
+                "library.max_file_bytes = {} must be between 1 and library.quota_bytes ({})",
+                self.library.max_file_bytes, self.library.quota_bytes
             ));
         }
         for url in &self.federation.bootstrap {

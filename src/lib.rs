@@ -8,10 +8,12 @@
 //! - Domain core, free of SSH and HTTP:
 //!   - [`nick`]: nickname rules;
 //!   - [`chat`]: the chat room, presence, rate limit, delivery to sessions;
-//!   - [`cmd`]: one file per command, run for a verified user.
+//!   - [`cmd`]: one file per command, run for a verified user;
+//!   - [`library`]: users' files on disk and in the catalog.
 //! - [`store`]: SQLite on its own thread: migrations, users and keys, chat lines.
 //! - Adapters:
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
+//!   - [`sftp`]: the SFTP subsystem over a user's `library/` and `downloads/`;
 //!   - [`http`]: the HTTP endpoint (health and landing page; federation later).
 //! - [`keys`]: Ed25519 key files.
 //!
@@ -25,6 +27,8 @@ pub mod cmd;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod library;
 pub mod nick;
+pub mod sftp;
 pub mod ssh;
 pub mod store;

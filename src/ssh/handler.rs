@@ -230,8 +230,13 @@ impl russh::server::Handler for Handler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(subsystem = name, "subsystem refused: not available yet");
-        session.channel_failure(channel)
+        if name == "sftp" {
+            tracing::info!("sftp subsystem opened");
+            session.channel_success(channel)
+        } else {
+            tracing::info!(subsystem = name, "unknown subsystem refused");
+            session.channel_failure(channel)
+        }
     }
 
     async fn window_change_request(

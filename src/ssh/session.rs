@@ -108,7 +108,14 @@ pub async fn run(app: App, user: User, peer: SocketAddr, mut channel: Channel<Ms
                 exec(&app, &user, peer, &tx, command, pty.is_some()).await;
                 return;
             }
-            ChannelMsg::RequestSubsystem { .. } | ChannelMsg::Eof | ChannelMsg::Close => return,
+            ChannelMsg::RequestSubsystem { name, .. } => {
+                if name == "sftp" {
+                    crate::sftp::serve(app, user, channel.into_stream()).await;
+                    tracing::info!("sftp subsystem closed");
+                }
+                return;
+            }
+            ChannelMsg::Eof | ChannelMsg::Close => return,
             _ => {}
         }
     }

@@ -30,6 +30,24 @@ const MIGRATIONS: &[&str] = &[
         kind        TEXT NOT NULL CHECK (kind IN ('say', 'me')),
         text        TEXT NOT NULL
     );",
+    // 2: the library catalog and its full-text index.
+    "CREATE TABLE files (
+        id          INTEGER PRIMARY KEY,
+        owner_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        path        TEXT NOT NULL,         -- inside library/, '/'-separated, no leading '/'
+        name        TEXT NOT NULL,         -- the last component of path
+        size        INTEGER NOT NULL,
+        hash        TEXT NOT NULL,         -- hex BLAKE3 of the content: the network id
+        modified    INTEGER NOT NULL,      -- unix seconds
+        shared      INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (owner_id, path)
+    );
+    CREATE INDEX files_by_hash ON files(hash);
+    CREATE INDEX files_shared_by_owner ON files(owner_id, shared);
+    -- rowid = files.id; the words of the name and of the folders above it.
+    CREATE VIRTUAL TABLE files_fts USING fts5(
+        words, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# RoseWire foundation benchmark: login cost against Debian's OpenSSH server, and capacity
+# (N concurrent interactive sessions on one instance, one chat line reaching all of them,
+# peak RSS of the server). See benches/README.md for what each figure means.
+#
+# Usage: benches/foundation.sh            (from anywhere; needs loopback 127.0.0.2/3/9 only)
+# Knobs (environment): SESSIONS=500 LOGIN_RUNS=20 BATCH=50 KEEP=1 (keep the temp dir) NO_BUILD=1
+#
+# Network: loopback only. Every loop is bounded in count and in time.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SESSIONS=${SESSIONS:-500}
+LOGIN_RUNS=${LOGIN_RUNS:-20}
+BATCH=${BATCH:-50}
+PROBE_WAIT_SECS=${PROBE_WAIT_SECS:-30}   # how long the chat line may take to reach everyone
+CONNECT_WAIT_SECS=${CONNECT_WAIT_SECS:-60} # how long one batch of sessions may take to show up
+OURS_IP=127.0.0.2
+SSHD_IP=127.0.0.3
+CLIENT_IP=127.0.0.9
+RESULTS_DIR="$ROOT/benches/results"
+RESULTS="$RESULTS_DIR/foundation-latest.md"
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# --- 1. prerequisites ---------------------------------------------------------------------
+need_install=()
+[ -x /usr/sbin/sshd ] || need_install+=(openssh-server)
+command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need_install+=(openssh-client)
+command -v python3 >/dev/null || need_install+=(python3)
+if [ ${#need_install[@]} -gt 0 ]; then
+    log "installing ${need_install[*]}"
+    SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${need_install[@]}" >/dev/null \
+        || die "apt-get install ${need_install[*]} failed"
+fi
+if [ -z "${NO_BUILD:-}" ]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+ROSEWIRE="$ROOT/target/release/rosewire"
+[ -x "$ROSEWIRE" ] || die "$ROSEWIRE missing"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/rosewire-bench.XXXXXX")
+SESSION_PIDS=()
+ROSEWIRE_PID=
+SSHD_PID=
+
+stop_pids() { # TERM, then up to 10 s for them to go, then KILL
+    [ $# -gt 0 ] || return 0
+    kill "$@" 2>/dev/null || true
+    local p _
+    for _ in $(seq 1 100); do
+        local alive=0
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1 && break; done
+        [ $alive -eq 0 ] && break
+        sleep 0.1
+    done
+    kill -KILL "$@" 2>/dev/null || true
+    wait "$@" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_pids "${SESSION_PIDS[@]}"
+    stop_pids $ROSEWIRE_PID $SSHD_PID
+    exec 9>&- 2>/dev/null || true
+    if [ -n "${KEEP:-}" ] || [ $rc -ne 0 ]; then
+        log "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { # an unused TCP port on address $1 (the race with other programs is harmless here)
+    python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"
+}
+
+keygen() { ssh-keygen -q -t ed25519 -N '' -C "$2" -f "$1"; }
+
+SSH_COMMON=(-b "$CLIENT_IP" -o BatchMode=yes -o StrictHostKeyChecking=no
+    -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o LogLevel=ERROR
+    -o ConnectTimeout=30 -o ControlMaster=no -o ControlPath=none)
+
+# --- 2. servers -------------------------------------------------------------------------
+mkdir -p "$WORK/sshd" "$WORK/rosewire" "$WORK/keys" "$WORK/sessions"
+keygen "$WORK/keys/alice" alice
+keygen "$WORK/sshd/host_ed25519" sshd-host
+cp "$WORK/keys/alice.pub" "$WORK/sshd/authorized_keys"
+SSHD_USER=$(id -un)
+SSHD_PORT=$(free_port "$SSHD_IP")
+cat >"$WORK/sshd/sshd_config" <<EOF
+ListenAddress $SSHD_IP
+Port $SSHD_PORT
+HostKey $WORK/sshd/host_ed25519
+AuthorizedKeysFile $WORK/sshd/authorized_keys
+PidFile $WORK/sshd/sshd.pid
+UsePAM no
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowUsers $SSHD_USER
+PrintMotd no
+PrintLastLog no
+UseDNS no
+X11Forwarding no
+MaxStartups 100:30:200
+LogLevel ERROR
+EOF
+# Privilege separation directory (needed when sshd runs as root; harmless otherwise).
+if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd && chmod 755 /run/sshd; fi
+/usr/sbin/sshd -t -f "$WORK/sshd/sshd_config" || die "sshd -t rejected the config"
+/usr/sbin/sshd -D -e -f "$WORK/sshd/sshd_config" 2>"$WORK/sshd/sshd.log" &
+SSHD_PID=$!
+
+cat >"$WORK/rosewire/config.toml" <<EOF
+[ssh]
+connections_per_minute_per_address = 100000
+max_connections = 2048
+EOF
+NO_COLOR=1 ROSEWIRE_LOG=${ROSEWIRE_LOG:-info} "$ROSEWIRE" serve --config "$WORK/rosewire/config.toml" \
+    --data-dir "$WORK/rosewire/data" --domain bench.test \
+    --ssh-listen "$OURS_IP:0" --http-listen "$OURS_IP:0" --dev \
+    </dev/null >"$WORK/rosewire/stdout.log" 2>"$WORK/rosewire/server.log" &
+ROSEWIRE_PID=$!
+
+OURS_PORT=
+for _ in $(seq 1 300); do # up to 30 s
+    OURS_PORT=$(sed -n "s/^listening: ssh=$OURS_IP:\([0-9]*\) .*/\1/p" "$WORK/rosewire/stdout.log")
+    [ -n "$OURS_PORT" ] && break
+    kill -0 "$ROSEWIRE_PID" 2>/dev/null || die "rosewire exited: $(tail -5 "$WORK/rosewire/server.log")"
+    sleep 0.1
+done
+[ -n "$OURS_PORT" ] || die "rosewire did not print its listening line within 30 s"
+for _ in $(seq 1 300); do # up to 30 s
+    python3 -c 'import socket,sys; socket.create_connection((sys.argv[1],int(sys.argv[2])),1).close()' \
+        "$SSHD_IP" "$SSHD_PORT" 2>/dev/null && break
+    kill -0 "$SSHD_PID" 2>/dev/null || die "sshd exited: $(cat "$WORK/sshd/sshd.log")"
+    sleep 0.1
+done
+log "rosewire pid $ROSEWIRE_PID on $OURS_IP:$OURS_PORT; sshd pid $SSHD_PID on $SSHD_IP:$SSHD_PORT"
+
+ours() { ssh -p "$OURS_PORT" "${SSH_COMMON[@]}" -i "$WORK/keys/alice" alice@"$OURS_IP" "$@"; }
+# Claim the nickname and check both servers answer before timing anything.
+ours who </dev/null >/dev/null || die "ssh alice@$OURS_IP who failed"
+ssh -p "$SSHD_PORT" "${SSH_COMMON[@]}" -i "$WORK/keys/alice" "$SSHD_USER@$SSHD_IP" true </dev/null \
+    || die "ssh $SSHD_USER@$SSHD_IP true failed; sshd log: $(cat "$WORK/sshd/sshd.log")"
+
+vm() { awk -v k="$2:" '$1==k {printf "%.1f", $2/1024}' "/proc/$1/status"; } # MiB
+IDLE_RSS=$(vm "$ROSEWIRE_PID" VmRSS)
+
+# --- 3. login cost ----------------------------------------------------------------------
+log "login cost: $LOGIN_RUNS alternating runs each"
+LOGIN_JSON=$(python3 - "$LOGIN_RUNS" "$OURS_PORT" "$SSHD_PORT" "$WORK/keys/alice" "$SSHD_USER" \
+    "$OURS_IP" "$SSHD_IP" "${SSH_COMMON[@]}" <<'PY'
+import json, statistics, subprocess, sys, time
+runs, ours_port, sshd_port, key, sshd_user, ours_ip, sshd_ip = sys.argv[1:8]
+common = sys.argv[8:]
+runs = int(runs)
+ours = ["ssh", "-p", ours_port, *common, "-i", key, f"alice@{ours_ip}", "who"]
+theirs = ["ssh", "-p", sshd_port, *common, "-i", key, f"{sshd_user}@{sshd_ip}", "true"]
+
+def timed(cmd):
+    t = time.perf_counter()
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit(f"{cmd[-2:]} exited {p.returncode}: {p.stderr.decode(errors='replace')}")
+    return dt
+
+timed(ours); timed(theirs)  # warm-up pair, not counted
+o, s = [], []
+for i in range(runs):  # alternate which goes first so neither always follows the other
+    if i % 2 == 0:
+        o.append(timed(ours)); s.append(timed(theirs))
+    else:
+        s.append(timed(theirs)); o.append(timed(ours))
+mo, ms = statistics.median(o), statistics.median(s)
+print(json.dumps({
+    "ours_ms": mo * 1e3, "sshd_ms": ms * 1e3, "ratio": mo / ms,
+    "pair_ratio": statistics.median(a / b for a, b in zip(o, s)),
+    "ours_min_ms": min(o) * 1e3, "ours_max_ms": max(o) * 1e3,
+    "sshd_min_ms": min(s) * 1e3, "sshd_max_ms": max(s) * 1e3,
+}))
+PY
+) || die "login cost measurement failed"
+jget() { python3 -c 'import json,sys; print(format(json.loads(sys.argv[1])[sys.argv[2]], sys.argv[3]))' "$LOGIN_JSON" "$1" "$2"; }
+log "login: ours $(jget ours_ms .1f) ms, sshd $(jget sshd_ms .1f) ms, ratio $(jget ratio .3f)"
+
+# --- 4. capacity ------------------------------------------------------------------------
+log "capacity: generating $SESSIONS keys"
+seq -f 'u%04g' 1 "$SESSIONS" >"$WORK/nicks"
+xargs -P 8 -I{} ssh-keygen -q -t ed25519 -N '' -C {} -f "$WORK/keys/{}" <"$WORK/nicks" \
+    || die "ssh-keygen failed"
+
+online() { ours who --json </dev/null 2>/dev/null | grep -c '"nick"' || true; }
+
+# One FIFO, opened read-write and never written: every session's stdin stays open and silent,
+# so the clients neither send input nor see end-of-file.
+mkfifo "$WORK/stdin.fifo"
+exec 9<>"$WORK/stdin.fifo"
+export TERM=xterm-256color
+CONNECT_START=$(date +%s.%N)
+opened=0
+mapfile -t NICKS <"$WORK/nicks"
+while [ "$opened" -lt "$SESSIONS" ]; do
+    end=$((opened + BATCH)); [ "$end" -gt "$SESSIONS" ] && end=$SESSIONS
+    for ((i = opened; i < end; i++)); do
+        n=${NICKS[$i]}
+        ssh -tt -p "$OURS_PORT" "${SSH_COMMON[@]}" -i "$WORK/keys/$n" "$n@$OURS_IP" \
+            <&9 >"$WORK/sessions/$n.out" 2>"$WORK/sessions/$n.err" &
+        SESSION_PIDS+=($!)
+    done
+    opened=$end
+    deadline=$((SECONDS + CONNECT_WAIT_SECS))
+    while :; do
+        count=$(online)
+        [ "$count" -ge "$opened" ] && break
+        if [ $SECONDS -ge $deadline ]; then
+            log "only $count of $opened sessions online after ${CONNECT_WAIT_SECS}s; going on"
+            break
+        fi
+        sleep 0.5
+    done
+    log "  $count online (opened $opened)"
+done
+CONNECT_SECS=$(python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.1f}')" "$CONNECT_START" "$(date +%s.%N)")
+ONLINE=$(online)
+ALIVE=0; for p in "${SESSION_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && ALIVE=$((ALIVE + 1)); done
+log "$ONLINE users online, $ALIVE of $SESSIONS ssh clients alive, after ${CONNECT_SECS}s"
+# Settle: let the join announcements drain before the probe and the RSS reading.
+sleep 2
+LOADED_RSS=$(vm "$ROSEWIRE_PID" VmRSS)
+
+PROBE="capacity-probe-$RANDOM$RANDOM"
+received() { grep -lF -- "$PROBE" "$WORK"/sessions/*.out 2>/dev/null | wc -l; }
+log "alice says $PROBE"
+PROBE_START=$(date +%s.%N)
+ours say "$PROBE" </dev/null >/dev/null || die "ssh alice@$OURS_IP say failed"
+ALL_SECS="not reached"
+deadline=$(( $(date +%s) + PROBE_WAIT_SECS ))
+while :; do
+    got=$(received)
+    if [ "$got" -ge "$SESSIONS" ]; then
+        ALL_SECS=$(python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$PROBE_START" "$(date +%s.%N)")
+        break
+    fi
+    [ "$(date +%s)" -ge "$deadline" ] && break
+    sleep 0.2
+done
+RECEIVED=$(received)
+PEAK_RSS=$(vm "$ROSEWIRE_PID" VmHWM)
+log "received by $RECEIVED/$SESSIONS (all within: $ALL_SECS s); peak RSS $PEAK_RSS MiB"
+
+# Close every session, then see whether the server gives the memory back and empties `who`.
+CLIENT_ERRORS=$(cat "$WORK"/sessions/*.err | grep -c . || true)
+stop_pids "${SESSION_PIDS[@]}"
+SESSION_PIDS=()
+for _ in $(seq 1 60); do [ "$(online)" -eq 0 ] && break; sleep 0.5; done
+AFTER_ONLINE=$(online)
+AFTER_RSS=$(vm "$ROSEWIRE_PID" VmRSS)
+SERVER_ERRORS=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/rosewire/server.log" | grep -cE '^\S+ +(ERROR|WARN) ' || true)
+kill -0 "$ROSEWIRE_PID" 2>/dev/null && SERVER_ALIVE=yes || SERVER_ALIVE=NO
+
+# --- 5. report --------------------------------------------------------------------------
+verdict() { python3 -c "import sys; print('met' if eval(sys.argv[1]) else 'NOT met')" "$1"; }
+RATIO=$(jget ratio .3f)
+mkdir -p "$RESULTS_DIR"
+{
+    echo "# RoseWire foundation benchmark"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM,"
+    echo "rosewire $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src shell Cargo.toml 2>/dev/null || echo '+dirty'),"
+    echo "openssh-server $(dpkg-query -W -f '${Version}' openssh-server 2>/dev/null || echo '?'), client $(ssh -V 2>&1)."
+    echo
+    echo "| figure | value | goal |"
+    echo "|---|---|---|"
+    echo "| login, median wall time: \`ssh alice@rosewire who\` | $(jget ours_ms .1f) ms (min $(jget ours_min_ms .1f), max $(jget ours_max_ms .1f)) | |"
+    echo "| login, median wall time: \`ssh $SSHD_USER@sshd true\` | $(jget sshd_ms .1f) ms (min $(jget sshd_min_ms .1f), max $(jget sshd_max_ms .1f)) | |"
+    echo "| login ratio ours/sshd (median over median, $LOGIN_RUNS runs each) | **$RATIO** | ≤ 1.0: $(verdict "$RATIO <= 1.0") |"
+    echo "| login ratio ours/sshd (median of per-pair ratios) | $(jget pair_ratio .3f) | |"
+    echo "| interactive (pty) sessions online at once | $ONLINE / $SESSIONS (connected in ${CONNECT_SECS} s, batches of $BATCH) | $SESSIONS |"
+    echo "| sessions that received the one chat line | **$RECEIVED / $SESSIONS** (all within: $ALL_SECS s) | $SESSIONS: $(verdict "$RECEIVED >= $SESSIONS") |"
+    echo "| server RSS idle (before sessions) | $IDLE_RSS MiB | |"
+    echo "| server RSS with $SESSIONS sessions | $LOADED_RSS MiB | |"
+    echo "| server peak RSS (VmHWM) | **$PEAK_RSS MiB** | < 150 MiB: $(verdict "$PEAK_RSS < 150") |"
+    echo "| server RSS after all sessions closed | $AFTER_RSS MiB ($AFTER_ONLINE still listed by \`who\`) | |"
+    echo "| server WARN/ERROR log lines; client stderr lines | $SERVER_ERRORS; $CLIENT_ERRORS | 0; 0 |"
+    echo "| server still running at the end | $SERVER_ALIVE | yes |"
+} >"$RESULTS"
+echo
+cat "$RESULTS"
+echo
+log "written to ${RESULTS#"$ROOT"/}"

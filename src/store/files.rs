@@ -1,0 +1,264 @@
+//! The library catalog: every file in every user's `library/`, its content hash, and whether
+//! it is shared; with a full-text index (FTS5) over the words of names and folders.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub id: i64,
+    pub owner_id: i64,
+    pub owner_nick: String,
+    /// Path inside the owner's `library/`, `/`-separated.
+    pub path: String,
+    pub name: String,
+    pub size: u64,
+    /// Hex BLAKE3 of the content.
+    pub hash: String,
+    pub modified: i64,
+    pub shared: bool,
+}
+
+const SELECT: &str = "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared
+     FROM files f JOIN users u ON u.id = f.owner_id";
+
+fn record(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    Ok(FileRecord {
+        id: r.get(0)?,
+        owner_id: r.get(1)?,
+        owner_nick: r.get(2)?,
+        path: r.get(3)?,
+        name: r.get(4)?,
+        size: r.get::<_, i64>(5)?.max(0) as u64,
+        hash: r.get(6)?,
+        modified: r.get(7)?,
+        shared: r.get(8)?,
+    })
+}
+
+/// The words indexed for a path: every component, split on common separators as well, so
+/// `Music/Miles_Davis/So-What.flac` is found by `miles`, `davis`, `so`, `what` and `flac`.
+pub fn index_words(path: &str) -> String {
+    let mut words = path.replace('/', " ");
+    words.push(' ');
+    words.push_str(&path.replace(['/', '_', '-', '.', '(', ')', '[', ']'], " "));
+    words
+}
+
+fn last_component(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Records a complete file at `path`, replacing what was there. A replaced file keeps its
+/// shared flag only if its content did not change.
+pub fn upsert(
+    conn: &mut Connection,
+    owner_id: i64,
+    path: &str,
+    size: u64,
+    hash: &str,
+    modified: i64,
+) -> Result<i64, StoreError> {
+    let tx = conn.transaction()?;
+    let old: Option<(i64, String, bool)> = tx
+        .query_row(
+            "SELECT id, hash, shared FROM files WHERE owner_id = ?1 AND path = ?2",
+            params![owner_id, path],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let keep_shared = old.as_ref().is_some_and(|(_, h, shared)| *shared && h == hash);
+    if let Some((id, _, _)) = &old {
+        tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [id])?;
+        tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
+    }
+    tx.execute(
+        "INSERT INTO files (owner_id, path, name, size, hash, modified, shared)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![owner_id, path, last_component(path), size as i64, hash, modified, keep_shared],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO files_fts (rowid, words) VALUES (?1, ?2)",
+        params![id, index_words(path)],
+    )?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Forgets the file at `path` (a file removed from the library).
+pub fn remove(conn: &mut Connection, owner_id: i64, path: &str) -> Result<bool, StoreError> {
+    let tx = conn.transaction()?;
+    let id: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM files WHERE owner_id = ?1 AND path = ?2",
+            params![owner_id, path],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = id {
+        tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [id])?;
+        tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
+    }
+    tx.commit()?;
+    Ok(id.is_some())
+}
+
+/// Follows a rename of a file or a whole folder inside the library.
+pub fn rename(conn: &mut Connection, owner_id: i64, from: &str, to: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let moved: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, path FROM files WHERE owner_id = ?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/')",
+        )?;
+        let rows = stmt.query_map(params![owner_id, from], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, path) in moved {
+        let new_path = format!("{to}{}", &path[from.len()..]);
+        // A file renamed over another replaces it.
+        let replaced: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM files WHERE owner_id = ?1 AND path = ?2",
+                params![owner_id, new_path],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(old) = replaced {
+            tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [old])?;
+            tx.execute("DELETE FROM files WHERE id = ?1", [old])?;
+        }
+        tx.execute(
+            "UPDATE files SET path = ?1, name = ?2 WHERE id = ?3",
+            params![new_path, last_component(&new_path), id],
+        )?;
+        tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [id])?;
+        tx.execute(
+            "INSERT INTO files_fts (rowid, words) VALUES (?1, ?2)",
+            params![id, index_words(&new_path)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A user's files, by path.
+pub fn list(conn: &Connection, owner_id: i64) -> Result<Vec<FileRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!("{SELECT} WHERE f.owner_id = ?1 ORDER BY f.path"))?;
+    let rows = stmt.query_map([owner_id], record)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A user's shared files, by path.
+pub fn list_shared(conn: &Connection, owner_id: i64) -> Result<Vec<FileRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT} WHERE f.owner_id = ?1 AND f.shared = 1 ORDER BY f.path"
+    ))?;
+    let rows = stmt.query_map([owner_id], record)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Sets the shared flag of the files with these ids (all the owner's).
+pub fn set_shared(conn: &mut Connection, owner_id: i64, ids: &[i64], shared: bool) -> Result<usize, StoreError> {
+    let tx = conn.transaction()?;
+    let mut changed = 0;
+    {
+        let mut stmt = tx.prepare("UPDATE files SET shared = ?1 WHERE id = ?2 AND owner_id = ?3")?;
+        for id in ids {
+            changed += stmt.execute(params![shared, id, owner_id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(changed)
+}
+
+/// Shared files whose hash starts with `prefix` (lowercase hex), at most `limit`.
+pub fn shared_by_hash_prefix(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<FileRecord>, StoreError> {
+    let upper = format!("{prefix}g"); // 'g' sorts after every hex digit
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT} WHERE f.hash >= ?1 AND f.hash < ?2 AND f.shared = 1 ORDER BY f.hash, f.id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![prefix, upper, limit as i64], record)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Bytes a user's library holds according to the catalog.
+pub fn usage(conn: &Connection, owner_id: i64) -> Result<u64, StoreError> {
+    let total: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?1",
+        [owner_id],
+        |r| r.get(0),
+    )?;
+    Ok(total.max(0) as u64)
+}
+
+/// The user id for a nickname (any case).
+pub fn user_id_by_nick(conn: &Connection, nick: &str) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, nick FROM users WHERE nick_key = ?1",
+            [nick.to_lowercase()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::users::{authenticate, AuthOutcome};
+
+    fn user(conn: &mut Connection, nick: &str) -> i64 {
+        match authenticate(conn, nick, &format!("SHA256:{nick}"), "k", 0).unwrap() {
+            AuthOutcome::Claimed { user_id, .. } => user_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn upsert_rename_remove_keep_the_index_in_step() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = user(&mut conn, "alice");
+        upsert(&mut conn, alice, "Music/So_What.flac", 10, "aa", 1).unwrap();
+        upsert(&mut conn, alice, "Music/Blue.flac", 20, "bb", 1).unwrap();
+        let matches = |conn: &Connection, q: &str| -> i64 {
+            conn.query_row("SELECT count(*) FROM files_fts WHERE files_fts MATCH ?1", [q], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(matches(&conn, "what"), 1);
+        assert_eq!(matches(&conn, "music"), 2);
+        rename(&mut conn, alice, "Music", "Jazz").unwrap();
+        assert_eq!(matches(&conn, "music"), 0);
+        assert_eq!(matches(&conn, "jazz"), 2);
+        let paths: Vec<String> = list(&conn, alice).unwrap().into_iter().map(|f| f.path).collect();
+        assert_eq!(paths, ["Jazz/Blue.flac", "Jazz/So_What.flac"]);
+        assert!(remove(&mut conn, alice, "Jazz/Blue.flac").unwrap());
+        assert_eq!(matches(&conn, "blue"), 0);
+        assert_eq!(usage(&conn, alice).unwrap(), 10);
+    }
+
+    #[test]
+    fn replacing_a_file_with_new_content_unshares_it() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = user(&mut conn, "alice");
+        let id = upsert(&mut conn, alice, "a.txt", 1, "aa", 1).unwrap();
+        set_shared(&mut conn, alice, &[id], true).unwrap();
+        upsert(&mut conn, alice, "a.txt", 1, "aa", 2).unwrap();
+        assert!(list(&conn, alice).unwrap()[0].shared, "same content stays shared");
+        upsert(&mut conn, alice, "a.txt", 2, "cc", 3).unwrap();
+        assert!(!list(&conn, alice).unwrap()[0].shared, "new content must be shared again");
+    }
+
+    #[test]
+    fn hash_prefixes_find_shared_files_only() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = user(&mut conn, "alice");
+        let a = upsert(&mut conn, alice, "a", 1, "abcdef01", 1).unwrap();
+        upsert(&mut conn, alice, "b", 1, "abcdef02", 1).unwrap();
+        set_shared(&mut conn, alice, &[a], true).unwrap();
+        let found = shared_by_hash_prefix(&conn, "abcdef", 10).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "a");
+    }
+}
