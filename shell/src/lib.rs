@@ -17,6 +17,7 @@
 pub mod command;
 pub mod editor;
 pub mod message;
+pub mod query;
 pub mod sanitize;
 pub mod screen;
 pub mod shell;

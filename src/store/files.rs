@@ -262,3 +262,183 @@ mod tests {
         assert_eq!(found[0].path, "a");
     }
 }
+
+/// One search result: a distinct content (hash), with one of the files that hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    pub file: FileRecord,
+    /// How many shared files have this content.
+    pub copies: u64,
+}
+
+/// An FTS5 string literal.
+fn fts_quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// Searches the shared files of this instance. Results are distinct by content, best
+/// matches first; `limit` from `offset`.
+pub fn search(
+    conn: &Connection,
+    query: &rosewire_shell::query::Query,
+    local_domain: &str,
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<SearchHit>, StoreError> {
+    use rusqlite::types::Value;
+    if let Some(user) = &query.user {
+        if user.domain.as_deref().is_some_and(|d| !d.eq_ignore_ascii_case(local_domain)) {
+            // Files of other instances arrive with federation; this catalog has none.
+            return Ok(Vec::new());
+        }
+    }
+    let mut conditions = vec!["f.shared = 1".to_owned()];
+    let mut args: Vec<Value> = Vec::new();
+    let positive: Vec<String> = query
+        .words
+        .iter()
+        .map(|w| format!("{}*", fts_quote(w)))
+        .chain(query.phrases.iter().map(|p| fts_quote(p)))
+        .collect();
+    let negative = query.excluded.iter().map(|e| fts_quote(e)).collect::<Vec<_>>().join(" OR ");
+    let from = if positive.is_empty() {
+        "files f".to_owned()
+    } else {
+        let mut m = positive.join(" AND ");
+        if !negative.is_empty() {
+            m = format!("({m}) NOT ({negative})");
+        }
+        args.push(Value::Text(m));
+        conditions.push(format!("files_fts MATCH ?{}", args.len()));
+        "files_fts JOIN files f ON f.id = files_fts.rowid".to_owned()
+    };
+    if positive.is_empty() && !negative.is_empty() {
+        args.push(Value::Text(negative));
+        conditions.push(format!(
+            "f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?{})",
+            args.len()
+        ));
+    }
+    if !query.extensions.is_empty() {
+        let mut alternatives = Vec::new();
+        for ext in &query.extensions {
+            args.push(Value::Text(format!("%.{ext}")));
+            alternatives.push(format!("lower(f.name) LIKE ?{}", args.len()));
+        }
+        conditions.push(format!("({})", alternatives.join(" OR ")));
+    }
+    if let Some(min) = query.min_size {
+        args.push(Value::Integer(i64::try_from(min).unwrap_or(i64::MAX)));
+        conditions.push(format!("f.size >= ?{}", args.len()));
+    }
+    if let Some(max) = query.max_size {
+        args.push(Value::Integer(i64::try_from(max).unwrap_or(i64::MAX)));
+        conditions.push(format!("f.size <= ?{}", args.len()));
+    }
+    if let Some(user) = &query.user {
+        args.push(Value::Text(user.nick.to_lowercase()));
+        conditions.push(format!("u.nick_key = ?{}", args.len()));
+    }
+    let order = if positive.is_empty() { "f.name" } else { "min(files_fts.rank), f.name" };
+    args.push(Value::Integer(limit as i64));
+    let limit_arg = args.len();
+    args.push(Value::Integer(offset as i64));
+    let offset_arg = args.len();
+    let sql = format!(
+        "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared, count(*)
+         FROM {from} JOIN users u ON u.id = f.owner_id
+         WHERE {}
+         GROUP BY f.hash
+         ORDER BY {order}
+         LIMIT ?{limit_arg} OFFSET ?{offset_arg}",
+        conditions.join(" AND ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok(SearchHit {
+            file: record(r)?,
+            copies: r.get::<_, i64>(9)?.max(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+    use crate::store::users::{authenticate, AuthOutcome};
+    use rosewire_shell::query::parse_query;
+
+    fn catalog() -> Connection {
+        let mut conn = crate::store::open_in_memory();
+        let mut ids = Vec::new();
+        for nick in ["alice", "bob"] {
+            let AuthOutcome::Claimed { user_id, .. } =
+                authenticate(&mut conn, nick, &format!("SHA256:{nick}"), "k", 0).unwrap()
+            else {
+                panic!()
+            };
+            ids.push(user_id);
+        }
+        let files = [
+            (0, "Jazz/Miles_Davis/So What.flac", 30 << 20, "h1", true),
+            (0, "Jazz/Miles_Davis/Blue in Green (live).flac", 25 << 20, "h2", true),
+            (0, "Rock/Beatles - Let It Be.mp3", 5 << 20, "h3", true),
+            (0, "private/diary.txt", 100, "h4", false),
+            (1, "music/So What.flac", 30 << 20, "h1", true),
+            (1, "books/kind of blue.epub", 2 << 20, "h5", true),
+        ];
+        for (owner, path, size, hash, shared) in files {
+            let id = upsert(&mut conn, ids[owner], path, size, hash, 0).unwrap();
+            set_shared(&mut conn, ids[owner], &[id], shared).unwrap();
+        }
+        conn
+    }
+
+    /// One row of the table: a query and the names it finds, in order.
+    fn check(conn: &Connection, query: &str, expected: &[&str]) {
+        let q = parse_query(query).unwrap();
+        let hits = search(conn, &q, "rose.test", 100, 0).unwrap();
+        let mut names: Vec<&str> = hits.iter().map(|h| h.file.name.as_str()).collect();
+        names.sort();
+        let mut want = expected.to_vec();
+        want.sort();
+        assert_eq!(names, want, "{query:?}");
+    }
+
+    #[test]
+    fn search_table() {
+        let conn = catalog();
+        check(&conn, "miles", &["So What.flac", "Blue in Green (live).flac"]);
+        check(&conn, "so what", &["So What.flac"]);
+        check(&conn, "beat", &["Beatles - Let It Be.mp3"]);
+        check(&conn, "\"kind of blue\"", &["kind of blue.epub"]);
+        check(&conn, "blue -live", &["kind of blue.epub"]);
+        check(&conn, "ext:flac", &["So What.flac", "Blue in Green (live).flac"]);
+        check(&conn, "ext:flac -live", &["So What.flac"]);
+        check(&conn, "size:>26M", &["So What.flac"]);
+        check(&conn, "size:<3M", &["kind of blue.epub"]);
+        check(&conn, "user:@bob@rose.test", &["So What.flac", "kind of blue.epub"]);
+        check(&conn, "user:@bob@elsewhere.example", &[]);
+        check(&conn, "diary", &[]);
+        check(&conn, "nothing-like-this", &[]);
+    }
+
+    #[test]
+    fn the_same_content_is_one_result_with_its_copies() {
+        let conn = catalog();
+        let hits = search(&conn, &parse_query("\"so what\"").unwrap(), "rose.test", 100, 0).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].copies, 2);
+    }
+
+    #[test]
+    fn pages_do_not_overlap() {
+        let conn = catalog();
+        let q = parse_query("ext:flac").unwrap();
+        let first = search(&conn, &q, "rose.test", 1, 0).unwrap();
+        let second = search(&conn, &q, "rose.test", 1, 1).unwrap();
+        assert_eq!((first.len(), second.len()), (1, 1));
+        assert_ne!(first[0].file.hash, second[0].file.hash);
+    }
+}
