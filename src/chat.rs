@@ -197,7 +197,12 @@ impl Chat {
     }
 
     /// Says a line as `nick`: sanitizes, bounds, rate-limits, stores, and delivers it.
-    pub async fn post(&self, nick: &str, kind: ChatKind, text: &str) -> Result<Arc<ChatLine>, ChatError> {
+    pub async fn post(
+        &self,
+        nick: &str,
+        kind: ChatKind,
+        text: &str,
+    ) -> Result<Arc<ChatLine>, ChatError> {
         let text = rosewire_shell::sanitize(text).trim().to_owned();
         if text.is_empty() {
             return Err(ChatError::Empty);
@@ -217,10 +222,13 @@ impl Chat {
             });
         }
         let at = unix_now();
-        let (from_nick, from_domain, stored_text) = (nick.to_owned(), self.domain.to_string(), text.clone());
+        let (from_nick, from_domain, stored_text) =
+            (nick.to_owned(), self.domain.to_string(), text.clone());
         let id = self
             .store
-            .call(move |conn| store::chat::insert_line(conn, at, &from_nick, &from_domain, kind, &stored_text))
+            .call(move |conn| {
+                store::chat::insert_line(conn, at, &from_nick, &from_domain, kind, &stored_text)
+            })
             .await?;
         let line = Arc::new(ChatLine {
             id,
@@ -281,7 +289,10 @@ mod tests {
         }
         assert!(!rl.allow("alice", t0), "the burst is spent");
         assert!(rl.allow("bob", t0), "users have their own buckets");
-        assert!(rl.allow("alice", t0 + RATE_REFILL), "one line refills per interval");
+        assert!(
+            rl.allow("alice", t0 + RATE_REFILL),
+            "one line refills per interval"
+        );
         assert!(!rl.allow("alice", t0 + RATE_REFILL));
     }
 

@@ -18,7 +18,11 @@ use crate::store::Store;
 const DEFAULT_LOG_FILTER: &str = "info,russh=warn,hyper=warn";
 
 #[derive(Parser, Debug)]
-#[command(name = "rosewire", version, about = "A federated chat and file-sharing network reached with plain SSH")]
+#[command(
+    name = "rosewire",
+    version,
+    about = "A federated chat and file-sharing network reached with plain SSH"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -97,7 +101,10 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => {
-            let data_dir = args.data_dir.clone().unwrap_or_else(crate::config::default_data_dir);
+            let data_dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(crate::config::default_data_dir);
             if let Some(implicit) = implicit_config_path(&data_dir) {
                 Config::load(&implicit)?
             } else {
@@ -150,7 +157,9 @@ fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {
-    let data_dir = args.data_dir.unwrap_or_else(crate::config::default_data_dir);
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(crate::config::default_data_dir);
     ensure_data_dir(&data_dir)?;
     let config_path = Config::config_path_in_data_dir(&data_dir);
     if config_path.exists() {
@@ -161,7 +170,11 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     }
     let mut text = DEFAULT_CONFIG_TOML.to_owned();
     if let Some(domain) = &args.domain {
-        text = text.replacen("# domain = \"rose.example\"", &format!("domain = {domain:?}"), 1);
+        text = text.replacen(
+            "# domain = \"rose.example\"",
+            &format!("domain = {domain:?}"),
+            1,
+        );
     }
     // Refuse to write a config that `serve` would then refuse.
     let parsed = Config::from_toml(&text, &config_path)?;
@@ -181,8 +194,15 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     crate::keys::load_or_create(&config.host_key_path(), "rosewire host key")?;
     crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
     println!("wrote {}", config_path.display());
-    println!("wrote {} and {}", config.host_key_path().display(), config.instance_key_path().display());
-    println!("start with: rosewire serve --data-dir {}", data_dir.display());
+    println!(
+        "wrote {} and {}",
+        config.host_key_path().display(),
+        config.instance_key_path().display()
+    );
+    println!(
+        "start with: rosewire serve --data-dir {}",
+        data_dir.display()
+    );
     Ok(())
 }
 
@@ -196,13 +216,18 @@ fn serve_blocking(config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     ensure_data_dir(&config.data_dir)?;
-    let (host_key, created) = crate::keys::load_or_create(&config.host_key_path(), "rosewire host key")?;
+    let (host_key, created) =
+        crate::keys::load_or_create(&config.host_key_path(), "rosewire host key")?;
     if created {
         tracing::info!(path = %config.host_key_path().display(), "created the ssh host key");
     }
     crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
-    let (store, store_thread) = Store::open(&config.database_path())
-        .with_context(|| format!("cannot open the database {}", config.database_path().display()))?;
+    let (store, store_thread) = Store::open(&config.database_path()).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            config.database_path().display()
+        )
+    })?;
     let ssh_listener = TcpListener::bind(config.ssh.listen)
         .await
         .with_context(|| format!("cannot listen for ssh on {}", config.ssh.listen))?;
@@ -211,9 +236,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for http on {}", config.http.listen))?;
     let ssh_addr = ssh_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let fingerprint = host_key.public_key().fingerprint(russh::keys::HashAlg::Sha256);
-    let host = config.domain.split(':').next().unwrap_or_default().to_owned();
-    println!("RoseWire {} serving {}", env!("CARGO_PKG_VERSION"), config.domain);
+    let fingerprint = host_key
+        .public_key()
+        .fingerprint(russh::keys::HashAlg::Sha256);
+    let host = config
+        .domain
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    println!(
+        "RoseWire {} serving {}",
+        env!("CARGO_PKG_VERSION"),
+        config.domain
+    );
     println!("  data directory: {}", config.data_dir.display());
     println!("  host key: {fingerprint}");
     println!("  connect with: ssh -p {} YOURNICK@{host}", ssh_addr.port());
@@ -227,7 +263,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     config.http.listen = http_addr;
     let app = App::new(config, store);
     let (down_tx, down_rx) = watch::channel(false);
-    let ssh_task = tokio::spawn(crate::ssh::serve(app.clone(), ssh_listener, host_key, down_rx.clone()));
+    let ssh_task = tokio::spawn(crate::ssh::serve(
+        app.clone(),
+        ssh_listener,
+        host_key,
+        down_rx.clone(),
+    ));
     let http_task = tokio::spawn(crate::http::serve(app.clone(), http_listener, down_rx));
 
     wait_for_signal().await?;

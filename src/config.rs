@@ -183,7 +183,9 @@ impl Config {
                 self.chat.replay_lines
             ));
         }
-        if self.library.max_file_bytes == 0 || self.library.max_file_bytes > self.library.quota_bytes {
+        if self.library.max_file_bytes == 0
+            || self.library.max_file_bytes > self.library.quota_bytes
+        {
             return invalid(format!(
                 "library.max_file_bytes = {} must be between 1 and library.quota_bytes ({})",
                 self.library.max_file_bytes, self.library.quota_bytes
@@ -194,7 +196,11 @@ impl Config {
             if !scheme_ok {
                 return invalid(format!(
                     "bootstrap peer {url:?} must start with https://{}",
-                    if self.dev { " or http://" } else { " (http:// needs --dev)" }
+                    if self.dev {
+                        " or http://"
+                    } else {
+                        " (http:// needs --dev)"
+                    }
                 ));
             }
         }
@@ -249,10 +255,19 @@ fn default_domain() -> String {
 /// `$STATE_DIRECTORY` (systemd), else `$XDG_DATA_HOME/rosewire`, else
 /// `~/.local/share/rosewire`, else `./rosewire-data`.
 pub fn default_data_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = env("STATE_DIRECTORY") {
         // systemd may pass several colon-separated directories; the first is ours.
-        let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         return PathBuf::from(first);
     }
     if let Some(xdg) = env("XDG_DATA_HOME") {

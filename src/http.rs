@@ -18,7 +18,9 @@ use crate::app::App;
 /// A request must arrive complete within this time (slow-loris bound).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn routes(app: &App) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+pub fn routes(
+    app: &App,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     let healthz = warp::path!("healthz").and(warp::get()).map(|| "ok\n");
     let landing_text = landing(app);
     let landing = warp::path::end()

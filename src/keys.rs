@@ -28,8 +28,9 @@ pub fn load_or_create(path: &Path, comment: &str) -> anyhow::Result<(PrivateKey,
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read key file {}", path.display()))?;
-        let key = PrivateKey::from_openssh(text)
-            .with_context(|| format!("key file {} is not an OpenSSH private key", path.display()))?;
+        let key = PrivateKey::from_openssh(text).with_context(|| {
+            format!("key file {} is not an OpenSSH private key", path.display())
+        })?;
         return Ok((key, false));
     }
     let mut seed = [0u8; 32];

@@ -57,7 +57,10 @@ impl Library {
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::DirBuilderExt;
             for dir in &dirs {
-                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
             }
             Ok(())
         })
@@ -66,7 +69,14 @@ impl Library {
     }
 
     /// Records a finished upload at `path` (relative to `library/`).
-    pub async fn file_added(&self, user_id: i64, path: &str, size: u64, hash: &str, modified: i64) -> Result<(), StoreError> {
+    pub async fn file_added(
+        &self,
+        user_id: i64,
+        path: &str,
+        size: u64,
+        hash: &str,
+        modified: i64,
+    ) -> Result<(), StoreError> {
         let (path, hash) = (path.to_owned(), hash.to_owned());
         self.store
             .call(move |conn| store::files::upsert(conn, user_id, &path, size, &hash, modified))
@@ -93,18 +103,195 @@ impl Library {
 
     /// The user's catalogued files.
     pub async fn files(&self, user_id: i64) -> Result<Vec<FileRecord>, StoreError> {
-        self.store.call(move |conn| store::files::list(conn, user_id)).await
+        self.store
+            .call(move |conn| store::files::list(conn, user_id))
+            .await
     }
 
     /// Bytes counted against the user's quota: the library (from the catalog) plus
     /// everything in `downloads/`.
     pub async fn usage(&self, user_id: i64) -> Result<u64, StoreError> {
-        let library = self.store.call(move |conn| store::files::usage(conn, user_id)).await?;
+        let library = self
+            .store
+            .call(move |conn| store::files::usage(conn, user_id))
+            .await?;
         let downloads = self.downloads_dir(user_id);
         let downloaded = tokio::task::spawn_blocking(move || dir_size(&downloads))
             .await
             .unwrap_or(0);
         Ok(library + downloaded)
+    }
+}
+
+/// A shared file chosen for download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    pub owner_id: i64,
+    /// Path inside the owner's `library/`.
+    pub path: String,
+    pub name: String,
+    pub size: u64,
+    /// Hex BLAKE3 of the content; checked as the bytes are copied.
+    pub hash: String,
+}
+
+impl From<&FileRecord> for Download {
+    fn from(f: &FileRecord) -> Self {
+        Download {
+            owner_id: f.owner_id,
+            path: f.path.clone(),
+            name: f.name.clone(),
+            size: f.size,
+            hash: f.hash.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{name:?} is {size} bytes; the largest file allowed is {max} bytes")]
+    TooLarge { name: String, size: u64, max: u64 },
+    #[error("{name:?} ({size} bytes) does not fit in your quota: {used} of {quota} bytes used")]
+    OverQuota {
+        name: String,
+        size: u64,
+        used: u64,
+        quota: u64,
+    },
+    #[error("{name:?} changed on its owner's disk (its content no longer matches id {hash}); nothing was saved")]
+    Changed { name: String, hash: String },
+    #[error("cannot copy {name:?}: {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Bytes read and written at a time when copying or streaming a file.
+pub const COPY_CHUNK: usize = 256 * 1024;
+
+impl Library {
+    /// Where the bytes of a download are on this instance.
+    pub fn source_path(&self, d: &Download) -> PathBuf {
+        self.library_dir(d.owner_id).join(&d.path)
+    }
+
+    /// Copies a shared file into the user's `downloads/`, checking its hash as it goes;
+    /// `progress` is called with the bytes copied so far. Returns the name it was saved under
+    /// (`name`, or `name (1)` and so on if that is taken). Nothing is left behind on failure.
+    pub async fn fetch_to_downloads(
+        &self,
+        user_id: i64,
+        d: &Download,
+        progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<String, FetchError> {
+        if d.size > self.limits.max_file_bytes {
+            return Err(FetchError::TooLarge {
+                name: d.name.clone(),
+                size: d.size,
+                max: self.limits.max_file_bytes,
+            });
+        }
+        let used = self.usage(user_id).await?;
+        if used.saturating_add(d.size) > self.limits.quota_bytes {
+            return Err(FetchError::OverQuota {
+                name: d.name.clone(),
+                size: d.size,
+                used,
+                quota: self.limits.quota_bytes,
+            });
+        }
+        self.prepare(user_id)
+            .await
+            .map_err(|source| FetchError::Io {
+                name: d.name.clone(),
+                source,
+            })?;
+        let source = self.source_path(d);
+        let partial = self.partial_dir(user_id);
+        let downloads = self.downloads_dir(user_id);
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || {
+            copy_verified(&source, &partial, &downloads, &d, progress)
+        })
+        .await
+        .map_err(|e| FetchError::Io {
+            name: String::new(),
+            source: std::io::Error::other(e),
+        })?
+    }
+}
+
+fn copy_verified(
+    source: &std::path::Path,
+    partial_dir: &std::path::Path,
+    downloads: &std::path::Path,
+    d: &Download,
+    mut progress: impl FnMut(u64),
+) -> Result<String, FetchError> {
+    use std::io::{Read, Write};
+    let io = |source: std::io::Error| FetchError::Io {
+        name: d.name.clone(),
+        source,
+    };
+    let mut input = std::fs::File::open(source).map_err(io)?;
+    let temp = tempfile::Builder::new()
+        .prefix(".get-")
+        .tempfile_in(partial_dir)
+        .map_err(io)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let mut copied = 0u64;
+    {
+        let mut out = std::io::BufWriter::with_capacity(COPY_CHUNK, temp.as_file());
+        loop {
+            let n = input.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(io)?;
+            copied += n as u64;
+            progress(copied);
+        }
+        out.flush().map_err(io)?;
+    }
+    if hasher.finalize().to_hex().as_str() != d.hash {
+        return Err(FetchError::Changed {
+            name: d.name.clone(),
+            hash: d.hash.clone(),
+        });
+    }
+    temp.as_file().sync_all().map_err(io)?;
+    // Pick a free name; persist_noclobber refuses to replace a file that appeared meanwhile.
+    let mut temp = temp;
+    for n in 0..MAX_NAME_ATTEMPTS {
+        let name = numbered_name(&d.name, n);
+        match temp.persist_noclobber(downloads.join(&name)) {
+            Ok(_) => return Ok(name),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => temp = e.file,
+            Err(e) => return Err(io(e.error)),
+        }
+    }
+    Err(io(std::io::Error::other(format!(
+        "{MAX_NAME_ATTEMPTS} files named like {:?} already in downloads/",
+        d.name
+    ))))
+}
+
+/// How many `name (n)` variants are tried before giving up.
+const MAX_NAME_ATTEMPTS: usize = 1000;
+
+/// `song.flac`, `song (1).flac`, `song (2).flac`, ...
+fn numbered_name(name: &str, n: usize) -> String {
+    if n == 0 {
+        return name.to_owned();
+    }
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem} ({n}).{ext}"),
+        _ => format!("{name} ({n})"),
     }
 }
 
@@ -121,4 +308,95 @@ fn dir_size(dir: &std::path::Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// Sizes for people: `0 B`, `999 B`, `1.5 KiB`, `10.0 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Shell-style wildcards: `*` any run of characters, `?` one character. A pattern with a `/`
+/// is matched against the whole path (and `*` stops at `/`); otherwise against the file name.
+pub fn glob_match(pattern: &str, path: &str) -> bool {
+    let (pattern, text) = if pattern.contains('/') {
+        (pattern, path)
+    } else {
+        (pattern, path.rsplit('/').next().unwrap_or(path))
+    };
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative matcher with one backtrack point (linear in practice, no recursion).
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' && t[ti] != '/' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star.filter(|&(_, st)| t[st] != '/') {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Whether `pattern` has wildcards (otherwise it names one file, by path or name).
+pub fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        let check = |n, s: &str| assert_eq!(human_size(n), s);
+        check(0, "0 B");
+        check(1, "1 B");
+        check(1023, "1023 B");
+        check(1536, "1.5 KiB");
+        check(10 << 20, "10.0 MiB");
+        check(3 << 40, "3.0 TiB");
+    }
+
+    #[test]
+    fn numbered_names() {
+        assert_eq!(numbered_name("a.flac", 0), "a.flac");
+        assert_eq!(numbered_name("a.flac", 2), "a (2).flac");
+        assert_eq!(numbered_name(".hidden", 1), ".hidden (1)");
+        assert_eq!(numbered_name("noext", 1), "noext (1)");
+    }
+
+    #[test]
+    fn globs() {
+        let check =
+            |p: &str, path: &str, want: bool| assert_eq!(glob_match(p, path), want, "{p} ~ {path}");
+        check("*.flac", "Jazz/So What.flac", true);
+        check("*.flac", "Jazz/So What.mp3", false);
+        check("so*", "Jazz/so what.flac", true);
+        check("?.txt", "a.txt", true);
+        check("?.txt", "ab.txt", false);
+        check("Jazz/*.flac", "Jazz/a.flac", true);
+        check("Jazz/*.flac", "Jazz/x/a.flac", false);
+        check("*", "anything", true);
+        check("a*b*c", "aXXbYYc", true);
+        check("a*b*c", "aXXbYY", false);
+    }
 }

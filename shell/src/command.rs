@@ -24,6 +24,8 @@ use nom::multi::fold_many0;
 use nom::sequence::{preceded, terminated};
 use nom::{IResult, Parser};
 
+use crate::query::{parse_query, Query, UserFilter};
+
 /// Upper bound on one input line in bytes (chat lines and commands alike).
 pub const MAX_LINE_BYTES: usize = 1024;
 
@@ -45,9 +47,41 @@ pub enum Command {
     History { count: Option<usize>, json: bool },
     /// `/keys [--json]`, `/keys add KEY...`, `/keys remove FINGERPRINT`
     Keys(KeysCommand),
+    /// `/library [--json]`
+    Library { json: bool },
+    /// `/share NAME|GLOB`
+    Share { pattern: String },
+    /// `/unshare NAME|GLOB`
+    Unshare { pattern: String },
+    /// `/search QUERY [--json] [--page N]`; pages count from 1.
+    Search {
+        query: Query,
+        json: bool,
+        page: usize,
+    },
+    /// `/more [--json]`: the next page of the last search.
+    More { json: bool },
+    /// `/browse @user@domain [--json]`
+    Browse { user: UserFilter, json: bool },
+    /// `/get ID|N`
+    Get { target: GetTarget },
     /// `/quit` (also `/exit`)
     Quit,
 }
+
+/// What `/get` fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetTarget {
+    /// A file id or a prefix of one: 8 to 64 lowercase hex digits.
+    Id(String),
+    /// A result number of the last search (from 1).
+    Number(usize),
+}
+
+/// Shortest id prefix `/get` accepts.
+pub const MIN_ID_PREFIX: usize = 8;
+/// A full id: 32 bytes of BLAKE3 in hex.
+pub const ID_LEN: usize = 64;
 
 /// The `/keys` subcommands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +245,70 @@ pub const COMMANDS: &[CommandSpec] = &[
                /keys add KEY adds a key: paste the whole line, e.g. `ssh-ed25519 AAAA... laptop`.\n\
                /keys remove FINGERPRINT removes a key (SHA256:... as /keys shows it).",
         parse: parse_keys,
+    },
+    CommandSpec {
+        name: "library",
+        aliases: &["lib"],
+        usage: "/library [--json]",
+        summary: "list your files and what you share",
+        help: "/library lists the files you uploaded into library/ (with sftp or scp):\n\
+               id prefix, size, whether it is shared, and its path.\n\
+               --json prints {\"id\",\"name\",\"size\",\"shared\"} per file.",
+        parse: parse_library,
+    },
+    CommandSpec {
+        name: "share",
+        aliases: &[],
+        usage: "/share NAME|GLOB",
+        summary: "offer files of your library to the network",
+        help: "/share NAME shares one file (its name or its path in library/).\n\
+               /share GLOB shares every match: `/share *.flac`, `/share Jazz/*`.",
+        parse: parse_share,
+    },
+    CommandSpec {
+        name: "unshare",
+        aliases: &[],
+        usage: "/unshare NAME|GLOB",
+        summary: "stop sharing files",
+        help: "/unshare NAME|GLOB stops sharing the matching files; they stay in your library.",
+        parse: parse_unshare,
+    },
+    CommandSpec {
+        name: "search",
+        aliases: &["s"],
+        usage: "/search QUERY [--json] [--page N]",
+        summary: "find shared files",
+        help: "/search QUERY finds shared files; results are numbered for /get N.\n\
+               words must all match (`miles davis`), \"exact phrase\", -exclude,\n\
+               ext:flac, size:>10M, size:<1G, user:@alice@domain.\n\
+               100 results at a time: /more (or --page N) shows the next ones.",
+        parse: parse_search,
+    },
+    CommandSpec {
+        name: "more",
+        aliases: &[],
+        usage: "/more [--json]",
+        summary: "the next results of the last search",
+        help: "/more shows the next 100 results of your last /search.",
+        parse: parse_more,
+    },
+    CommandSpec {
+        name: "browse",
+        aliases: &[],
+        usage: "/browse @user@domain [--json]",
+        summary: "list one user's shared files",
+        help: "/browse @alice@rose.example lists what alice shares; /browse alice for a user here.",
+        parse: parse_browse,
+    },
+    CommandSpec {
+        name: "get",
+        aliases: &[],
+        usage: "/get ID|N",
+        summary: "download a file",
+        help: "/get N fetches result N of your last search; /get ID fetches a file by id\n\
+               (its full id or 8+ leading hex digits). In the shell the file lands in\n\
+               downloads/; over `ssh host get ID > file` its bytes go to stdout.",
+        parse: parse_get,
     },
     CommandSpec {
         name: "quit",
@@ -620,6 +718,140 @@ fn parse_keys(args: &Args<'_>) -> Result<Command, ParseError> {
     }
 }
 
+fn parse_library(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    args.no_more(&positionals)?;
+    Ok(Command::Library { json })
+}
+
+/// A file name or glob: one (possibly quoted) word, or else the rest of the line as typed,
+/// so names with spaces work without quotes.
+fn pattern(args: &Args<'_>) -> Result<String, ParseError> {
+    let words = args.words()?;
+    match words.as_slice() {
+        [] => Err(args.usage(args.end(), "missing file name or pattern")),
+        [one] => Ok(one.text.clone()),
+        _ => Ok(args.text().0.to_owned()),
+    }
+}
+
+fn parse_share(args: &Args<'_>) -> Result<Command, ParseError> {
+    Ok(Command::Share {
+        pattern: pattern(args)?,
+    })
+}
+
+fn parse_unshare(args: &Args<'_>) -> Result<Command, ParseError> {
+    Ok(Command::Unshare {
+        pattern: pattern(args)?,
+    })
+}
+
+fn parse_search(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (text, text_offset) = args.text();
+    // Take out the flags, blanking them so the query keeps its offsets.
+    let mut query_text = text.to_owned();
+    let (mut json, mut page) = (false, 1);
+    let words = args.words()?;
+    let mut iter = words.iter().peekable();
+    while let Some(word) = iter.next() {
+        if !word.is_flag() {
+            continue;
+        }
+        let blank = |q: &mut String, w: &Word| {
+            let start = w.offset - text_offset;
+            let end = (start + w.text.len()).min(q.len());
+            q.replace_range(start..end, &" ".repeat(end - start));
+        };
+        match word.text.as_str() {
+            "--json" => json = true,
+            "--page" => {
+                let Some(n) = iter.next() else {
+                    return Err(args.usage(args.end(), "--page needs a number"));
+                };
+                page = match n.text.parse::<usize>() {
+                    Ok(p) if p >= 1 => p,
+                    _ => {
+                        return Err(
+                            args.usage(n.offset, format!("\"{}\" is not a page number", n.text))
+                        )
+                    }
+                };
+                blank(&mut query_text, n);
+            }
+            other => return Err(args.usage(word.offset, format!("unknown option \"{other}\""))),
+        }
+        blank(&mut query_text, word);
+    }
+    let query =
+        parse_query(&query_text).map_err(|e| args.usage(text_offset + e.offset, e.to_string()))?;
+    Ok(Command::Search { query, json, page })
+}
+
+fn parse_more(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    args.no_more(&positionals)?;
+    Ok(Command::More { json })
+}
+
+fn parse_browse(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    let Some((who, extra)) = positionals.split_first() else {
+        return Err(args.usage(args.end(), "missing user, like @alice@rose.example"));
+    };
+    args.no_more(extra)?;
+    let bare = who.text.strip_prefix('@').unwrap_or(&who.text);
+    let (nick, domain) = match bare.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (bare, None),
+    };
+    if nick.is_empty() || domain.is_some_and(str::is_empty) {
+        return Err(args.usage(
+            who.offset,
+            format!(
+                "\"{}\" is not a user address like @alice@rose.example",
+                who.text
+            ),
+        ));
+    }
+    Ok(Command::Browse {
+        user: UserFilter {
+            nick: nick.to_owned(),
+            domain: domain.map(str::to_lowercase),
+        },
+        json,
+    })
+}
+
+fn parse_get(args: &Args<'_>) -> Result<Command, ParseError> {
+    let words = args.words()?;
+    let Some((target, extra)) = words.split_first() else {
+        return Err(args.usage(args.end(), "missing id or result number"));
+    };
+    args.no_more(extra)?;
+    let text = target.text.to_ascii_lowercase();
+    let is_hex = !text.is_empty() && text.chars().all(|c| c.is_ascii_hexdigit());
+    if is_hex && (MIN_ID_PREFIX..=ID_LEN).contains(&text.len()) {
+        return Ok(Command::Get {
+            target: GetTarget::Id(text),
+        });
+    }
+    if let Ok(n) = text.parse::<usize>() {
+        if n >= 1 && text.len() < MIN_ID_PREFIX {
+            return Ok(Command::Get {
+                target: GetTarget::Number(n),
+            });
+        }
+    }
+    Err(args.usage(
+        target.offset,
+        format!(
+            "\"{}\" is neither a result number nor an id ({MIN_ID_PREFIX} to {ID_LEN} hex digits)",
+            target.text
+        ),
+    ))
+}
+
 fn parse_quit(args: &Args<'_>) -> Result<Command, ParseError> {
     args.no_more(&args.words()?)?;
     Ok(Command::Quit)
@@ -902,6 +1134,116 @@ mod tests {
         check_exec("xyzzy plugh", Want::Unknown("xyzzy", None, 0));
         check_exec("", Want::Unknown("", None, 0));
         check_exec("history x", Want::Usage("history", 8));
+    }
+
+    #[test]
+    fn library_commands() {
+        use crate::query::{Query, UserFilter};
+        use Command::*;
+        let words = |w: &[&str]| Query {
+            words: w.iter().map(|s| s.to_string()).collect(),
+            ..Query::default()
+        };
+        check("/library", cmd(Library { json: false }));
+        check("/lib --json", cmd(Library { json: true }));
+        check(
+            "/share *.flac",
+            cmd(Share {
+                pattern: "*.flac".into(),
+            }),
+        );
+        check(
+            "/share my song.flac",
+            cmd(Share {
+                pattern: "my song.flac".into(),
+            }),
+        );
+        check(
+            "/share \"a  b.txt\"",
+            cmd(Share {
+                pattern: "a  b.txt".into(),
+            }),
+        );
+        check(
+            "/unshare x",
+            cmd(Unshare {
+                pattern: "x".into(),
+            }),
+        );
+        check("/share", Want::Usage("share", 6));
+        check(
+            "/search miles davis",
+            cmd(Search {
+                query: words(&["miles", "davis"]),
+                json: false,
+                page: 1,
+            }),
+        );
+        check(
+            "/search --json flac --page 2",
+            cmd(Search {
+                query: words(&["flac"]),
+                json: true,
+                page: 2,
+            }),
+        );
+        check("/search flac --page x", Want::Usage("search", 20));
+        check("/search flac size:>huge", Want::Usage("search", 13));
+        check("/search", Want::Usage("search", 7));
+        check("/more", cmd(More { json: false }));
+        check(
+            "/browse @bob@rose.example --json",
+            cmd(Browse {
+                user: UserFilter {
+                    nick: "bob".into(),
+                    domain: Some("rose.example".into()),
+                },
+                json: true,
+            }),
+        );
+        check(
+            "/browse bob",
+            cmd(Browse {
+                user: UserFilter {
+                    nick: "bob".into(),
+                    domain: None,
+                },
+                json: false,
+            }),
+        );
+        check("/browse @", Want::Usage("browse", 8));
+        check(
+            "/get 3",
+            cmd(Get {
+                target: GetTarget::Number(3),
+            }),
+        );
+        check(
+            "/get DEADBEEF",
+            cmd(Get {
+                target: GetTarget::Id("deadbeef".into()),
+            }),
+        );
+        check(
+            "/get 12345678",
+            cmd(Get {
+                target: GetTarget::Id("12345678".into()),
+            }),
+        );
+        check("/get abc", Want::Usage("get", 5));
+        check("/get 0", Want::Usage("get", 5));
+        check(&format!("/get {}", "a".repeat(65)), Want::Usage("get", 5));
+        check_exec(
+            "search \"kind of blue\" --json",
+            cmd(Search {
+                query: Query {
+                    phrases: vec!["kind of blue".into()],
+                    ..Query::default()
+                },
+                json: true,
+                page: 1,
+            }),
+        );
     }
 
     #[test]

@@ -76,7 +76,11 @@ impl fmt::Display for QueryError {
         if self.token.is_empty() {
             write!(f, "{} (at byte {})", self.message, self.offset)
         } else {
-            write!(f, "{:?} at byte {}: {}", self.token, self.offset, self.message)
+            write!(
+                f,
+                "{:?} at byte {}: {}",
+                self.token, self.offset, self.message
+            )
         }
     }
 }
@@ -127,7 +131,14 @@ fn size_bound(value: &str) -> Result<(Option<u64>, Option<u64>), String> {
         ">=" => (Some(bytes), None),
         ">" => (Some(bytes.saturating_add(1)), None),
         "<=" => (None, Some(bytes)),
-        _ => (None, Some(bytes.checked_sub(1).ok_or("nothing is smaller than 0 bytes")?)),
+        _ => (
+            None,
+            Some(
+                bytes
+                    .checked_sub(1)
+                    .ok_or("nothing is smaller than 0 bytes")?,
+            ),
+        ),
     })
 }
 
@@ -138,7 +149,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .strip_suffix("IB")
         .or_else(|| upper.strip_suffix('B'))
         .unwrap_or(&upper);
-    let (number, unit) = match trimmed.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+    let (number, unit) = match trimmed
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
         Some((i, _)) => trimmed.split_at(i),
         None => (trimmed, ""),
     };
@@ -148,13 +162,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "M" => 1 << 20,
         "G" => 1 << 30,
         "T" => 1 << 40,
-        _ => return Err(format!("{text:?} is not a size; use a number with K, M, G or T, like 10M")),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size; use a number with K, M, G or T, like 10M"
+            ))
+        }
     };
     let value: f64 = number
         .parse()
         .ok()
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| format!("{text:?} is not a size; use a number with K, M, G or T, like 10M"))?;
+        .ok_or_else(|| {
+            format!("{text:?} is not a size; use a number with K, M, G or T, like 10M")
+        })?;
     let bytes = value * multiplier as f64;
     if bytes > u64::MAX as f64 {
         return Err(format!("{text:?} is too large"));
@@ -185,20 +205,33 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
         message,
     };
     if input.len() > MAX_QUERY_BYTES {
-        return Err(error(input, "", format!("the query is {} bytes; the limit is {MAX_QUERY_BYTES}", input.len())));
+        return Err(error(
+            input,
+            "",
+            format!(
+                "the query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+                input.len()
+            ),
+        ));
     }
     let mut query = Query::default();
     let mut terms = 0;
     let mut rest = input;
     loop {
-        let (r, _) = multispace0::<&str, nom::error::Error<&str>>.parse(rest).unwrap_or((rest, ""));
+        let (r, _) = multispace0::<&str, nom::error::Error<&str>>
+            .parse(rest)
+            .unwrap_or((rest, ""));
         rest = r;
         if rest.is_empty() {
             break;
         }
         terms += 1;
         if terms > MAX_TERMS {
-            return Err(error(rest, "", format!("more than {MAX_TERMS} terms in one query")));
+            return Err(error(
+                rest,
+                "",
+                format!("more than {MAX_TERMS} terms in one query"),
+            ));
         }
         let start = rest;
         let token_end = |r: &str| &start[..start.len() - r.len()];
@@ -211,7 +244,11 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
                 "ext:" => {
                     let ext = value.trim_start_matches('.').to_lowercase();
                     if ext.is_empty() || !ext.chars().all(|c| c.is_alphanumeric()) {
-                        return Err(error(start, token, "an extension is letters and digits, like ext:flac".into()));
+                        return Err(error(
+                            start,
+                            token,
+                            "an extension is letters and digits, like ext:flac".into(),
+                        ));
                     }
                     query.extensions.push(ext);
                 }
@@ -226,7 +263,11 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
                 }
                 _ => {
                     if query.user.is_some() {
-                        return Err(error(start, token, "only one user: filter per query".into()));
+                        return Err(error(
+                            start,
+                            token,
+                            "only one user: filter per query".into(),
+                        ));
                     }
                     query.user = Some(user_filter(value).map_err(|m| error(start, token, m))?);
                 }
@@ -234,12 +275,22 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
             rest = r;
             continue;
         }
-        if let Some(name) = ["ext:", "size:", "user:"].iter().find(|t| rest.starts_with(**t)) {
-            return Err(error(start, name, format!("{name} needs a value, like {}", match *name {
-                "ext:" => "ext:flac",
-                "size:" => "size:>10M",
-                _ => "user:@alice@rose.example",
-            })));
+        if let Some(name) = ["ext:", "size:", "user:"]
+            .iter()
+            .find(|t| rest.starts_with(**t))
+        {
+            return Err(error(
+                start,
+                name,
+                format!(
+                    "{name} needs a value, like {}",
+                    match *name {
+                        "ext:" => "ext:flac",
+                        "size:" => "size:>10M",
+                        _ => "user:@alice@rose.example",
+                    }
+                ),
+            ));
         }
         let (r, negated) = opt(char::<&str, nom::error::Error<&str>>('-'))
             .parse(rest)
@@ -248,7 +299,11 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
             return Err(error(r, r, "this quote is never closed".into()));
         }
         let Ok((r, atom)) = atom(r) else {
-            return Err(error(start, token_end(r), "expected a word, a \"phrase\" or a filter".into()));
+            return Err(error(
+                start,
+                token_end(r),
+                "expected a word, a \"phrase\" or a filter".into(),
+            ));
         };
         let text = match &atom {
             Atom::Word(w) | Atom::Phrase(w) => w.trim().to_owned(),
@@ -263,12 +318,25 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
         }
         rest = r;
     }
-    if !query.has_text() && query.extensions.is_empty() && query.user.is_none() && query.min_size.is_none() && query.max_size.is_none() {
-        return Err(error(rest, "", "the query is empty; give a word, a \"phrase\" or a filter such as ext:flac".into()));
+    if !query.has_text()
+        && query.extensions.is_empty()
+        && query.user.is_none()
+        && query.min_size.is_none()
+        && query.max_size.is_none()
+    {
+        return Err(error(
+            rest,
+            "",
+            "the query is empty; give a word, a \"phrase\" or a filter such as ext:flac".into(),
+        ));
     }
     if let (Some(min), Some(max)) = (query.min_size, query.max_size) {
         if min > max {
-            return Err(error(input, input, "the size bounds exclude every file".into()));
+            return Err(error(
+                input,
+                input,
+                "the size bounds exclude every file".into(),
+            ));
         }
     }
     Ok(query)
@@ -287,7 +355,11 @@ mod tests {
 
     fn check_err(input: &str, offset: usize, token: &str) {
         let err = parse_query(input).expect_err(input);
-        assert_eq!((err.offset, err.token.as_str()), (offset, token), "{input:?}: {err}");
+        assert_eq!(
+            (err.offset, err.token.as_str()),
+            (offset, token),
+            "{input:?}: {err}"
+        );
     }
 
     fn words(w: &[&str]) -> Vec<String> {
@@ -296,23 +368,118 @@ mod tests {
 
     #[test]
     fn the_query_grammar_table() {
-        check("Miles davis", Query { words: words(&["miles", "davis"]), ..Query::default() });
-        check("\"kind of blue\"", Query { phrases: words(&["kind of blue"]), ..Query::default() });
-        check("jazz -live", Query { words: words(&["jazz"]), excluded: words(&["live"]), ..Query::default() });
-        check("jazz -\"live at\"", Query { words: words(&["jazz"]), excluded: words(&["live at"]), ..Query::default() });
-        check("ext:flac ext:.MP3", Query { extensions: words(&["flac", "mp3"]), ..Query::default() });
-        check("x size:>10M", Query { words: words(&["x"]), min_size: Some(10 * M + 1), ..Query::default() });
-        check("x size:>=10M", Query { words: words(&["x"]), min_size: Some(10 * M), ..Query::default() });
-        check("x size:<1G", Query { words: words(&["x"]), max_size: Some((1 << 30) - 1), ..Query::default() });
-        check("x size:<=1.5k", Query { words: words(&["x"]), max_size: Some(1536), ..Query::default() });
-        check("x size:>1M size:<2MiB", Query { words: words(&["x"]), min_size: Some(M + 1), max_size: Some(2 * M - 1), ..Query::default() });
+        check(
+            "Miles davis",
+            Query {
+                words: words(&["miles", "davis"]),
+                ..Query::default()
+            },
+        );
+        check(
+            "\"kind of blue\"",
+            Query {
+                phrases: words(&["kind of blue"]),
+                ..Query::default()
+            },
+        );
+        check(
+            "jazz -live",
+            Query {
+                words: words(&["jazz"]),
+                excluded: words(&["live"]),
+                ..Query::default()
+            },
+        );
+        check(
+            "jazz -\"live at\"",
+            Query {
+                words: words(&["jazz"]),
+                excluded: words(&["live at"]),
+                ..Query::default()
+            },
+        );
+        check(
+            "ext:flac ext:.MP3",
+            Query {
+                extensions: words(&["flac", "mp3"]),
+                ..Query::default()
+            },
+        );
+        check(
+            "x size:>10M",
+            Query {
+                words: words(&["x"]),
+                min_size: Some(10 * M + 1),
+                ..Query::default()
+            },
+        );
+        check(
+            "x size:>=10M",
+            Query {
+                words: words(&["x"]),
+                min_size: Some(10 * M),
+                ..Query::default()
+            },
+        );
+        check(
+            "x size:<1G",
+            Query {
+                words: words(&["x"]),
+                max_size: Some((1 << 30) - 1),
+                ..Query::default()
+            },
+        );
+        check(
+            "x size:<=1.5k",
+            Query {
+                words: words(&["x"]),
+                max_size: Some(1536),
+                ..Query::default()
+            },
+        );
+        check(
+            "x size:>1M size:<2MiB",
+            Query {
+                words: words(&["x"]),
+                min_size: Some(M + 1),
+                max_size: Some(2 * M - 1),
+                ..Query::default()
+            },
+        );
         check(
             "user:@alice@rose.example",
-            Query { user: Some(UserFilter { nick: "alice".into(), domain: Some("rose.example".into()) }), ..Query::default() },
+            Query {
+                user: Some(UserFilter {
+                    nick: "alice".into(),
+                    domain: Some("rose.example".into()),
+                }),
+                ..Query::default()
+            },
         );
-        check("user:bob", Query { user: Some(UserFilter { nick: "bob".into(), domain: None }), ..Query::default() });
-        check("  spaced   out  ", Query { words: words(&["spaced", "out"]), ..Query::default() });
-        check("日本語 e\u{301}", Query { words: words(&["日本語", "e\u{301}"]), ..Query::default() });
+        check(
+            "user:bob",
+            Query {
+                user: Some(UserFilter {
+                    nick: "bob".into(),
+                    domain: None,
+                }),
+                ..Query::default()
+            },
+        );
+        check(
+            "  spaced   out  ",
+            Query {
+                words: words(&["spaced", "out"]),
+                ..Query::default()
+            },
+        );
+        check(
+            "日本語 e\u{301}",
+            Query {
+                words: words(&["日本語", "e\u{301}"]),
+                ..Query::default()
+            },
+        );
     }
 
     #[test]
@@ -332,7 +499,10 @@ mod tests {
     #[test]
     fn error_messages_name_the_token() {
         let err = parse_query("flac size:>lots").unwrap_err().to_string();
-        assert!(err.contains("\"size:>lots\"") && err.contains("byte 5"), "{err}");
+        assert!(
+            err.contains("\"size:>lots\"") && err.contains("byte 5"),
+            "{err}"
+        );
     }
 
     #[test]

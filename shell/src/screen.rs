@@ -71,6 +71,8 @@ pub struct Status {
     pub instance: String,
     /// How many people are online.
     pub online: usize,
+    /// Transfers in progress, such as `get song.flac 42% 3.1 MiB/s ETA 0:04`; empty when none.
+    pub activity: String,
 }
 
 /// A run of text with one set of attributes.
@@ -274,6 +276,11 @@ impl Screen {
             self.status.online,
             self.nick
         );
+        if !self.status.activity.is_empty() {
+            text.push_str("| ");
+            text.push_str(&sanitize(&self.status.activity));
+            text.push(' ');
+        }
         if let Some(hint) = &self.hint {
             text.push_str("| ");
             text.push_str(hint);

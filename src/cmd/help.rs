@@ -19,7 +19,9 @@ pub fn run(topic: Option<&str>) -> Result<Output, CmdError> {
         return Ok(Output::lines(lines));
     };
     let spec = command_spec(topic).ok_or_else(|| {
-        CmdError::Usage(format!("no help for {topic:?}: there is no such command; try /help"))
+        CmdError::Usage(format!(
+            "no help for {topic:?}: there is no such command; try /help"
+        ))
     })?;
     let mut lines = vec![format!("usage: {}", spec.usage)];
     lines.extend(spec.help.lines().map(str::to_owned));

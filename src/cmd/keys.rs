@@ -47,10 +47,7 @@ async fn list(ctx: &Ctx<'_>, json: bool) -> Result<Output, CmdError> {
             }
         })
         .collect();
-    Ok(Output {
-        lines,
-        quit: false,
-    })
+    Ok(Output::lines(lines))
 }
 
 async fn add(ctx: &Ctx<'_>, text: &str) -> Result<Output, CmdError> {
@@ -71,10 +68,10 @@ async fn add(ctx: &Ctx<'_>, text: &str) -> Result<Output, CmdError> {
         .await
         .map_err(failed)?;
     tracing::info!(nick = %ctx.user.nick, %fingerprint, "key added");
-    Ok(Output {
-        lines: vec![format!("added key {fingerprint}; it can now log in as {}", ctx.user.nick)],
-        quit: false,
-    })
+    Ok(Output::lines(vec![format!(
+        "added key {fingerprint}; it can now log in as {}",
+        ctx.user.nick
+    )]))
 }
 
 async fn remove(ctx: &Ctx<'_>, fingerprint: String) -> Result<Output, CmdError> {
@@ -86,10 +83,7 @@ async fn remove(ctx: &Ctx<'_>, fingerprint: String) -> Result<Output, CmdError> 
         .await
         .map_err(failed)?;
     tracing::info!(nick = %ctx.user.nick, %fingerprint, "key removed");
-    Ok(Output {
-        lines: vec![format!("removed key {fingerprint}")],
-        quit: false,
-    })
+    Ok(Output::lines(vec![format!("removed key {fingerprint}")]))
 }
 
 fn failed(e: StoreError) -> CmdError {

@@ -4,8 +4,14 @@
 //! `rosewire_shell`, calls [`run`], and shows the [`Output`] as shell messages or as exec
 //! stdout; a [`CmdError`] becomes an error message, or stderr and exit status 1 or 2.
 
+mod browse;
+mod get;
 mod help;
 pub mod history;
+mod library;
+mod search;
+mod share;
+mod unshare;
 
 mod keys;
 mod me;
@@ -15,11 +21,21 @@ mod who;
 use rosewire_shell::Command;
 
 use crate::app::{App, User};
+use crate::library::Download;
+use crate::store::StoreError;
 
 /// What a command runs with.
 pub struct Ctx<'a> {
     pub app: &'a App,
     pub user: &'a User,
+    /// What earlier commands of this session left for later ones.
+    pub session: &'a mut SessionState,
+}
+
+/// Per-session memory of commands: the last search, for `/more` and `/get N`.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    pub last_search: Option<search::LastSearch>,
 }
 
 /// What a command produced.
@@ -29,11 +45,16 @@ pub struct Output {
     pub lines: Vec<String>,
     /// The session should end (`/quit`).
     pub quit: bool,
+    /// A file to deliver (`/get`): into `downloads/` in a shell, to stdout in exec form.
+    pub download: Option<Download>,
 }
 
 impl Output {
     fn lines(lines: Vec<String>) -> Output {
-        Output { lines, quit: false }
+        Output {
+            lines,
+            ..Output::default()
+        }
     }
 }
 
@@ -56,7 +77,7 @@ impl CmdError {
     }
 }
 
-pub async fn run(ctx: &Ctx<'_>, command: Command) -> Result<Output, CmdError> {
+pub async fn run(ctx: &mut Ctx<'_>, command: Command) -> Result<Output, CmdError> {
     match command {
         Command::Help { topic } => help::run(topic.as_deref()),
         Command::Who { json } => Ok(who::run(ctx, json)),
@@ -64,9 +85,16 @@ pub async fn run(ctx: &Ctx<'_>, command: Command) -> Result<Output, CmdError> {
         Command::Me { action } => me::run(ctx, &action).await,
         Command::History { count, json } => history::run(ctx, count, json).await,
         Command::Keys(keys) => keys::run(ctx, keys).await,
+        Command::Library { json } => library::run(ctx, json).await,
+        Command::Share { pattern } => share::run(ctx, &pattern).await,
+        Command::Unshare { pattern } => unshare::run(ctx, &pattern).await,
+        Command::Search { query, json, page } => search::run(ctx, query, json, page).await,
+        Command::More { json } => search::more(ctx, json).await,
+        Command::Browse { user, json } => browse::run(ctx, &user, json).await,
+        Command::Get { target } => get::run(ctx, target).await,
         Command::Quit => Ok(Output {
-            lines: Vec::new(),
             quit: true,
+            ..Output::default()
         }),
     }
 }
@@ -80,6 +108,14 @@ fn json_line(value: serde_json::Value) -> String {
 fn rfc3339(at: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(at)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// A store failure, as a command failure.
+fn store_failed(e: StoreError) -> CmdError {
+    CmdError::Failed(format!("the catalog is unavailable: {e}"))
 }

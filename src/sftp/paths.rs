@@ -114,7 +114,9 @@ pub fn normalize(path: &str) -> Result<Vec<String>, PathError> {
             ".." => {
                 parts.pop();
             }
-            name if name.len() > MAX_NAME_BYTES => return Err(PathError::NameTooLong(name.to_owned())),
+            name if name.len() > MAX_NAME_BYTES => {
+                return Err(PathError::NameTooLong(name.to_owned()))
+            }
             name => parts.push(name.to_owned()),
         }
     }
@@ -160,14 +162,21 @@ impl Roots {
 /// The real path of `area`/`rel`, refusing if any existing component below the area's folder
 /// is a symlink (the last component may be missing: it may be about to be created).
 /// Blocking: call from a blocking task.
-pub fn real_path(roots: &Roots, area: Area, rel: &[String], shown: &VPath) -> Result<PathBuf, PathError> {
+pub fn real_path(
+    roots: &Roots,
+    area: Area,
+    rel: &[String],
+    shown: &VPath,
+) -> Result<PathBuf, PathError> {
     let mut path = roots.of(area).to_path_buf();
     let mut checking = true;
     for name in rel {
         path.push(name);
         if checking {
             match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_symlink() => return Err(PathError::Symlink(shown.to_string())),
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(PathError::Symlink(shown.to_string()))
+                }
                 Ok(_) => {}
                 // Missing: nothing further down exists either; the operation reports it.
                 Err(_) => checking = false,
@@ -189,7 +198,11 @@ mod tests {
             Err(e) => format!("error: {e}"),
         };
         assert!(
-            if expected.starts_with("error: ") { got.starts_with("error: ") && got.contains(&expected[7..]) } else { got == expected },
+            if expected.starts_with("error: ") {
+                got.starts_with("error: ") && got.contains(&expected[7..])
+            } else {
+                got == expected
+            },
             "resolve({input:?}) = {got:?}, expected {expected:?}"
         );
     }
@@ -234,8 +247,14 @@ mod tests {
 
     #[test]
     fn overlong_paths_and_names_are_refused() {
-        check(&format!("/library/{}", "a".repeat(MAX_NAME_BYTES)), &format!("/library/{}", "a".repeat(MAX_NAME_BYTES)));
-        check(&format!("/library/{}", "a".repeat(MAX_NAME_BYTES + 1)), "error: name too long");
+        check(
+            &format!("/library/{}", "a".repeat(MAX_NAME_BYTES)),
+            &format!("/library/{}", "a".repeat(MAX_NAME_BYTES)),
+        );
+        check(
+            &format!("/library/{}", "a".repeat(MAX_NAME_BYTES + 1)),
+            "error: name too long",
+        );
         check(&"/a".repeat(MAX_PATH_BYTES), "error: path too long");
     }
 
@@ -250,15 +269,26 @@ mod tests {
         std::os::unix::fs::symlink("/etc", roots.library.join("link")).unwrap();
         let real = |p: &str| {
             let v = resolve(p).unwrap();
-            let VPath::In { area, rel } = &v else { panic!("{p}") };
+            let VPath::In { area, rel } = &v else {
+                panic!("{p}")
+            };
             real_path(&roots, *area, rel, &v)
         };
-        assert_eq!(real("/library/sub/new").unwrap(), roots.library.join("sub/new"));
-        assert_eq!(real("/library/missing/deeper").unwrap(), roots.library.join("missing/deeper"));
+        assert_eq!(
+            real("/library/sub/new").unwrap(),
+            roots.library.join("sub/new")
+        );
+        assert_eq!(
+            real("/library/missing/deeper").unwrap(),
+            roots.library.join("missing/deeper")
+        );
         assert_eq!(
             real("/library/link/passwd"),
             Err(PathError::Symlink("/library/link/passwd".into()))
         );
-        assert_eq!(real("/library/link"), Err(PathError::Symlink("/library/link".into())));
+        assert_eq!(
+            real("/library/link"),
+            Err(PathError::Symlink("/library/link".into()))
+        );
     }
 }

@@ -77,7 +77,11 @@ impl russh::server::Handler for Handler {
         }
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         if let Err(e) = nick::validate(user) {
             self.refusal = Some(e.to_string());
             return Ok(Self::reject());
@@ -162,7 +166,13 @@ impl russh::server::Handler for Handler {
         reply.accept().await;
         let id = channel.id();
         let handle = session.handle();
-        let task = super::session::run(self.app.clone(), user, self.peer, channel, self.shutdown.clone());
+        let task = super::session::run(
+            self.app.clone(),
+            user,
+            self.peer,
+            channel,
+            self.shutdown.clone(),
+        );
         let span = self.span.clone();
         tokio::spawn(
             async move {
@@ -175,7 +185,11 @@ impl russh::server::Handler for Handler {
                         .unwrap_or_default();
                     tracing::error!("session panicked: {what}");
                     let _ = handle
-                        .extended_data(id, 1, &b"rosewire: internal error; this session is closed\r\n"[..])
+                        .extended_data(
+                            id,
+                            1,
+                            &b"rosewire: internal error; this session is closed\r\n"[..],
+                        )
                         .await;
                     let _ = handle.exit_status_request(id, 1).await;
                     let _ = handle.eof(id).await;
@@ -211,7 +225,11 @@ impl russh::server::Handler for Handler {
         session.channel_success(channel)
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         session.channel_success(channel)
     }
 

@@ -77,7 +77,8 @@ impl AddressRate {
         }
         let cap = f64::from(self.per_minute);
         let (tokens, last) = self.buckets.entry(ip).or_insert((cap, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * cap / 60.0).min(cap);
+        *tokens =
+            (*tokens + now.saturating_duration_since(*last).as_secs_f64() * cap / 60.0).min(cap);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -90,7 +91,12 @@ impl AddressRate {
 
 /// Accepts SSH connections on `listener` until `shutdown` turns true, then gives open
 /// sessions [`SHUTDOWN_GRACE`] to finish and returns.
-pub async fn serve(app: App, listener: TcpListener, host_key: PrivateKey, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    host_key: PrivateKey,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let config = Arc::new(russh_config(&app, host_key));
     let max = app.config.ssh.max_connections;
     let permits = Arc::new(Semaphore::new(max));
@@ -140,9 +146,12 @@ pub async fn serve(app: App, listener: TcpListener, host_key: PrivateKey, mut sh
     drop(listener);
     // Every connection holds a permit: when all are back, every session has ended.
     let all = u32::try_from(max).unwrap_or(u32::MAX);
-    if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), permits.acquire_many(all))
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        SHUTDOWN_GRACE + Duration::from_secs(1),
+        permits.acquire_many(all),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("some ssh connections did not close in time");
     }
@@ -198,6 +207,9 @@ mod tests {
         assert!((0..3).all(|_| rate.allow(ip, t0)));
         assert!(!rate.allow(ip, t0));
         assert!(rate.allow(other, t0));
-        assert!(rate.allow(ip, t0 + Duration::from_secs(20)), "one token per 20 s at 3/min");
+        assert!(
+            rate.allow(ip, t0 + Duration::from_secs(20)),
+            "one token per 20 s at 3/min"
+        );
     }
 }

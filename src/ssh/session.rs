@@ -3,14 +3,17 @@
 
 use std::net::SocketAddr;
 
-use rosewire_shell::{parse_exec, parse_shell_line, Action, Command, Line, Message, Shell, ShellConfig, Status};
+use rosewire_shell::{
+    parse_exec, parse_shell_line, Action, Command, Line, Message, Shell, ShellConfig, Status,
+};
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::sync::{broadcast, watch};
 
 use crate::app::{App, User};
 use crate::chat::{unix_now, Chat, ChatEvent};
-use crate::cmd::{self, history::message_of, Ctx};
+use crate::cmd::{self, history::message_of, Ctx, SessionState};
+use crate::library::{human_size, Download, FetchError, COPY_CHUNK};
 
 /// The MOTD shown when a shell opens.
 const MOTD: &str = include_str!("../../assets/motd.txt");
@@ -66,7 +69,13 @@ impl Drop for Presence<'_> {
     }
 }
 
-pub async fn run(app: App, user: User, peer: SocketAddr, mut channel: Channel<Msg>, shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    app: App,
+    user: User,
+    peer: SocketAddr,
+    mut channel: Channel<Msg>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut pty: Option<Pty> = None;
     while let Some(msg) = channel.wait().await {
         match msg {
@@ -126,10 +135,12 @@ pub async fn run(app: App, user: User, peer: SocketAddr, mut channel: Channel<Ms
 struct Reply {
     messages: Vec<Message>,
     quit: bool,
+    /// A file the user asked for, to be copied into `downloads/`.
+    download: Option<Download>,
 }
 
 /// Runs a line typed in a shell (interactive or line mode).
-async fn submit(app: &App, user: &User, line: &str) -> Reply {
+async fn submit(app: &App, user: &User, state: &mut SessionState, line: &str) -> Reply {
     let now = unix_now();
     let command = match parse_shell_line(line) {
         Ok(Line::Empty) => return Reply::default(),
@@ -138,18 +149,28 @@ async fn submit(app: &App, user: &User, line: &str) -> Reply {
         Err(e) => {
             return Reply {
                 messages: vec![Message::error(now, &e.to_string())],
-                quit: false,
+                ..Reply::default()
             }
         }
     };
-    match cmd::run(&Ctx { app, user }, command).await {
+    let mut ctx = Ctx {
+        app,
+        user,
+        session: state,
+    };
+    match cmd::run(&mut ctx, command).await {
         Ok(out) => Reply {
             messages: out.lines.iter().map(|l| Message::output(now, l)).collect(),
             quit: out.quit,
+            download: out.download,
         },
         Err(e) => Reply {
-            messages: vec![Message::error(now, &e.to_string())],
-            quit: false,
+            messages: e
+                .to_string()
+                .lines()
+                .map(|l| Message::error(now, l))
+                .collect(),
+            ..Reply::default()
         },
     }
 }
@@ -194,17 +215,24 @@ async fn next_event(events: &mut broadcast::Receiver<ChatEvent>) -> Option<Resul
 }
 
 fn lagged_notice(missed: u64) -> Message {
-    Message::notice(unix_now(), &format!("{missed} chat lines were skipped: this session fell behind"))
+    Message::notice(
+        unix_now(),
+        &format!("{missed} chat lines were skipped: this session fell behind"),
+    )
 }
 
 fn shutdown_notice() -> Message {
-    Message::notice(unix_now(), "the server is shutting down; reconnect in a moment")
+    Message::notice(
+        unix_now(),
+        "the server is shutting down; reconnect in a moment",
+    )
 }
 
-fn status(app: &App) -> Status {
+fn status(app: &App, transfers: &Transfers) -> Status {
     Status {
         instance: app.domain().to_owned(),
         online: app.chat.online_count(),
+        activity: transfers.activity(),
     }
 }
 
@@ -222,12 +250,14 @@ async fn interactive(
 ) {
     let mut events = app.chat.subscribe();
     let _presence = Presence::join(&app.chat, &user.nick);
+    let mut state = SessionState::default();
+    let mut transfers = Transfers::new();
     let mut shell = Shell::new(ShellConfig {
         term: pty.term,
         cols: pty.cols,
         rows: pty.rows,
         nick: user.nick.clone(),
-        status: status(app),
+        status: status(app, &transfers),
     });
     let (opening, last_replayed) = opening(app).await;
     for message in opening {
@@ -245,9 +275,15 @@ async fn interactive(
                     for action in shell.handle_input(&data) {
                         match action {
                             Action::Submit(line) => {
-                                let reply = submit(app, user, &line).await;
+                                let reply = submit(app, user, &mut state, &line).await;
                                 for m in reply.messages {
                                     shell.push(m);
+                                }
+                                if let Some(download) = reply.download {
+                                    if let Err(m) = transfers.start(app, user, download) {
+                                        shell.push(m);
+                                    }
+                                    shell.set_status(status(app, &transfers));
                                 }
                                 if reply.quit {
                                     break 'session;
@@ -273,7 +309,7 @@ async fn interactive(
                         Some(Ok(event)) => {
                             if matches!(event, ChatEvent::Joined { .. } | ChatEvent::Left { .. }) {
                                 shell.set_nicks(nicks(app));
-                                shell.set_status(status(app));
+                                shell.set_status(status(app, &transfers));
                             }
                             if let Some(m) = event_message(&event, last_replayed) {
                                 shell.push(m);
@@ -288,6 +324,12 @@ async fn interactive(
                     };
                 }
             },
+            Some(event) = transfers.next() => {
+                if let Some(m) = transfers.apply(event) {
+                    shell.push(m);
+                }
+                shell.set_status(status(app, &transfers));
+            }
             _ = crate::app::shutting_down(&mut shutdown) => {
                 shell.push(shutdown_notice());
                 break;
@@ -311,6 +353,7 @@ async fn line_mode(
     let (opening, last_replayed) = opening(app).await;
     let mut out = plain_lines(&opening);
     let mut pending: Vec<u8> = Vec::new();
+    let mut state = SessionState::default();
     'session: loop {
         if !out.is_empty() && tx.data_bytes(std::mem::take(&mut out)).await.is_err() {
             break;
@@ -322,8 +365,11 @@ async fn line_mode(
                     while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                         let raw: Vec<u8> = pending.drain(..=end).collect();
                         let line = String::from_utf8_lossy(&raw);
-                        let reply = submit(app, user, line.trim_end_matches(['\r', '\n'])).await;
+                        let reply = submit(app, user, &mut state, line.trim_end_matches(['\r', '\n'])).await;
                         out.extend(plain_lines(&reply.messages));
+                        if let Some(download) = reply.download {
+                            out.extend(plain_lines(&[fetch_now(app, user, &download).await]));
+                        }
                         if reply.quit {
                             break 'session;
                         }
@@ -340,7 +386,11 @@ async fn line_mode(
                     // A last line without a newline still counts.
                     if !pending.is_empty() {
                         let line = String::from_utf8_lossy(&pending).into_owned();
-                        out.extend(plain_lines(&submit(app, user, line.trim_end()).await.messages));
+                        let reply = submit(app, user, &mut state, line.trim_end()).await;
+                        out.extend(plain_lines(&reply.messages));
+                        if let Some(download) = reply.download {
+                            out.extend(plain_lines(&[fetch_now(app, user, &download).await]));
+                        }
                     }
                     break;
                 }
@@ -376,10 +426,23 @@ fn plain_lines(messages: &[Message]) -> Vec<u8> {
 
 /// Runs one exec command: output on stdout, the reason for a failure on stderr, and the exit
 /// status 0 (success), 1 (the command failed) or 2 (usage error).
-async fn exec(app: &App, user: &User, peer: SocketAddr, tx: &ChannelWriteHalf<Msg>, command: Vec<u8>, pty: bool) {
+async fn exec(
+    app: &App,
+    user: &User,
+    peer: SocketAddr,
+    tx: &ChannelWriteHalf<Msg>,
+    command: Vec<u8>,
+    pty: bool,
+) {
     let eol = if pty { "\r\n" } else { "\n" };
     let Ok(command_line) = String::from_utf8(command) else {
-        finish(tx, b"", format!("rosewire: the command is not valid UTF-8{eol}").as_bytes(), 2).await;
+        finish(
+            tx,
+            b"",
+            format!("rosewire: the command is not valid UTF-8{eol}").as_bytes(),
+            2,
+        )
+        .await;
         return;
     };
     tracing::info!(%peer, command = %command_line.chars().take(80).collect::<String>(), "exec");
@@ -387,11 +450,27 @@ async fn exec(app: &App, user: &User, peer: SocketAddr, tx: &ChannelWriteHalf<Ms
         panic!("deliberate panic requested with {DEV_PANIC_COMMAND} (dev mode)");
     }
     let parsed = parse_exec(&command_line);
+    let mut state = SessionState::default();
     let result = match parsed {
-        Ok(command) => cmd::run(&Ctx { app, user }, command).await,
+        Ok(command) => {
+            let mut ctx = Ctx {
+                app,
+                user,
+                session: &mut state,
+            };
+            cmd::run(&mut ctx, command).await
+        }
         Err(e) => Err(cmd::CmdError::Usage(e.to_string())),
     };
     match result {
+        Ok(output) if output.download.is_some() => {
+            if let Some(download) = &output.download {
+                match stream_file(app, tx, download).await {
+                    Ok(()) => finish(tx, b"", b"", 0).await,
+                    Err(e) => finish(tx, b"", format!("rosewire: {e}{eol}").as_bytes(), 1).await,
+                }
+            }
+        }
         Ok(output) => {
             let mut out = String::new();
             for line in &output.lines {
@@ -418,4 +497,194 @@ async fn finish(tx: &ChannelWriteHalf<Msg>, stdout: &[u8], stderr: &[u8], status
     let _ = tx.exit_status(status).await;
     let _ = tx.eof().await;
     let _ = tx.close().await;
+}
+
+/// Copies a download into `downloads/` right away (line mode) and says how it went.
+async fn fetch_now(app: &App, user: &User, download: &Download) -> Message {
+    let result = app
+        .library
+        .fetch_to_downloads(user.id, download, |_| {})
+        .await;
+    transfer_message(download, result)
+}
+
+fn transfer_message(download: &Download, result: Result<String, FetchError>) -> Message {
+    match result {
+        Ok(saved) => Message::notice(
+            unix_now(),
+            &format!(
+                "saved {} ({}) in downloads/{saved}",
+                download.name,
+                human_size(download.size)
+            ),
+        ),
+        Err(e) => Message::error(unix_now(), &format!("get {} failed: {e}", download.name)),
+    }
+}
+
+/// Streams a download's bytes to the exec channel's stdout, checking its hash. A client that
+/// stops reading (`| head`) is not an error.
+async fn stream_file(
+    app: &App,
+    tx: &ChannelWriteHalf<Msg>,
+    download: &Download,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let path = app.library.source_path(download);
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| format!("cannot read {:?}: {e}", download.name))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut sent = 0u64;
+    loop {
+        let mut chunk = vec![0u8; COPY_CHUNK];
+        let n = file
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("cannot read {:?}: {e}", download.name))?;
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        hasher.update(&chunk);
+        if tx.data_bytes(chunk).await.is_err() {
+            tracing::debug!(sent, "client stopped reading");
+            return Ok(());
+        }
+        sent += n as u64;
+    }
+    if hasher.finalize().to_hex().as_str() != download.hash {
+        return Err(format!(
+            "{:?} changed on its owner's disk while it was sent; the bytes do not match id {}",
+            download.name, download.hash
+        ));
+    }
+    tracing::info!(name = %download.name, bytes = sent, "file sent");
+    Ok(())
+}
+
+/// Most downloads one shell runs at once.
+const MAX_TRANSFERS: usize = 4;
+/// Least time between two progress updates of one transfer.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Transfer events queued for the session before progress updates are dropped.
+const TRANSFER_EVENTS: usize = 64;
+
+enum TransferEvent {
+    Progress {
+        id: u64,
+        bytes: u64,
+    },
+    Done {
+        id: u64,
+        result: Result<String, FetchError>,
+    },
+}
+
+struct Transfer {
+    download: Download,
+    bytes: u64,
+    started: std::time::Instant,
+}
+
+/// The downloads running for one shell, and the progress they report.
+struct Transfers {
+    next_id: u64,
+    running: std::collections::BTreeMap<u64, Transfer>,
+    events_tx: tokio::sync::mpsc::Sender<TransferEvent>,
+    events_rx: tokio::sync::mpsc::Receiver<TransferEvent>,
+}
+
+impl Transfers {
+    fn new() -> Transfers {
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(TRANSFER_EVENTS);
+        Transfers {
+            next_id: 0,
+            running: Default::default(),
+            events_tx,
+            events_rx,
+        }
+    }
+
+    /// Starts copying `download` into the user's `downloads/` in the background.
+    fn start(&mut self, app: &App, user: &User, download: Download) -> Result<(), Message> {
+        if self.running.len() >= MAX_TRANSFERS {
+            return Err(Message::error(
+                unix_now(),
+                &format!("{MAX_TRANSFERS} downloads are running; wait for one to finish"),
+            ));
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let (library, user_id, events) = (app.library.clone(), user.id, self.events_tx.clone());
+        let progress_events = events.clone();
+        let task_download = download.clone();
+        let mut last = std::time::Instant::now();
+        tokio::spawn(async move {
+            let result = library
+                .fetch_to_downloads(user_id, &task_download, move |bytes| {
+                    if last.elapsed() >= PROGRESS_INTERVAL {
+                        last = std::time::Instant::now();
+                        let _ = progress_events.try_send(TransferEvent::Progress { id, bytes });
+                    }
+                })
+                .await;
+            let _ = events.send(TransferEvent::Done { id, result }).await;
+        });
+        self.running.insert(
+            id,
+            Transfer {
+                download,
+                bytes: 0,
+                started: std::time::Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Option<TransferEvent> {
+        self.events_rx.recv().await
+    }
+
+    /// Applies an event; a finished transfer yields its message.
+    fn apply(&mut self, event: TransferEvent) -> Option<Message> {
+        match event {
+            TransferEvent::Progress { id, bytes } => {
+                if let Some(t) = self.running.get_mut(&id) {
+                    t.bytes = bytes;
+                }
+                None
+            }
+            TransferEvent::Done { id, result } => {
+                let t = self.running.remove(&id)?;
+                Some(transfer_message(&t.download, result))
+            }
+        }
+    }
+
+    /// `get NAME 42% 3.1 MiB/s ETA 0:04` for each running transfer.
+    fn activity(&self) -> String {
+        self.running
+            .values()
+            .map(|t| {
+                let secs = t.started.elapsed().as_secs_f64().max(0.001);
+                let rate = t.bytes as f64 / secs;
+                let percent = (t.bytes * 100).checked_div(t.download.size).unwrap_or(100);
+                let eta = if rate > 0.0 {
+                    let left = (t.download.size.saturating_sub(t.bytes) as f64 / rate) as u64;
+                    format!("{}:{:02}", left / 60, left % 60)
+                } else {
+                    "?".to_owned()
+                };
+                format!(
+                    "get {} {percent}% {} of {} {}/s ETA {eta}",
+                    t.download.name,
+                    human_size(t.bytes),
+                    human_size(t.download.size),
+                    human_size(rate as u64)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }

@@ -60,7 +60,11 @@ pub fn recent_lines(conn: &Connection, limit: usize) -> Result<Vec<StoredLine>, 
             at: r.get(1)?,
             from_nick: r.get(2)?,
             from_domain: r.get(3)?,
-            kind: if kind == "me" { ChatKind::Me } else { ChatKind::Say },
+            kind: if kind == "me" {
+                ChatKind::Me
+            } else {
+                ChatKind::Say
+            },
             text: r.get(5)?,
         })
     })?;
@@ -75,7 +79,15 @@ mod tests {
     fn recent_lines_are_the_newest_oldest_first() {
         let conn = crate::store::open_in_memory();
         for i in 0..5 {
-            insert_line(&conn, i, "alice", "x.example", ChatKind::Say, &format!("line {i}")).unwrap();
+            insert_line(
+                &conn,
+                i,
+                "alice",
+                "x.example",
+                ChatKind::Say,
+                &format!("line {i}"),
+            )
+            .unwrap();
         }
         let lines = recent_lines(&conn, 2).unwrap();
         let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::StoreError;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileRecord {
     pub id: i64,
     pub owner_id: i64,
@@ -20,7 +20,8 @@ pub struct FileRecord {
     pub shared: bool,
 }
 
-const SELECT: &str = "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared
+const SELECT: &str =
+    "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared
      FROM files f JOIN users u ON u.id = f.owner_id";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -68,7 +69,9 @@ pub fn upsert(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let keep_shared = old.as_ref().is_some_and(|(_, h, shared)| *shared && h == hash);
+    let keep_shared = old
+        .as_ref()
+        .is_some_and(|(_, h, shared)| *shared && h == hash);
     if let Some((id, _, _)) = &old {
         tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [id])?;
         tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
@@ -76,7 +79,15 @@ pub fn upsert(
     tx.execute(
         "INSERT INTO files (owner_id, path, name, size, hash, modified, shared)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![owner_id, path, last_component(path), size as i64, hash, modified, keep_shared],
+        params![
+            owner_id,
+            path,
+            last_component(path),
+            size as i64,
+            hash,
+            modified,
+            keep_shared
+        ],
     )?;
     let id = tx.last_insert_rowid();
     tx.execute(
@@ -106,7 +117,12 @@ pub fn remove(conn: &mut Connection, owner_id: i64, path: &str) -> Result<bool, 
 }
 
 /// Follows a rename of a file or a whole folder inside the library.
-pub fn rename(conn: &mut Connection, owner_id: i64, from: &str, to: &str) -> Result<(), StoreError> {
+pub fn rename(
+    conn: &mut Connection,
+    owner_id: i64,
+    from: &str,
+    to: &str,
+) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let moved: Vec<(i64, String)> = {
         let mut stmt = tx.prepare(
@@ -160,11 +176,17 @@ pub fn list_shared(conn: &Connection, owner_id: i64) -> Result<Vec<FileRecord>, 
 }
 
 /// Sets the shared flag of the files with these ids (all the owner's).
-pub fn set_shared(conn: &mut Connection, owner_id: i64, ids: &[i64], shared: bool) -> Result<usize, StoreError> {
+pub fn set_shared(
+    conn: &mut Connection,
+    owner_id: i64,
+    ids: &[i64],
+    shared: bool,
+) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
     let mut changed = 0;
     {
-        let mut stmt = tx.prepare("UPDATE files SET shared = ?1 WHERE id = ?2 AND owner_id = ?3")?;
+        let mut stmt =
+            tx.prepare("UPDATE files SET shared = ?1 WHERE id = ?2 AND owner_id = ?3")?;
         for id in ids {
             changed += stmt.execute(params![shared, id, owner_id])?;
         }
@@ -174,7 +196,11 @@ pub fn set_shared(conn: &mut Connection, owner_id: i64, ids: &[i64], shared: boo
 }
 
 /// Shared files whose hash starts with `prefix` (lowercase hex), at most `limit`.
-pub fn shared_by_hash_prefix(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<FileRecord>, StoreError> {
+pub fn shared_by_hash_prefix(
+    conn: &Connection,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<FileRecord>, StoreError> {
     let upper = format!("{prefix}g"); // 'g' sorts after every hex digit
     let mut stmt = conn.prepare(&format!(
         "{SELECT} WHERE f.hash >= ?1 AND f.hash < ?2 AND f.shared = 1 ORDER BY f.hash, f.id LIMIT ?3"
@@ -223,15 +249,23 @@ mod tests {
         upsert(&mut conn, alice, "Music/So_What.flac", 10, "aa", 1).unwrap();
         upsert(&mut conn, alice, "Music/Blue.flac", 20, "bb", 1).unwrap();
         let matches = |conn: &Connection, q: &str| -> i64 {
-            conn.query_row("SELECT count(*) FROM files_fts WHERE files_fts MATCH ?1", [q], |r| r.get(0))
-                .unwrap()
+            conn.query_row(
+                "SELECT count(*) FROM files_fts WHERE files_fts MATCH ?1",
+                [q],
+                |r| r.get(0),
+            )
+            .unwrap()
         };
         assert_eq!(matches(&conn, "what"), 1);
         assert_eq!(matches(&conn, "music"), 2);
         rename(&mut conn, alice, "Music", "Jazz").unwrap();
         assert_eq!(matches(&conn, "music"), 0);
         assert_eq!(matches(&conn, "jazz"), 2);
-        let paths: Vec<String> = list(&conn, alice).unwrap().into_iter().map(|f| f.path).collect();
+        let paths: Vec<String> = list(&conn, alice)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         assert_eq!(paths, ["Jazz/Blue.flac", "Jazz/So_What.flac"]);
         assert!(remove(&mut conn, alice, "Jazz/Blue.flac").unwrap());
         assert_eq!(matches(&conn, "blue"), 0);
@@ -245,9 +279,15 @@ mod tests {
         let id = upsert(&mut conn, alice, "a.txt", 1, "aa", 1).unwrap();
         set_shared(&mut conn, alice, &[id], true).unwrap();
         upsert(&mut conn, alice, "a.txt", 1, "aa", 2).unwrap();
-        assert!(list(&conn, alice).unwrap()[0].shared, "same content stays shared");
+        assert!(
+            list(&conn, alice).unwrap()[0].shared,
+            "same content stays shared"
+        );
         upsert(&mut conn, alice, "a.txt", 2, "cc", 3).unwrap();
-        assert!(!list(&conn, alice).unwrap()[0].shared, "new content must be shared again");
+        assert!(
+            !list(&conn, alice).unwrap()[0].shared,
+            "new content must be shared again"
+        );
     }
 
     #[test]
@@ -264,7 +304,7 @@ mod tests {
 }
 
 /// One search result: a distinct content (hash), with one of the files that hold it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SearchHit {
     pub file: FileRecord,
     /// How many shared files have this content.
@@ -287,7 +327,11 @@ pub fn search(
 ) -> Result<Vec<SearchHit>, StoreError> {
     use rusqlite::types::Value;
     if let Some(user) = &query.user {
-        if user.domain.as_deref().is_some_and(|d| !d.eq_ignore_ascii_case(local_domain)) {
+        if user
+            .domain
+            .as_deref()
+            .is_some_and(|d| !d.eq_ignore_ascii_case(local_domain))
+        {
             // Files of other instances arrive with federation; this catalog has none.
             return Ok(Vec::new());
         }
@@ -300,7 +344,12 @@ pub fn search(
         .map(|w| format!("{}*", fts_quote(w)))
         .chain(query.phrases.iter().map(|p| fts_quote(p)))
         .collect();
-    let negative = query.excluded.iter().map(|e| fts_quote(e)).collect::<Vec<_>>().join(" OR ");
+    let negative = query
+        .excluded
+        .iter()
+        .map(|e| fts_quote(e))
+        .collect::<Vec<_>>()
+        .join(" OR ");
     let from = if positive.is_empty() {
         "files f".to_owned()
     } else {
@@ -339,7 +388,11 @@ pub fn search(
         args.push(Value::Text(user.nick.to_lowercase()));
         conditions.push(format!("u.nick_key = ?{}", args.len()));
     }
-    let order = if positive.is_empty() { "f.name" } else { "min(files_fts.rank), f.name" };
+    let order = if positive.is_empty() {
+        "f.name"
+    } else {
+        "min(files_fts.rank), f.name"
+    };
     args.push(Value::Integer(limit as i64));
     let limit_arg = args.len();
     args.push(Value::Integer(offset as i64));
@@ -382,7 +435,13 @@ mod search_tests {
         }
         let files = [
             (0, "Jazz/Miles_Davis/So What.flac", 30 << 20, "h1", true),
-            (0, "Jazz/Miles_Davis/Blue in Green (live).flac", 25 << 20, "h2", true),
+            (
+                0,
+                "Jazz/Miles_Davis/Blue in Green (live).flac",
+                25 << 20,
+                "h2",
+                true,
+            ),
             (0, "Rock/Beatles - Let It Be.mp3", 5 << 20, "h3", true),
             (0, "private/diary.txt", 100, "h4", false),
             (1, "music/So What.flac", 30 << 20, "h1", true),
@@ -409,16 +468,28 @@ mod search_tests {
     #[test]
     fn search_table() {
         let conn = catalog();
-        check(&conn, "miles", &["So What.flac", "Blue in Green (live).flac"]);
+        check(
+            &conn,
+            "miles",
+            &["So What.flac", "Blue in Green (live).flac"],
+        );
         check(&conn, "so what", &["So What.flac"]);
         check(&conn, "beat", &["Beatles - Let It Be.mp3"]);
         check(&conn, "\"kind of blue\"", &["kind of blue.epub"]);
         check(&conn, "blue -live", &["kind of blue.epub"]);
-        check(&conn, "ext:flac", &["So What.flac", "Blue in Green (live).flac"]);
+        check(
+            &conn,
+            "ext:flac",
+            &["So What.flac", "Blue in Green (live).flac"],
+        );
         check(&conn, "ext:flac -live", &["So What.flac"]);
         check(&conn, "size:>26M", &["So What.flac"]);
         check(&conn, "size:<3M", &["kind of blue.epub"]);
-        check(&conn, "user:@bob@rose.test", &["So What.flac", "kind of blue.epub"]);
+        check(
+            &conn,
+            "user:@bob@rose.test",
+            &["So What.flac", "kind of blue.epub"],
+        );
         check(&conn, "user:@bob@elsewhere.example", &[]);
         check(&conn, "diary", &[]);
         check(&conn, "nothing-like-this", &[]);
@@ -427,7 +498,14 @@ mod search_tests {
     #[test]
     fn the_same_content_is_one_result_with_its_copies() {
         let conn = catalog();
-        let hits = search(&conn, &parse_query("\"so what\"").unwrap(), "rose.test", 100, 0).unwrap();
+        let hits = search(
+            &conn,
+            &parse_query("\"so what\"").unwrap(),
+            "rose.test",
+            100,
+            0,
+        )
+        .unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].copies, 2);
     }

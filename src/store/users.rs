@@ -44,10 +44,12 @@ pub fn authenticate(
         .optional()?;
     let nick_key = nick.to_lowercase();
     let outcome = match owner {
-        Some((user_id, owner_nick)) if owner_nick.to_lowercase() == nick_key => AuthOutcome::Known {
-            user_id,
-            nick: owner_nick,
-        },
+        Some((user_id, owner_nick)) if owner_nick.to_lowercase() == nick_key => {
+            AuthOutcome::Known {
+                user_id,
+                nick: owner_nick,
+            }
+        }
         Some((_, owner_nick)) => AuthOutcome::KeyBelongsTo { nick: owner_nick },
         None => {
             let taken: bool = tx.query_row(
@@ -142,7 +144,11 @@ pub fn add_key(
 }
 
 /// Removes one of a user's keys; the last key cannot go (the nickname would be lost for good).
-pub fn remove_key(conn: &mut Connection, user_id: i64, fingerprint: &str) -> Result<(), StoreError> {
+pub fn remove_key(
+    conn: &mut Connection,
+    user_id: i64,
+    fingerprint: &str,
+) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let count: i64 = tx.query_row(
         "SELECT COUNT(*) FROM user_keys WHERE user_id = ?1",
@@ -192,7 +198,10 @@ mod tests {
                 nick: "Alice".into()
             }
         );
-        assert!(!nick_taken(&conn, "carol").unwrap(), "a refused claim creates nothing");
+        assert!(
+            !nick_taken(&conn, "carol").unwrap(),
+            "a refused claim creates nothing"
+        );
     }
 
     #[test]
@@ -208,7 +217,9 @@ mod tests {
         let b = authenticate(&mut conn, "alice", "SHA256:b", "ssh-ed25519 B", 4).unwrap();
         assert!(matches!(b, AuthOutcome::Known { .. }));
         remove_key(&mut conn, user_id, "SHA256:a").unwrap();
-        let err = remove_key(&mut conn, user_id, "SHA256:b").unwrap_err().to_string();
+        let err = remove_key(&mut conn, user_id, "SHA256:b")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only key"), "{err}");
         assert_eq!(list_keys(&conn, user_id).unwrap().len(), 1);
     }

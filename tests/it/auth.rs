@@ -9,7 +9,11 @@ fn the_first_key_claims_a_nickname_and_another_key_is_refused_even_after_a_resta
     assert_exit(&rose.ssh(&a, "alice", &["who"]), 0);
     let refused = rose.ssh(&b, "alice", &["who"]);
     assert_exit(&refused, 255);
-    assert!(stderr(&refused).contains("Permission denied"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("Permission denied"),
+        "{}",
+        stderr(&refused)
+    );
     // Case does not make a new nickname.
     assert_exit(&rose.ssh(&b, "ALICE", &["who"]), 255);
 
@@ -40,7 +44,11 @@ fn the_owner_adds_a_second_key_which_then_logs_in() {
     let pubkey = phone.public();
     let added = rose.ssh(&laptop, "alice", &["keys", "add", &pubkey]);
     assert_exit(&added, 0);
-    assert!(stdout(&added).contains("added key SHA256:"), "{}", stdout(&added));
+    assert!(
+        stdout(&added).contains("added key SHA256:"),
+        "{}",
+        stdout(&added)
+    );
 
     assert_exit(&rose.ssh(&phone, "alice", &["who"]), 0);
     let keys = rose.ssh(&phone, "alice", &["keys", "--json"]);
@@ -59,7 +67,11 @@ fn a_malformed_key_is_refused_and_nothing_is_added() {
     let a = Key::new("a");
     let bad = rose.ssh(&a, "alice", &["keys", "add", "ssh-ed25519", "notbase64!"]);
     assert_exit(&bad, 2);
-    assert!(stderr(&bad).contains("not an OpenSSH public key"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("not an OpenSSH public key"),
+        "{}",
+        stderr(&bad)
+    );
     let keys = rose.ssh(&a, "alice", &["keys"]);
     assert_eq!(stdout(&keys).lines().count(), 1, "{}", stdout(&keys));
 }
@@ -114,7 +126,11 @@ fn identity_comes_from_the_verified_key_not_the_offered_one() {
     let rose = Instance::start("127.0.0.2");
     let (alice, mallory) = (Key::new("alice"), Key::new("mallory"));
     assert_exit(&rose.ssh(&alice, "alice", &["who"]), 0);
-    std::fs::copy(alice.path.with_extension("pub"), mallory.path.with_extension("pub")).unwrap();
+    std::fs::copy(
+        alice.path.with_extension("pub"),
+        mallory.path.with_extension("pub"),
+    )
+    .unwrap();
     let out = rose.ssh(&mallory, "alice", &["who"]);
     assert_exit(&out, 255);
 }

@@ -71,10 +71,17 @@ fn an_escape_sequence_sent_as_chat_never_comes_back_raw() {
     alice.send("evil\x1b[2J\x1b]0;pwned\x07 \u{9b}31mred done");
     bob.expect("done");
     let raw = bob.output_bytes();
-    assert!(!raw.contains(&0x1b), "ESC reached bob: {:?}", String::from_utf8_lossy(&raw));
+    assert!(
+        !raw.contains(&0x1b),
+        "ESC reached bob: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
     assert!(!String::from_utf8_lossy(&raw).contains('\u{9b}'));
     let history = stdout(&rose.ssh(&b, "bob", &["history", "--json"]));
-    assert!(!history.contains("\\u001b") && !history.contains('\x1b'), "{history}");
+    assert!(
+        !history.contains("\\u001b") && !history.contains('\x1b'),
+        "{history}"
+    );
     assert!(history.contains("evil"), "{history}");
 }
 
@@ -103,7 +110,10 @@ fn a_flood_is_rate_limited_with_a_clear_message() {
     alice.expect("flood0");
     let history = stdout(&rose.ssh(&a, "alice", &["history", "50"]));
     let stored = history.matches("flood").count();
-    assert!((1..12).contains(&stored), "some lines were refused, {stored} stored:\n{history}");
+    assert!(
+        (1..12).contains(&stored),
+        "some lines were refused, {stored} stored:\n{history}"
+    );
 }
 
 #[test]
@@ -122,5 +132,10 @@ fn who_lists_users_with_a_shell_open() {
     assert_eq!(users[0]["nick"], "bob");
     assert_eq!(users[0]["address"], format!("@bob@{}", rose.domain));
     drop(bob);
-    assert!(wait_until(|| stdout(&rose.ssh(&a, "alice", &["who", "--json"])).is_empty()));
+    assert!(wait_until(|| stdout(&rose.ssh(
+        &a,
+        "alice",
+        &["who", "--json"]
+    ))
+    .is_empty()));
 }

@@ -11,7 +11,10 @@ fn exec_commands_take_an_optional_slash() {
     assert_exit(&plain, 0);
     assert_eq!(stdout(&plain), stdout(&slash));
     assert!(stdout(&plain).contains("/history"), "{}", stdout(&plain));
-    assert!(!plain.stdout.contains(&0x1b), "exec output has no escape codes");
+    assert!(
+        !plain.stdout.contains(&0x1b),
+        "exec output has no escape codes"
+    );
 }
 
 #[test]
@@ -21,7 +24,10 @@ fn an_unknown_command_is_a_usage_error_naming_the_closest_command() {
     let out = rose.ssh(&a, "alice", &["whoo"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
-    assert!(err.contains("\"whoo\"") && err.contains("did you mean who"), "{err}");
+    assert!(
+        err.contains("\"whoo\"") && err.contains("did you mean who"),
+        "{err}"
+    );
     assert!(stdout(&out).is_empty());
 }
 
@@ -34,7 +40,11 @@ fn a_bad_argument_is_a_usage_error_and_a_failure_is_exit_1() {
     assert!(stderr(&usage).contains("abc"), "{}", stderr(&usage));
     let failed = rose.ssh(&a, "alice", &["keys", "remove", "SHA256:nosuchkey"]);
     assert_exit(&failed, 1);
-    assert!(stderr(&failed).contains("SHA256:nosuchkey"), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("SHA256:nosuchkey"),
+        "{}",
+        stderr(&failed)
+    );
 }
 
 #[test]
@@ -43,7 +53,11 @@ fn help_for_one_command_shows_its_usage() {
     let a = Key::new("a");
     let out = rose.ssh(&a, "alice", &["help", "history"]);
     assert_exit(&out, 0);
-    assert!(stdout(&out).starts_with("usage: /history"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("usage: /history"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -12,7 +12,10 @@ fn serve_creates_its_data_directory_host_key_and_database() {
     assert_eq!(file_mode(&rose.data_dir()), 0o700);
     assert!(rose.data_dir().join("rosewire.db").exists());
     let banner = rose.stdout.lock().unwrap().clone();
-    assert!(banner.contains(&format!("ssh -p {} YOURNICK@", rose.ssh_port)), "{banner}");
+    assert!(
+        banner.contains(&format!("ssh -p {} YOURNICK@", rose.ssh_port)),
+        "{banner}"
+    );
 }
 
 #[test]
@@ -25,7 +28,10 @@ fn every_accepted_connection_is_logged_with_its_peer_address() {
         log.contains("ssh connection accepted") && log.contains("http connection accepted")
     }));
     let log = rose.log();
-    let ssh_line = log.lines().find(|l| l.contains("ssh connection accepted")).unwrap();
+    let ssh_line = log
+        .lines()
+        .find(|l| l.contains("ssh connection accepted"))
+        .unwrap();
     assert!(ssh_line.contains(CLIENT_ADDR), "{ssh_line}");
     assert!(ssh_line.contains("INFO"), "{ssh_line}");
 }
@@ -36,7 +42,10 @@ fn http_answers_health_and_a_landing_page() {
     let health = rose.http_get("/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let landing = rose.http_get("/");
-    assert!(landing.contains(&format!("ssh -p {}", rose.ssh_port)), "{landing}");
+    assert!(
+        landing.contains(&format!("ssh -p {}", rose.ssh_port)),
+        "{landing}"
+    );
     assert!(rose.http_get("/nope").starts_with("HTTP/1.1 404"));
 }
 
@@ -48,7 +57,11 @@ fn a_panic_ends_only_its_own_session() {
     bob.expect("Welcome to RoseWire");
     let boom = rose.ssh(&a, "alice", &["__panic"]);
     assert_exit(&boom, 1);
-    assert!(stderr(&boom).contains("internal error"), "{}", stderr(&boom));
+    assert!(
+        stderr(&boom).contains("internal error"),
+        "{}",
+        stderr(&boom)
+    );
     // The server, and bob's open session, carry on.
     assert_exit(&rose.ssh(&a, "alice", &["say", "still", "here"]), 0);
     bob.expect("<alice> still here");
@@ -63,12 +76,22 @@ fn sigterm_tells_sessions_and_closes_the_database_cleanly() {
     let mut bob = rose.line_session(&b, "bob");
     bob.expect("<alice> before shutdown");
     let status = rose.stop();
-    assert!(status.success(), "exit status {status:?}; log:\n{}", rose.log());
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        rose.log()
+    );
     bob.expect("shutting down");
     assert!(bob.wait_exit().is_some(), "bob's client was disconnected");
     assert!(rose.log().contains("database closed"), "{}", rose.log());
     // A clean close leaves no write-ahead log behind, and the line survived.
-    assert!(!rose.data_dir().join("rosewire.db-wal").exists() || std::fs::metadata(rose.data_dir().join("rosewire.db-wal")).unwrap().len() == 0);
+    assert!(
+        !rose.data_dir().join("rosewire.db-wal").exists()
+            || std::fs::metadata(rose.data_dir().join("rosewire.db-wal"))
+                .unwrap()
+                .len()
+                == 0
+    );
     rose.restart_after_stop();
     let history = stdout(&rose.ssh(&a, "alice", &["history"]));
     assert!(history.contains("before shutdown"), "{history}");
@@ -78,7 +101,11 @@ fn sigterm_tells_sessions_and_closes_the_database_cleanly() {
 fn an_unknown_config_key_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rosewire.toml");
-    std::fs::write(&config, "[ssh]\nlisten = \"127.0.0.5:0\"\nmax_conections = 5\n").unwrap();
+    std::fs::write(
+        &config,
+        "[ssh]\nlisten = \"127.0.0.5:0\"\nmax_conections = 5\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rosewire"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -102,21 +129,42 @@ fn init_writes_a_commented_config_and_keys() {
     assert_exit(&run(), 0);
     let config = std::fs::read_to_string(data.join("rosewire.toml")).unwrap();
     assert!(config.contains("domain = \"rose.example\""), "{config}");
-    assert!(config.lines().filter(|l| l.starts_with('#')).count() > 5, "commented");
+    assert!(
+        config.lines().filter(|l| l.starts_with('#')).count() > 5,
+        "commented"
+    );
     assert_eq!(file_mode(&data.join("host_ed25519_key")), 0o600);
     assert_eq!(file_mode(&data.join("instance_ed25519_key")), 0o600);
     let again = run();
     assert_exit(&again, 1);
-    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
 fn version_and_help_work() {
-    let out = Command::new(env!("CARGO_BIN_EXE_rosewire")).arg("--version").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rosewire"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert_exit(&out, 0);
     assert!(stdout(&out).contains(env!("CARGO_PKG_VERSION")));
-    let help = Command::new(env!("CARGO_BIN_EXE_rosewire")).args(["serve", "--help"]).output().unwrap();
-    for flag in ["--config", "--data-dir", "--domain", "--ssh-listen", "--http-listen", "--bootstrap", "--dev"] {
+    let help = Command::new(env!("CARGO_BIN_EXE_rosewire"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    for flag in [
+        "--config",
+        "--data-dir",
+        "--domain",
+        "--ssh-listen",
+        "--http-listen",
+        "--bootstrap",
+        "--dev",
+    ] {
         assert!(stdout(&help).contains(flag), "serve --help lacks {flag}");
     }
 }

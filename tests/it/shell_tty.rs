@@ -20,7 +20,9 @@ fn a_typed_line_appears_in_the_shell() {
     tmux.expect("the welcome", |s| s.contains("Welcome to RoseWire"));
     tmux.type_text("hello from tmux");
     tmux.send_keys(&["Enter"]);
-    tmux.expect("alice's own line", |s| s.contains("<alice> hello from tmux"));
+    tmux.expect("alice's own line", |s| {
+        s.contains("<alice> hello from tmux")
+    });
     let history = stdout(&rose.ssh(&a, "alice", &["history"]));
     assert!(history.contains("hello from tmux"), "{history}");
 }
@@ -32,18 +34,31 @@ fn an_incoming_line_does_not_break_the_half_typed_input() {
     let tmux = Tmux::start(&rose.ssh_shell_line(&a, "alice", "-tt"), 100, 30);
     tmux.expect("the welcome", |s| s.contains("Welcome to RoseWire"));
     tmux.type_text("half typed");
-    tmux.expect("the half-typed input", |s| input_row(s).contains("half typed"));
+    tmux.expect("the half-typed input", |s| {
+        input_row(s).contains("half typed")
+    });
     for i in 0..3 {
-        assert_exit(&rose.ssh(&b, "bob", &["say", &format!("interruption{i}")]), 0);
+        assert_exit(
+            &rose.ssh(&b, "bob", &["say", &format!("interruption{i}")]),
+            0,
+        );
     }
     let screen = tmux.expect("bob's lines", |s| s.contains("<bob> interruption2"));
     let row = input_row(&screen);
-    assert!(row.contains("half typed"), "input row garbled: {row:?}\n{screen}");
-    assert!(!row.contains("interruption"), "a chat line landed in the input row: {row:?}");
+    assert!(
+        row.contains("half typed"),
+        "input row garbled: {row:?}\n{screen}"
+    );
+    assert!(
+        !row.contains("interruption"),
+        "a chat line landed in the input row: {row:?}"
+    );
     // The input continues where it was and is sent whole.
     tmux.type_text(" and finished");
     tmux.send_keys(&["Enter"]);
-    tmux.expect("the finished line", |s| s.contains("<alice> half typed and finished"));
+    tmux.expect("the finished line", |s| {
+        s.contains("<alice> half typed and finished")
+    });
 }
 
 #[test]
@@ -65,7 +80,9 @@ fn line_editing_and_completion_work_through_a_real_terminal() {
     tmux.send_keys(&["Tab"]);
     tmux.expect("the completed command", |s| input_row(s).contains("/who"));
     tmux.send_keys(&["Enter"]);
-    tmux.expect("the who output", |s| s.contains(&format!("@alice@{}", rose.domain)));
+    tmux.expect("the who output", |s| {
+        s.contains(&format!("@alice@{}", rose.domain))
+    });
     // Up recalls the previous line.
     tmux.send_keys(&["Up"]);
     tmux.expect("the recalled line", |s| input_row(s).contains("/who"));

@@ -140,7 +140,11 @@ impl Instance {
 
     /// Stops and starts again on the same data directory (new ports).
     pub fn restart(&mut self) {
-        assert!(self.stop().success(), "clean exit expected; log:\n{}", self.log());
+        assert!(
+            self.stop().success(),
+            "clean exit expected; log:\n{}",
+            self.log()
+        );
         self.spawn(&[]);
     }
 
@@ -201,11 +205,19 @@ impl Instance {
     }
 
     pub fn http_get(&self, path: &str) -> String {
-        let mut stream = std::net::TcpStream::connect((self.ip.as_str(), self.http_port)).expect("connect http");
+        let mut stream =
+            std::net::TcpStream::connect((self.ip.as_str(), self.http_port)).expect("connect http");
         stream.set_read_timeout(Some(WAIT)).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.domain).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.domain
+        )
+        .unwrap();
         let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read http response");
+        stream
+            .read_to_string(&mut response)
+            .expect("read http response");
         response
     }
 }

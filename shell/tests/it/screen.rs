@@ -48,6 +48,7 @@ fn render_is_empty_when_nothing_changed() {
     shell.set_status(Status {
         instance: "rose.example".into(),
         online: 3,
+        ..Status::default()
     });
     assert!(shell.render().is_empty());
 }

@@ -16,6 +16,7 @@ pub fn config(cols: u16, rows: u16) -> ShellConfig {
         status: Status {
             instance: "rose.example".to_owned(),
             online: 3,
+            ..Status::default()
         },
     }
 }

@@ -1,0 +1,80 @@
+//! `/share NAME|GLOB`: offer files of the library to the network.
+
+use super::{store_failed, CmdError, Ctx, Output};
+use crate::library::{glob_match, is_glob};
+use crate::store::{self, files::FileRecord};
+
+pub async fn run(ctx: &Ctx<'_>, pattern: &str) -> Result<Output, CmdError> {
+    set_shared(ctx, pattern, true).await
+}
+
+/// The files a NAME or GLOB means: a glob matches names (or paths, if it has a `/`); a plain
+/// name is an exact path, or else an exact file name.
+pub(super) fn select<'f>(files: &'f [FileRecord], pattern: &str) -> Vec<&'f FileRecord> {
+    let pattern = pattern
+        .trim_start_matches('/')
+        .trim_start_matches("library/");
+    if is_glob(pattern) {
+        return files
+            .iter()
+            .filter(|f| glob_match(pattern, &f.path))
+            .collect();
+    }
+    let by_path: Vec<_> = files.iter().filter(|f| f.path == pattern).collect();
+    if !by_path.is_empty() {
+        return by_path;
+    }
+    files.iter().filter(|f| f.name == pattern).collect()
+}
+
+/// Shared by `/share` and `/unshare`: flips the flag of the matching files.
+pub(super) async fn set_shared(
+    ctx: &Ctx<'_>,
+    pattern: &str,
+    shared: bool,
+) -> Result<Output, CmdError> {
+    let files = ctx
+        .app
+        .library
+        .files(ctx.user.id)
+        .await
+        .map_err(store_failed)?;
+    let matched = select(&files, pattern);
+    let verb = if shared { "share" } else { "unshare" };
+    if matched.is_empty() {
+        return Err(CmdError::Failed(format!(
+            "nothing in your library matches {pattern:?}; see /library"
+        )));
+    }
+    let to_change: Vec<&FileRecord> = matched
+        .iter()
+        .copied()
+        .filter(|f| f.shared != shared)
+        .collect();
+    if to_change.is_empty() {
+        let state = if shared {
+            "already shared"
+        } else {
+            "not shared"
+        };
+        return Err(CmdError::Failed(format!(
+            "{pattern:?} is {state}; nothing changed"
+        )));
+    }
+    let ids: Vec<i64> = to_change.iter().map(|f| f.id).collect();
+    let user_id = ctx.user.id;
+    ctx.app
+        .store
+        .call(move |conn| store::files::set_shared(conn, user_id, &ids, shared))
+        .await
+        .map_err(store_failed)?;
+    tracing::info!(nick = %ctx.user.nick, count = to_change.len(), pattern, "{verb}d");
+    let mut lines: Vec<String> = to_change
+        .iter()
+        .map(|f| format!("{verb}d {}", f.path))
+        .collect();
+    if to_change.len() > 1 {
+        lines.push(format!("{} files {verb}d", to_change.len()));
+    }
+    Ok(Output::lines(lines))
+}
