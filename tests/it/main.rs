@@ -4,6 +4,7 @@
 mod auth;
 mod chat;
 mod exec;
+mod library;
 mod server;
 mod shell_tty;
 mod util;
