@@ -67,7 +67,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pids "${SESSION_PIDS[@]}"
     stop_pids $ROSEWIRE_PID $SSHD_PID
-    exec 9>&- 2>/dev/null || true
+    exec 9>&-
     if [ -n "${KEEP:-}" ] || [ $rc -ne 0 ]; then
         log "work directory kept: $WORK"
     else
@@ -76,7 +76,8 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_signal() { exit 130; }
+trap on_signal INT TERM
 
 free_port() { # an unused TCP port on address $1 (the race with other programs is harmless here)
     python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"
@@ -313,7 +314,8 @@ mkdir -p "$RESULTS_DIR"
     echo "| server RSS after all sessions closed | $AFTER_RSS MiB ($AFTER_ONLINE still listed by \`who\`) | |"
     echo "| server WARN/ERROR log lines; client stderr lines | $SERVER_ERRORS; $CLIENT_ERRORS | 0; 0 |"
     echo "| server still running at the end | $SERVER_ALIVE | yes |"
-} >"$RESULTS"
+} >"$RESULTS.tmp"
+mv "$RESULTS.tmp" "$RESULTS" # never a half-written table, even when interrupted
 echo
 cat "$RESULTS"
 echo

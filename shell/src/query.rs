@@ -10,8 +10,9 @@
 //! atom    = '"' phrase '"' | WORD
 //! ```
 //!
-//! Words match at the start of words in file names and folder names (`beat` finds
-//! `Beatles`); a phrase matches its words in order. Every error names the offending token and
+//! Words match whole words of file names and folder names, without regard to case or
+//! accents; a word ending in `*` matches words that start with it (`beat*` finds `Beatles`);
+//! a phrase matches its words in order. Every error names the offending token and
 //! carries its byte offset.
 
 use std::fmt;
@@ -31,7 +32,7 @@ pub const MAX_TERMS: usize = 32;
 /// A parsed search query. Words and phrases are lowercase.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Query {
-    /// Each must match the start of a word.
+    /// Each must match a whole word, or the start of one if it ends with `*`.
     pub words: Vec<String>,
     /// Each must match as consecutive words.
     pub phrases: Vec<String>,

@@ -95,9 +95,8 @@ impl From<SftpError> for StatusReply {
             SftpError::Path(PathError::OutsideTree(_)) | SftpError::NotFound(_) => {
                 StatusCode::NoSuchFile
             }
-            SftpError::Path(PathError::Symlink(_)) | SftpError::Denied(_) => {
-                StatusCode::PermissionDenied
-            }
+            SftpError::Path(PathError::Symlink(_) | PathError::RootReadOnly(_))
+            | SftpError::Denied(_) => StatusCode::PermissionDenied,
             SftpError::Unsupported(_) => StatusCode::OpUnsupported,
             SftpError::Eof => StatusCode::Eof,
             SftpError::Path(_)
@@ -411,7 +410,7 @@ impl Sftp {
     }
 
     async fn rename_path(&mut self, from: &str, to: &str, replace: bool) -> Result<(), SftpError> {
-        let (from, to) = (paths::resolve(from)?, paths::resolve(to)?);
+        let (from, to) = (paths::resolve(from)?, paths::resolve_for_write(to)?);
         let (Some((from_area, from_rel)), Some((to_area, to_rel))) = (from.entry(), to.entry())
         else {
             return Err(SftpError::Denied(format!(
@@ -492,12 +491,12 @@ impl russh_sftp::server::Handler for Sftp {
     ) -> Result<HandleReply, SftpError> {
         // Refuse before any work (an upload's temporary file, a quota query).
         self.room()?;
-        let path = paths::resolve(&filename)?;
         let writes = OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         let handle = if pflags.intersects(writes) {
-            self.open_write(path, pflags).await?
+            self.open_write(paths::resolve_for_write(&filename)?, pflags)
+                .await?
         } else {
-            self.open_read(path).await?
+            self.open_read(paths::resolve(&filename)?).await?
         };
         Ok(HandleReply { id, handle })
     }
@@ -673,7 +672,7 @@ impl russh_sftp::server::Handler for Sftp {
         path: String,
         _attrs: FileAttributes,
     ) -> Result<Status, SftpError> {
-        let path = paths::resolve(&path)?;
+        let path = paths::resolve_for_write(&path)?;
         match path.entry() {
             Some((Area::Library, _)) => {}
             Some((Area::Downloads, _)) => {

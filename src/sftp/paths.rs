@@ -32,6 +32,8 @@ pub enum PathError {
     NameTooLong(String),
     #[error("no such file: {0} (the root holds only /library and /downloads)")]
     OutsideTree(String),
+    #[error("{0}: / is read-only, only /library and /downloads exist there")]
+    RootReadOnly(String),
     #[error("symbolic links are not followed: {0}")]
     Symlink(String),
 }
@@ -143,6 +145,17 @@ pub fn resolve(path: &str) -> Result<VPath, PathError> {
     Ok(VPath::In { area, rel: parts })
 }
 
+/// Resolves the path of something about to be created or changed: as [`resolve`], but a new
+/// name directly under `/` is refused as a write to the read-only root.
+pub fn resolve_for_write(path: &str) -> Result<VPath, PathError> {
+    match resolve(path) {
+        Err(PathError::OutsideTree(shown)) if shown.matches('/').count() == 1 => {
+            Err(PathError::RootReadOnly(shown))
+        }
+        other => other,
+    }
+}
+
 /// The real folders of one user's two areas.
 #[derive(Debug, Clone)]
 pub struct Roots {
@@ -198,10 +211,9 @@ mod tests {
             Err(e) => format!("error: {e}"),
         };
         assert!(
-            if expected.starts_with("error: ") {
-                got.starts_with("error: ") && got.contains(&expected[7..])
-            } else {
-                got == expected
+            match expected.strip_prefix("error: ") {
+                Some(message) => got.starts_with("error: ") && got.contains(message),
+                None => got == expected,
             },
             "resolve({input:?}) = {got:?}, expected {expected:?}"
         );
@@ -243,6 +255,19 @@ mod tests {
         for (input, expected) in cases {
             check(input, expected);
         }
+    }
+
+    #[test]
+    fn new_names_at_the_root_are_refused_as_writes() {
+        assert_eq!(resolve_for_write("/library/x"), resolve("/library/x"));
+        assert_eq!(
+            resolve_for_write("/library/../../x"),
+            Err(PathError::RootReadOnly("/x".into()))
+        );
+        assert_eq!(
+            resolve_for_write("/x/y"),
+            Err(PathError::OutsideTree("/x/y".into()))
+        );
     }
 
     #[test]

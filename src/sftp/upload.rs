@@ -190,7 +190,7 @@ impl Upload {
             return Err(self.abandoned(e));
         }
         let offset = if self.append { self.len } else { offset };
-        let end = offset.checked_add(data.len() as u64).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(data.len() as u64);
         let new_len = self.len.max(end);
         if let Err(e) = self.budget.check(new_len) {
             return Err(self.fail(e));

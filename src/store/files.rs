@@ -47,6 +47,41 @@ pub fn index_words(path: &str) -> String {
     words
 }
 
+/// The lowercase extension of a path's last component (`""` when it has none).
+pub fn extension(path: &str) -> String {
+    match last_component(path).rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => ext.to_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// The size class of a size: its bit length (0 for 0 bytes, 21 for 1 to 2 MiB).
+fn size_class(size: u64) -> u32 {
+    u64::BITS - size.leading_zeros()
+}
+
+/// Adds a file to the full-text index (its row must exist in `files`).
+fn index_file(
+    conn: &Connection,
+    id: i64,
+    owner_id: i64,
+    path: &str,
+    size: u64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO files_fts (rowid, words, ext, owner, size)
+         VALUES (?1, ?2, ?3, (SELECT nick_key FROM users WHERE id = ?4), ?5)",
+    )?
+    .execute(params![
+        id,
+        index_words(path),
+        extension(path),
+        owner_id,
+        format!("s{}", size_class(size))
+    ])?;
+    Ok(())
+}
+
 fn last_component(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -90,10 +125,7 @@ pub fn upsert(
         ],
     )?;
     let id = tx.last_insert_rowid();
-    tx.execute(
-        "INSERT INTO files_fts (rowid, words) VALUES (?1, ?2)",
-        params![id, index_words(path)],
-    )?;
+    index_file(&tx, id, owner_id, path, size)?;
     tx.commit()?;
     Ok(id)
 }
@@ -124,14 +156,16 @@ pub fn rename(
     to: &str,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    let moved: Vec<(i64, String)> = {
+    let moved: Vec<(i64, String, u64)> = {
         let mut stmt = tx.prepare(
-            "SELECT id, path FROM files WHERE owner_id = ?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/')",
+            "SELECT id, path, size FROM files WHERE owner_id = ?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/')",
         )?;
-        let rows = stmt.query_map(params![owner_id, from], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![owner_id, from], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+        })?;
         rows.collect::<Result<_, _>>()?
     };
-    for (id, path) in moved {
+    for (id, path, size) in moved {
         let new_path = format!("{to}{}", &path[from.len()..]);
         // A file renamed over another replaces it.
         let replaced: Option<i64> = tx
@@ -150,10 +184,7 @@ pub fn rename(
             params![new_path, last_component(&new_path), id],
         )?;
         tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [id])?;
-        tx.execute(
-            "INSERT INTO files_fts (rowid, words) VALUES (?1, ?2)",
-            params![id, index_words(&new_path)],
-        )?;
+        index_file(&tx, id, owner_id, &new_path, size)?;
     }
     tx.commit()?;
     Ok(())
@@ -316,8 +347,13 @@ fn fts_quote(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
 }
 
-/// Searches the shared files of this instance. Results are distinct by content, best
-/// matches first; `limit` from `offset`.
+/// Searches the shared files of this instance: newest first, distinct by content, `limit`
+/// results from `offset`.
+///
+/// Every query with words, phrases, extensions or a user is answered by walking the FTS index
+/// in rowid order and stopping once the page is full, so its cost follows the page size, not
+/// the catalog size. Size bounds and exclusions filter that walk. A query with only size
+/// bounds walks the files table the same way.
 pub fn search(
     conn: &Connection,
     query: &rosewire_shell::query::Query,
@@ -336,46 +372,65 @@ pub fn search(
             return Ok(Vec::new());
         }
     }
-    let mut conditions = vec!["f.shared = 1".to_owned()];
-    let mut args: Vec<Value> = Vec::new();
-    let positive: Vec<String> = query
+    let mut required: Vec<String> = query
         .words
         .iter()
-        .map(|w| format!("{}*", fts_quote(w)))
-        .chain(query.phrases.iter().map(|p| fts_quote(p)))
+        .map(|w| match w.strip_suffix('*') {
+            // `beat*` matches words that start with beat; a plain word matches whole words,
+            // which the index answers without expanding every possible continuation.
+            Some(prefix) if !prefix.is_empty() => format!("words : {}*", fts_quote(prefix)),
+            _ => format!("words : {}", fts_quote(w)),
+        })
+        .chain(
+            query
+                .phrases
+                .iter()
+                .map(|p| format!("words : {}", fts_quote(p))),
+        )
         .collect();
-    let negative = query
+    if !query.extensions.is_empty() {
+        let exts: Vec<String> = query.extensions.iter().map(|e| fts_quote(e)).collect();
+        required.push(format!("ext : ({})", exts.join(" OR ")));
+    }
+    if let Some(user) = &query.user {
+        required.push(format!("owner : {}", fts_quote(&user.nick.to_lowercase())));
+    }
+    if query.min_size.is_some() || query.max_size.is_some() {
+        // The size classes the bounds allow; the exact bounds are checked on each row.
+        let low = size_class(query.min_size.unwrap_or(0));
+        let high = size_class(query.max_size.unwrap_or(u64::MAX));
+        let classes: Vec<String> = (low..=high).map(|c| format!("s{c}")).collect();
+        required.push(format!("size : ({})", classes.join(" OR ")));
+    }
+    let excluded = query
         .excluded
         .iter()
-        .map(|e| fts_quote(e))
+        .map(|e| format!("words : {}", fts_quote(e)))
         .collect::<Vec<_>>()
         .join(" OR ");
-    let from = if positive.is_empty() {
-        "files f".to_owned()
+    let mut args: Vec<Value> = Vec::new();
+    let mut conditions = vec!["f.shared = 1".to_owned()];
+    let (from, order) = if required.is_empty() {
+        if !excluded.is_empty() {
+            args.push(Value::Text(excluded));
+            conditions.push(format!(
+                "f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?{})",
+                args.len()
+            ));
+        }
+        ("files f", "f.id DESC")
     } else {
-        let mut m = positive.join(" AND ");
-        if !negative.is_empty() {
-            m = format!("({m}) NOT ({negative})");
+        let mut m = required.join(" AND ");
+        if !excluded.is_empty() {
+            m = format!("({m}) NOT ({excluded})");
         }
         args.push(Value::Text(m));
         conditions.push(format!("files_fts MATCH ?{}", args.len()));
-        "files_fts JOIN files f ON f.id = files_fts.rowid".to_owned()
+        (
+            "files_fts JOIN files f ON f.id = files_fts.rowid",
+            "files_fts.rowid DESC",
+        )
     };
-    if positive.is_empty() && !negative.is_empty() {
-        args.push(Value::Text(negative));
-        conditions.push(format!(
-            "f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?{})",
-            args.len()
-        ));
-    }
-    if !query.extensions.is_empty() {
-        let mut alternatives = Vec::new();
-        for ext in &query.extensions {
-            args.push(Value::Text(format!("%.{ext}")));
-            alternatives.push(format!("lower(f.name) LIKE ?{}", args.len()));
-        }
-        conditions.push(format!("({})", alternatives.join(" OR ")));
-    }
     if let Some(min) = query.min_size {
         args.push(Value::Integer(i64::try_from(min).unwrap_or(i64::MAX)));
         conditions.push(format!("f.size >= ?{}", args.len()));
@@ -384,36 +439,45 @@ pub fn search(
         args.push(Value::Integer(i64::try_from(max).unwrap_or(i64::MAX)));
         conditions.push(format!("f.size <= ?{}", args.len()));
     }
-    if let Some(user) = &query.user {
-        args.push(Value::Text(user.nick.to_lowercase()));
-        conditions.push(format!("u.nick_key = ?{}", args.len()));
-    }
-    let order = if positive.is_empty() {
-        "f.name"
-    } else {
-        "min(files_fts.rank), f.name"
-    };
-    args.push(Value::Integer(limit as i64));
-    let limit_arg = args.len();
-    args.push(Value::Integer(offset as i64));
-    let offset_arg = args.len();
     let sql = format!(
-        "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared, count(*)
+        "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared
          FROM {from} JOIN users u ON u.id = f.owner_id
          WHERE {}
-         GROUP BY f.hash
-         ORDER BY {order}
-         LIMIT ?{limit_arg} OFFSET ?{offset_arg}",
+         ORDER BY {order}",
         conditions.join(" AND ")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-        Ok(SearchHit {
-            file: record(r)?,
-            copies: r.get::<_, i64>(9)?.max(0) as u64,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    // Distinct by content: the first (newest) file of each hash stands for it.
+    let mut seen = std::collections::HashSet::new();
+    let mut hits = Vec::new();
+    while let Some(row) = rows.next()? {
+        let file = record(row)?;
+        if !seen.insert(file.hash.clone()) {
+            continue;
+        }
+        if seen.len() > offset {
+            hits.push(SearchHit { file, copies: 1 });
+        }
+        if hits.len() == limit {
+            break;
+        }
+    }
+    drop(rows);
+    count_copies(conn, &mut hits)?;
+    Ok(hits)
+}
+
+/// Fills in how many shared files hold each hit's content.
+fn count_copies(conn: &Connection, hits: &mut [SearchHit]) -> Result<(), StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT count(*) FROM files WHERE hash = ?1 AND shared = 1")?;
+    for hit in hits {
+        hit.copies = stmt
+            .query_row([&hit.file.hash], |r| r.get::<_, i64>(0))?
+            .max(1) as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -474,7 +538,8 @@ mod search_tests {
             &["So What.flac", "Blue in Green (live).flac"],
         );
         check(&conn, "so what", &["So What.flac"]);
-        check(&conn, "beat", &["Beatles - Let It Be.mp3"]);
+        check(&conn, "beat*", &["Beatles - Let It Be.mp3"]);
+        check(&conn, "beat", &[]);
         check(&conn, "\"kind of blue\"", &["kind of blue.epub"]);
         check(&conn, "blue -live", &["kind of blue.epub"]);
         check(
@@ -518,5 +583,69 @@ mod search_tests {
         let second = search(&conn, &q, "rose.test", 1, 1).unwrap();
         assert_eq!((first.len(), second.len()), (1, 1));
         assert_ne!(first[0].file.hash, second[0].file.hash);
+    }
+}
+
+/// Inserts many files for one owner in one transaction (catalog imports and benchmarks).
+/// Returns how many were inserted.
+pub fn insert_many<'a>(
+    conn: &mut Connection,
+    owner_id: i64,
+    files: impl IntoIterator<Item = (&'a str, u64, &'a str, bool)>,
+    modified: i64,
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction()?;
+    let mut count = 0;
+    {
+        let mut file = tx.prepare(
+            "INSERT INTO files (owner_id, path, name, size, hash, modified, shared)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (path, size, hash, shared) in files {
+            file.execute(params![
+                owner_id,
+                path,
+                last_component(path),
+                size as i64,
+                hash,
+                modified,
+                shared
+            ])?;
+            index_file(&tx, tx.last_insert_rowid(), owner_id, path, size)?;
+            count += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod bulk_tests {
+    use super::*;
+    use crate::store::users::{authenticate, AuthOutcome};
+    use rosewire_shell::query::parse_query;
+
+    #[test]
+    fn bulk_inserted_files_are_searchable_by_every_column() {
+        let mut conn = crate::store::open_in_memory();
+        let AuthOutcome::Claimed { user_id, .. } =
+            authenticate(&mut conn, "User7", "SHA256:x", "k", 0).unwrap()
+        else {
+            panic!()
+        };
+        let files = [
+            ("a/b/01 - miten karo.flac", 10, "h1", true),
+            ("a/c/02 - miten.epub", 10, "h2", true),
+        ];
+        assert_eq!(insert_many(&mut conn, user_id, files, 0).unwrap(), 2);
+        for (q, n) in [
+            ("miten ext:flac", 1),
+            ("ext:epub size:<1M", 1),
+            ("user:user7 miten", 2),
+            ("karo", 1),
+        ] {
+            let hits = search(&conn, &parse_query(q).unwrap(), "x", 100, 0).unwrap();
+            assert_eq!(hits.len(), n, "{q}");
+        }
     }
 }

@@ -44,9 +44,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX files_by_hash ON files(hash);
     CREATE INDEX files_shared_by_owner ON files(owner_id, shared);
-    -- rowid = files.id; the words of the name and of the folders above it.
+    -- rowid = files.id. words: the name and the folders above it; ext: the extension;
+    -- owner: the owner's lowercase nick; size: `s` and the bit length of the size (s0 for
+    -- empty files, s21 for 1 to 2 MiB). Filters on these are column queries, so every search
+    -- is driven by the index and can stop as soon as a page is full.
     CREATE VIRTUAL TABLE files_fts USING fts5(
-        words, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+        words, ext, owner, size,
+        content='', contentless_delete=1, prefix='2 3', tokenize='unicode61 remove_diacritics 2'
     );",
 ];
 

@@ -18,6 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 pub use chat::{ChatKind, StoredLine};
 pub use users::{AuthOutcome, KeyRecord};
 
+/// Applies the schema migrations to a connection opened elsewhere (tools and benchmarks).
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrations::migrate(conn)
+}
+
 /// Jobs waiting for the store thread; senders wait when it is full (backpressure).
 const QUEUE_DEPTH: usize = 256;
 /// How long a statement waits for a lock held by another process (for example `sqlite3`).

@@ -19,7 +19,12 @@ fn upload(rose: &Instance, key: &Key, user: &str, files: &[(&Path, &str)]) {
     }
     std::fs::write(&batch, text).unwrap();
     let out = Command::new("sftp")
-        .args(["-P", &rose.ssh_port.to_string(), "-o", &format!("BindAddress={CLIENT_ADDR}")])
+        .args([
+            "-P",
+            &rose.ssh_port.to_string(),
+            "-o",
+            &format!("BindAddress={CLIENT_ADDR}"),
+        ])
         .args(ssh_options(rose.ssh_port).iter().skip(4))
         .arg("-i")
         .arg(&key.path)
@@ -34,11 +39,15 @@ fn upload(rose: &Instance, key: &Key, user: &str, files: &[(&Path, &str)]) {
 
 /// Deterministic bytes of a given length (not all zeros, so a truncation or shift shows).
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
 }
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 #[test]
@@ -75,11 +84,20 @@ fn share_search_get_is_byte_identical() {
         assert_eq!(hit["size"], *len as u64);
         assert_eq!(hit["owner"], format!("@alice@{}", rose.domain));
         let id = hit["id"].as_str().unwrap();
-        assert_eq!(id, blake3::hash(&expected).to_hex().as_str(), "the id is the BLAKE3 of the bytes");
+        assert_eq!(
+            id,
+            blake3::hash(&expected).to_hex().as_str(),
+            "the id is the BLAKE3 of the bytes"
+        );
 
         let got = rose.ssh(&b, "bob", &["get", id]);
         assert_exit(&got, 0);
-        assert!(got.stdout == expected, "{name}: {} bytes back, {} expected", got.stdout.len(), expected.len());
+        assert!(
+            got.stdout == expected,
+            "{name}: {} bytes back, {} expected",
+            got.stdout.len(),
+            expected.len()
+        );
         // A unique 8-digit prefix works too.
         let prefix = rose.ssh(&b, "bob", &["get", &id[..8]]);
         assert_exit(&prefix, 0);
@@ -106,7 +124,10 @@ fn get_in_the_shell_saves_into_downloads() {
     bob.expect("saved so what.flac");
     // bob is the second user: his tree is users/2.
     let saved = rose.data_dir().join("users/2/downloads/so what.flac");
-    assert!(std::fs::read(&saved).unwrap() == bytes, "downloaded bytes differ");
+    assert!(
+        std::fs::read(&saved).unwrap() == bytes,
+        "downloaded bytes differ"
+    );
     // A second copy gets a new name instead of replacing the first.
     bob.send("/get 1");
     bob.expect("downloads/so what (1).flac");
@@ -128,7 +149,10 @@ fn library_lists_files_with_their_ids_and_shared_flags() {
     assert_eq!(a_txt["id"], blake3::hash(b"first").to_hex().as_str());
     assert_eq!(a_txt["size"], 5);
     assert_eq!(a_txt["shared"], true);
-    assert_eq!(files.iter().find(|f| f["name"] == "b.txt").unwrap()["shared"], false);
+    assert_eq!(
+        files.iter().find(|f| f["name"] == "b.txt").unwrap()["shared"],
+        false
+    );
 }
 
 #[test]
@@ -144,11 +168,19 @@ fn bad_input_gets_a_specific_message_and_changes_nothing() {
     // An unshared file cannot be fetched, by id or prefix.
     let got = rose.ssh(&b, "bob", &["get", &id]);
     assert_exit(&got, 1);
-    assert!(stderr(&got).contains(&id) && got.stdout.is_empty(), "{}", stderr(&got));
+    assert!(
+        stderr(&got).contains(&id) && got.stdout.is_empty(),
+        "{}",
+        stderr(&got)
+    );
     // Unsharing what is not shared, sharing what does not exist.
     let unshare = rose.ssh(&a, "alice", &["unshare", "private.txt"]);
     assert_exit(&unshare, 1);
-    assert!(stderr(&unshare).contains("not shared"), "{}", stderr(&unshare));
+    assert!(
+        stderr(&unshare).contains("not shared"),
+        "{}",
+        stderr(&unshare)
+    );
     let share = rose.ssh(&a, "alice", &["share", "nope.txt"]);
     assert_exit(&share, 1);
     assert!(stderr(&share).contains("nope.txt"), "{}", stderr(&share));
@@ -200,16 +232,34 @@ fn search_pages_hold_a_hundred_results() {
         std::fs::write(&p, format!("track {i}")).unwrap();
         files.push((p, format!("track{i:03}.ogg")));
     }
-    let refs: Vec<(&Path, &str)> = files.iter().map(|(p, n)| (p.as_path(), n.as_str())).collect();
+    let refs: Vec<(&Path, &str)> = files
+        .iter()
+        .map(|(p, n)| (p.as_path(), n.as_str()))
+        .collect();
     upload(&rose, &a, "alice", &refs);
     assert_exit(&rose.ssh(&a, "alice", &["share", "'*.ogg'"]), 0);
-    let first = json_lines(&stdout(&rose.ssh(&a, "alice", &["search", "ext:ogg", "--json"])));
-    let second = json_lines(&stdout(&rose.ssh(&a, "alice", &["search", "ext:ogg", "--json", "--page", "2"])));
+    let first = json_lines(&stdout(&rose.ssh(
+        &a,
+        "alice",
+        &["search", "ext:ogg", "--json"],
+    )));
+    let second = json_lines(&stdout(&rose.ssh(
+        &a,
+        "alice",
+        &["search", "ext:ogg", "--json", "--page", "2"],
+    )));
     assert_eq!((first.len(), second.len()), (100, 50));
-    let mut ids: Vec<&str> = first.iter().chain(&second).map(|h| h["id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 150, "pages do not overlap");
     let plain = stdout(&rose.ssh(&a, "alice", &["search", "ext:ogg"]));
-    assert!(plain.contains("100. ") && plain.contains("/more"), "{plain}");
+    assert!(
+        plain.contains("100. ") && plain.contains("/more"),
+        "{plain}"
+    );
 }

@@ -6,5 +6,6 @@ mod chat;
 mod exec;
 mod library;
 mod server;
+mod sftp;
 mod shell_tty;
 mod util;
