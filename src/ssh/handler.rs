@@ -171,6 +171,7 @@ impl russh::server::Handler for Handler {
             user,
             self.peer,
             channel,
+            handle.clone(),
             self.shutdown.clone(),
         );
         let span = self.span.clone();

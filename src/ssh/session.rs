@@ -74,6 +74,7 @@ pub async fn run(
     user: User,
     peer: SocketAddr,
     mut channel: Channel<Msg>,
+    handle: russh::server::Handle,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut pty: Option<Pty> = None;
@@ -119,8 +120,13 @@ pub async fn run(
             }
             ChannelMsg::RequestSubsystem { name, .. } => {
                 if name == "sftp" {
+                    let id = channel.id();
                     crate::sftp::serve(app, user, channel.into_stream()).await;
                     tracing::info!("sftp subsystem closed");
+                    // As sshd does: scp and sftp treat a missing exit status as a failure.
+                    let _ = handle.exit_status_request(id, 0).await;
+                    let _ = handle.eof(id).await;
+                    let _ = handle.close(id).await;
                 }
                 return;
             }

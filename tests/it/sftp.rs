@@ -243,7 +243,6 @@ fn scp_uploads_and_downloads_byte_identical_files() {
 /// OpenSSH's scp exits 1 unless the server sends exit-status 0 when the sftp subsystem ends,
 /// as sshd does; that is the SSH session's job (src/ssh/session.rs).
 #[test]
-#[ignore = "needs exit-status 0 after the sftp subsystem ends (src/ssh/session.rs)"]
 fn scp_exits_zero_after_a_transfer() {
     let rose = Instance::start("127.0.0.7");
     let key = Key::new("alice");
