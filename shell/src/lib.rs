@@ -16,6 +16,7 @@
 
 pub mod command;
 pub mod editor;
+pub mod keys;
 pub mod message;
 pub mod query;
 pub mod sanitize;

@@ -31,7 +31,9 @@ use crate::editor::{display_width, grapheme_width, Editor};
 use crate::message::{Message, Part, NICK_PALETTE};
 use crate::sanitize::sanitize;
 
-/// How many messages the message area keeps (older ones are dropped).
+/// Most messages the message area keeps. Fewer are kept when fewer fill the screen: older
+/// messages are dropped once the newer ones cover the message area, since there is no
+/// scrolling back (this keeps a session small when hundreds of people join at once).
 pub const SCROLLBACK_MESSAGES: usize = 1000;
 
 /// Widest screen we draw, in columns; a wider terminal gets this many (bounds memory).
@@ -137,10 +139,24 @@ impl Screen {
     pub fn push(&mut self, message: Message) {
         let rows = wrap(&message, self.cols);
         self.pending_scroll += rows.len();
-        if self.messages.len() == SCROLLBACK_MESSAGES {
-            self.messages.pop_front();
-        }
         self.messages.push_back((message, rows));
+        self.drop_hidden_messages();
+    }
+
+    /// Drops the oldest messages that can no longer be seen: the newer ones fill the area.
+    fn drop_hidden_messages(&mut self) {
+        let area = self.message_area_rows().max(1);
+        let mut shown = 0;
+        let mut keep = 0;
+        for (_, rows) in self.messages.iter().rev() {
+            if shown >= area || keep == SCROLLBACK_MESSAGES {
+                break;
+            }
+            shown += rows.len().max(1);
+            keep += 1;
+        }
+        let hidden = self.messages.len() - keep;
+        self.messages.drain(..hidden);
     }
 
     /// Replaces the status line's instance and online count.

@@ -6,13 +6,14 @@
 //! ([`Shell::render`]). No sockets, no clock, no threads: tests drive it with byte strings.
 //!
 //! Input goes through three stages: a UTF-8 guard (an incomplete character waits for the
-//! next chunk, invalid bytes are dropped), termwiz's [`InputParser`] (keys, escape
-//! sequences and bracketed paste, kept across calls so a sequence split between two reads
-//! still decodes), and the [`Editor`].
+//! next chunk, invalid bytes are dropped), the [`KeyDecoder`] (keys, escape sequences and
+//! bracketed paste, kept across calls so a sequence split between two reads still decodes),
+//! and the [`Editor`].
 
-use termwiz::input::{InputEvent, InputParser, KeyCode, KeyEvent, Modifiers};
+use termwiz::input::{InputEvent, KeyCode};
 
 use crate::editor::{Editor, EditorEvent};
+use crate::keys::KeyDecoder;
 use crate::message::Message;
 use crate::sanitize::sanitize;
 use crate::screen::Screen;
@@ -56,11 +57,9 @@ pub enum Action {
 /// The interactive shell of one session.
 pub struct Shell {
     /// Decodes keys and pastes; holds an unfinished escape sequence between calls.
-    parser: InputParser,
+    parser: KeyDecoder,
     /// The start of a UTF-8 character cut off at the end of the last chunk.
     utf8_tail: Vec<u8>,
-    /// Bytes fed to the parser since it last produced an event.
-    pending: usize,
     /// While skipping an oversized paste: how much of [`PASTE_END`] has been matched.
     skipping_paste: Option<usize>,
     /// The input line.
@@ -69,18 +68,14 @@ pub struct Shell {
     screen: Screen,
     /// Nicknames offered by completion after `@`.
     nicks: Vec<String>,
-    /// Whether the last key was `ESC O`, which termwiz reports as Alt-O: terminals in
-    /// application mode send Home and End as `ESC O H` and `ESC O F`.
-    after_ss3: bool,
 }
 
 impl Shell {
     /// A shell for a new session; the first [`render`](Shell::render) draws the screen.
     pub fn new(config: ShellConfig) -> Shell {
         Shell {
-            parser: InputParser::new(),
+            parser: KeyDecoder::new(),
             utf8_tail: Vec::new(),
-            pending: 0,
             skipping_paste: None,
             editor: Editor::new(),
             screen: Screen::new(
@@ -91,7 +86,6 @@ impl Shell {
                 config.status,
             ),
             nicks: Vec::new(),
-            after_ss3: false,
         }
     }
 
@@ -100,16 +94,10 @@ impl Shell {
         let bytes = self.skip_oversized_paste(bytes);
         let text = self.complete_utf8(bytes);
         let mut events = Vec::new();
-        self.parser.parse(&text, |event| events.push(event), true);
-        if events.is_empty() {
-            self.pending += text.len();
-            if self.pending > MAX_PENDING_INPUT {
-                self.parser = InputParser::new();
-                self.pending = 0;
-                self.skipping_paste = Some(0);
-            }
-        } else {
-            self.pending = 0;
+        self.parser.parse(&text, |event| events.push(event));
+        if self.parser.pending_len() > MAX_PENDING_INPUT {
+            self.parser = KeyDecoder::new();
+            self.skipping_paste = Some(0);
         }
         let mut actions = Vec::new();
         for event in events {
@@ -170,9 +158,6 @@ impl Shell {
     fn apply(&mut self, event: InputEvent, actions: &mut Vec<Action>) {
         match event {
             InputEvent::Key(key) => {
-                let Some(key) = self.translate_ss3(key) else {
-                    return;
-                };
                 if matches!(
                     key.key,
                     KeyCode::InternalPasteStart | KeyCode::InternalPasteEnd
@@ -201,26 +186,6 @@ impl Shell {
             | InputEvent::Resized { .. }
             | InputEvent::Wake => {}
         }
-    }
-
-    /// Turns `ESC O H` / `ESC O F` (decoded as Alt-O, then H or F) into Home / End.
-    fn translate_ss3(&mut self, key: KeyEvent) -> Option<KeyEvent> {
-        if key.key == KeyCode::Char('O') && key.modifiers == Modifiers::ALT {
-            self.after_ss3 = true;
-            return None;
-        }
-        let code = match key.key {
-            KeyCode::Char('H') => KeyCode::Home,
-            KeyCode::Char('F') => KeyCode::End,
-            _ => key.key,
-        };
-        if std::mem::take(&mut self.after_ss3) && key.modifiers == Modifiers::NONE {
-            return Some(KeyEvent {
-                key: code,
-                modifiers: Modifiers::NONE,
-            });
-        }
-        Some(key)
     }
 
     /// The client's terminal changed size; the next render repaints everything.

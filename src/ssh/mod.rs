@@ -164,6 +164,10 @@ async fn run_connection(
     handler: handler::Handler,
     shutdown: &mut watch::Receiver<bool>,
 ) {
+    // russh applies `nodelay` only in its own accept loop; this is ours.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("set_nodelay failed: {e}");
+    }
     let session = match russh::server::run_stream(config, stream, handler).await {
         Ok(s) => s,
         Err(e) => {
