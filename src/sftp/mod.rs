@@ -28,7 +28,7 @@ use russh_sftp::protocol::{
     Packet, Status, StatusCode, Version,
 };
 use russh_sftp::server::StatusReply;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::app::{App, User};
@@ -48,7 +48,18 @@ const READDIR_BATCH: usize = 128;
 const EXT_LIMITS: &str = "limits@openssh.com";
 const EXT_POSIX_RENAME: &str = "posix-rename@openssh.com";
 
+/// Replies may wait this long for the client's SSH window: OpenSSH keeps at most
+/// [`MAX_OPEN_HANDLES`] requests in flight (the `limits@openssh.com` reply caps them), each
+/// answered with at most one packet.
+const REPLY_BUFFER_BYTES: usize = (MAX_OPEN_HANDLES + 1) * MAX_PACKET_LEN as usize;
+
 /// Serves one SFTP session on `stream` until the client closes it.
+///
+/// Replies go through a buffer drained by a task of their own, so that answering never stops
+/// the session from reading requests. Without it a download deadlocks: while a reply waits for
+/// window, russh queues the client's requests and window adjustments for this channel; once
+/// that queue is full, russh stops reading the connection, and so never sees the window
+/// adjustment the reply waits for.
 pub async fn serve<S>(app: App, user: User, stream: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -57,15 +68,24 @@ where
         tracing::error!(user = %user.nick, "cannot prepare the user's folders: {e}");
         return;
     }
+    let (requests, mut channel_out) = tokio::io::split(stream);
+    let (replies_out, replies) = tokio::io::simplex(REPLY_BUFFER_BYTES);
+    let sender = tokio::spawn(async move {
+        let mut replies_out =
+            tokio::io::BufReader::with_capacity(MAX_PACKET_LEN as usize, replies_out);
+        let _ = tokio::io::copy_buf(&mut replies_out, &mut channel_out).await;
+        let _ = channel_out.shutdown().await;
+    });
     let (done_tx, done_rx) = oneshot::channel();
     let session = Sftp::new(app, user, done_tx);
     let config = russh_sftp::server::Config {
         max_client_packet_len: MAX_PACKET_LEN,
     };
-    russh_sftp::server::run_with_config(stream, session, config).await;
-    // russh-sftp runs the session in a task of its own; it drops the handler when the client
-    // is gone, which also removes unfinished uploads.
+    russh_sftp::server::run_with_config(tokio::io::join(requests, replies), session, config).await;
+    // russh-sftp runs the session in a task of its own; it drops the handler (removing
+    // unfinished uploads) and the reply buffer when the client is gone.
     let _ = done_rx.await;
+    let _ = sender.await;
 }
 
 /// Why a request failed; becomes the SFTP status the client sees.
