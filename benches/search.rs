@@ -107,9 +107,9 @@ fn main() {
     let mid = &words[50];
     let rare = &words[5000];
     let queries = [
-        format!("{common}"),
-        format!("{mid}"),
-        format!("{rare}"),
+        common.to_string(),
+        mid.to_string(),
+        rare.to_string(),
         format!("{common} {mid}"),
         format!("\"{mid} {common}\""),
         format!("{mid} ext:flac"),

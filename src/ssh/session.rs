@@ -694,3 +694,54 @@ impl Transfers {
             .join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_bytes_rate_and_eta() {
+        let mut transfers = Transfers::new();
+        assert_eq!(transfers.activity(), "");
+        transfers.running.insert(
+            1,
+            Transfer {
+                download: Download {
+                    owner_id: 1,
+                    path: "a/song.flac".into(),
+                    name: "song.flac".into(),
+                    size: 10 << 20,
+                    hash: "00".into(),
+                },
+                bytes: 0,
+                started: std::time::Instant::now() - std::time::Duration::from_secs(2),
+            },
+        );
+        assert!(transfers
+            .apply(TransferEvent::Progress {
+                id: 1,
+                bytes: 4 << 20
+            })
+            .is_none());
+        let line = transfers.activity();
+        assert!(
+            line.starts_with("get song.flac 40% 4.0 MiB of 10.0 MiB"),
+            "{line}"
+        );
+        assert!(line.contains("/s ETA 0:0"), "{line}");
+        let done = transfers.apply(TransferEvent::Done {
+            id: 1,
+            result: Ok("song.flac".into()),
+        });
+        assert!(done.is_some_and(|m| m.plain().contains("saved song.flac")));
+        assert_eq!(transfers.activity(), "");
+    }
+
+    #[test]
+    fn terminal_sizes_are_clamped() {
+        assert_eq!(clamp_size(0, 0), DEFAULT_SIZE);
+        assert_eq!(clamp_size(5, 2), (MIN_COLS, MIN_ROWS));
+        assert_eq!(clamp_size(100_000, 100_000), (MAX_COLS, MAX_ROWS));
+        assert_eq!(clamp_size(120, 40), (120, 40));
+    }
+}
