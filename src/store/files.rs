@@ -97,20 +97,15 @@ pub fn upsert(
     modified: i64,
 ) -> Result<i64, StoreError> {
     let tx = conn.transaction()?;
-    let old: Option<(i64, String, bool)> = tx
+    let old: Option<(String, bool)> = tx
         .query_row(
-            "SELECT id, hash, shared FROM files WHERE owner_id = ?1 AND path = ?2",
+            "SELECT hash, shared FROM files WHERE owner_id = ?1 AND path = ?2",
             params![owner_id, path],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let keep_shared = old
-        .as_ref()
-        .is_some_and(|(_, h, shared)| *shared && h == hash);
-    if let Some((id, _, _)) = &old {
-        tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [id])?;
-        tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
-    }
+    let keep_shared = old.is_some_and(|(h, shared)| shared && h == hash);
+    delete_at(&tx, owner_id, path)?;
     tx.execute(
         "INSERT INTO files (owner_id, path, name, size, hash, modified, shared)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -130,10 +125,10 @@ pub fn upsert(
     Ok(id)
 }
 
-/// Forgets the file at `path` (a file removed from the library).
-pub fn remove(conn: &mut Connection, owner_id: i64, path: &str) -> Result<bool, StoreError> {
-    let tx = conn.transaction()?;
-    let id: Option<i64> = tx
+/// Removes the catalog entry (and its index entry) of the owner's file at `path`, if any;
+/// returns whether there was one.
+fn delete_at(conn: &Connection, owner_id: i64, path: &str) -> Result<bool, StoreError> {
+    let id: Option<i64> = conn
         .query_row(
             "SELECT id FROM files WHERE owner_id = ?1 AND path = ?2",
             params![owner_id, path],
@@ -141,11 +136,18 @@ pub fn remove(conn: &mut Connection, owner_id: i64, path: &str) -> Result<bool, 
         )
         .optional()?;
     if let Some(id) = id {
-        tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [id])?;
-        tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
+        conn.execute("DELETE FROM files_fts WHERE rowid = ?1", [id])?;
+        conn.execute("DELETE FROM files WHERE id = ?1", [id])?;
     }
-    tx.commit()?;
     Ok(id.is_some())
+}
+
+/// Forgets the file at `path` (a file removed from the library).
+pub fn remove(conn: &mut Connection, owner_id: i64, path: &str) -> Result<bool, StoreError> {
+    let tx = conn.transaction()?;
+    let removed = delete_at(&tx, owner_id, path)?;
+    tx.commit()?;
+    Ok(removed)
 }
 
 /// Follows a rename of a file or a whole folder inside the library.
@@ -168,17 +170,7 @@ pub fn rename(
     for (id, path, size) in moved {
         let new_path = format!("{to}{}", &path[from.len()..]);
         // A file renamed over another replaces it.
-        let replaced: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM files WHERE owner_id = ?1 AND path = ?2",
-                params![owner_id, new_path],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(old) = replaced {
-            tx.execute("DELETE FROM files_fts WHERE rowid = ?1", [old])?;
-            tx.execute("DELETE FROM files WHERE id = ?1", [old])?;
-        }
+        delete_at(&tx, owner_id, &new_path)?;
         tx.execute(
             "UPDATE files SET path = ?1, name = ?2 WHERE id = ?3",
             params![new_path, last_component(&new_path), id],

@@ -34,14 +34,7 @@ pub fn authenticate(
     now: i64,
 ) -> Result<AuthOutcome, StoreError> {
     let tx = conn.transaction()?;
-    let owner: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT u.id, u.nick FROM user_keys k JOIN users u ON u.id = k.user_id
-             WHERE k.fingerprint = ?1",
-            [fingerprint],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let owner = key_owner(&tx, fingerprint)?;
     let nick_key = nick.to_lowercase();
     let outcome = match owner {
         Some((user_id, owner_nick)) if owner_nick.to_lowercase() == nick_key => {
@@ -81,6 +74,18 @@ pub fn authenticate(
     Ok(outcome)
 }
 
+/// The user (id, nick) a key belongs to, if any.
+fn key_owner(conn: &Connection, fingerprint: &str) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT u.id, u.nick FROM user_keys k JOIN users u ON u.id = k.user_id
+             WHERE k.fingerprint = ?1",
+            [fingerprint],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
 /// Whether a nickname (any case) is taken.
 pub fn nick_taken(conn: &Connection, nick: &str) -> Result<bool, StoreError> {
     Ok(conn.query_row(
@@ -114,14 +119,7 @@ pub fn add_key(
     now: i64,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    let owner: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT u.id, u.nick FROM user_keys k JOIN users u ON u.id = k.user_id
-             WHERE k.fingerprint = ?1",
-            [fingerprint],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let owner = key_owner(&tx, fingerprint)?;
     match owner {
         Some((owner_id, _)) if owner_id == user_id => {
             return Err(StoreError::Conflict(format!(
