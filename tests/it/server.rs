@@ -168,3 +168,18 @@ fn version_and_help_work() {
         assert!(stdout(&help).contains(flag), "serve --help lacks {flag}");
     }
 }
+
+#[test]
+fn new_connections_from_one_address_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rosewire.toml");
+    std::fs::write(&config, "[ssh]\nconnections_per_minute_per_address = 3\n").unwrap();
+    let rose = Instance::start_with("127.0.0.5", &["--config", config.to_str().unwrap()]);
+    let a = Key::new("a");
+    for _ in 0..3 {
+        assert_exit(&rose.ssh(&a, "alice", &["who"]), 0);
+    }
+    let refused = rose.ssh(&a, "alice", &["who"]);
+    assert_exit(&refused, 255);
+    assert!(rose.log().contains("too many new connections"), "{}", rose.log());
+}
