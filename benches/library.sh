@@ -25,6 +25,8 @@ KEX=${KEX-curve25519-sha256}
 OURS_IP=127.0.0.12
 SSHD_IP=127.0.0.13
 CLIENT_IP=127.0.0.19
+# Longest one client process may take: a transfer at 4 MiB/s plus a minute. A hang fails the run.
+CLIENT_TIMEOUT=$((60 + SIZE_MIB / 4))
 RESULTS_DIR="$ROOT/benches/results"
 RESULTS="$RESULTS_DIR/library-latest.md"
 
@@ -174,9 +176,9 @@ log "rosewire pid $ROSEWIRE_PID on $OURS_IP:$OURS_PORT; sshd pid $SSHD_PID on $S
 
 ours() { # ours USER COMMAND...
     local u=$1; shift
-    ssh -p "$OURS_PORT" "${CLIENT_OPTS[@]}" -i "$WORK/keys/$u" "$u@$OURS_IP" "$@" </dev/null
+    timeout 60 ssh -p "$OURS_PORT" "${CLIENT_OPTS[@]}" -i "$WORK/keys/$u" "$u@$OURS_IP" "$@" </dev/null
 }
-theirs() { ssh -p "$SSHD_PORT" "${CLIENT_OPTS[@]}" -i "$WORK/keys/alice" "$SSHD_USER@$SSHD_IP" "$@" </dev/null; }
+theirs() { timeout 60 ssh -p "$SSHD_PORT" "${CLIENT_OPTS[@]}" -i "$WORK/keys/alice" "$SSHD_USER@$SSHD_IP" "$@" </dev/null; }
 ours alice who >/dev/null || die "ssh alice@$OURS_IP who failed: $(tail -5 "$WORK/rosewire/server.log")"
 ours bob who >/dev/null || die "ssh bob@$OURS_IP who failed"
 theirs true || die "ssh $SSHD_USER@$SSHD_IP true failed; sshd log: $(cat "$WORK/sshd/sshd.log")"
@@ -188,7 +190,7 @@ log "rosewire idle RSS $IDLE_RSS MiB"
 # Which cipher each pair negotiates: the throughput is mostly the cipher's.
 cipher_of() { # cipher_of PORT USER@HOST KEY COMMAND: "CIPHER (MAC ..., kex ...)"
     local v
-    v=$(ssh -v -p "$1" "${CLIENT_OPTS[@]}" -o LogLevel=DEBUG1 -i "$3" "$2" "$4" </dev/null 2>&1 >/dev/null) || true
+    v=$(timeout 60 ssh -v -p "$1" "${CLIENT_OPTS[@]}" -o LogLevel=DEBUG1 -i "$3" "$2" "$4" </dev/null 2>&1 >/dev/null) || true
     printf '%s (MAC %s, kex %s)' \
         "$(sed -n 's/.*kex: server->client cipher: \([^ ]*\) MAC.*/\1/p' <<<"$v" | head -1)" \
         "$(sed -n 's/.*kex: server->client cipher: [^ ]* MAC: \([^ ]*\).*/\1/p' <<<"$v" | head -1)" \
@@ -203,8 +205,8 @@ case $OURS_CIPHER in " "*) die "could not tell which cipher RoseWire negotiates"
 
 # The reference copy in alice's library: what `sftp get` and `get ID` read.
 printf 'put "%s" "library/ref.bin"\n' "$SRC" >"$WORK/batch/ref"
-sftp -P "$OURS_PORT" "${CLIENT_OPTS[@]}" -i "$WORK/keys/alice" -b "$WORK/batch/ref" "alice@$OURS_IP" \
-    </dev/null >/dev/null || die "uploading the reference file failed: $(tail -5 "$WORK/rosewire/server.log")"
+timeout "$CLIENT_TIMEOUT" sftp -P "$OURS_PORT" "${CLIENT_OPTS[@]}" -i "$WORK/keys/alice" -b "$WORK/batch/ref" "alice@$OURS_IP" \
+    </dev/null >/dev/null || die "uploading the reference file failed or took over ${CLIENT_TIMEOUT}s: $(tail -3 "$WORK/rosewire/server.log")"
 ours alice share ref.bin >/dev/null || die "share ref.bin failed"
 REF_ID=$(ours alice library --json | python3 -c '
 import json, sys
@@ -218,19 +220,19 @@ log "reference file id $REF_ID"
 # --- 3. the runs ---------------------------------------------------------------------------
 log "measuring: $RUNS alternating runs of each transfer (+ $WARMUP warm-up), $BASELINE_RUNS connection baselines"
 MD_BODY=$(python3 - "$WORK" "$SRC" "$SIZE_MIB" "$RUNS" "$WARMUP" "$BASELINE_RUNS" "$OURS_IP" "$OURS_PORT" \
-    "$SSHD_IP" "$SSHD_PORT" "$SSHD_USER" "$ROSEWIRE_PID" "$SSHD_PID" "$REF_ID" "$IDLE_RSS" \
+    "$SSHD_IP" "$SSHD_PORT" "$SSHD_USER" "$ROSEWIRE_PID" "$SSHD_PID" "$REF_ID" "$IDLE_RSS" "$CLIENT_TIMEOUT" \
     "${CLIENT_OPTS[@]}" <<'PY'
 import os, resource, statistics, subprocess, sys, threading, time
 
 (work, src, size_mib, runs, warmup, baseline_runs, ours_ip, ours_port, sshd_ip, sshd_port,
- sshd_user, ours_pid, sshd_pid, ref_id, idle_rss) = sys.argv[1:16]
-opts = sys.argv[16:]
+ sshd_user, ours_pid, sshd_pid, ref_id, idle_rss, timeout) = sys.argv[1:17]
+opts = sys.argv[17:]
 size_mib, runs, warmup, baseline_runs = int(size_mib), int(runs), int(warmup), int(baseline_runs)
 ours_pid, sshd_pid, idle_rss = int(ours_pid), int(sshd_pid), float(idle_rss)
 size = size_mib << 20
 TICK = os.sysconf("SC_CLK_TCK")
 KEY = {u: f"{work}/keys/{u}" for u in ("alice", "bob")}
-TIMEOUT = 900  # seconds for one client process; a 256 MiB transfer takes a few
+TIMEOUT = int(timeout)  # seconds one client process may take
 
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -288,7 +290,7 @@ class Sampler:
             self.peak = max(self.peak, self.sample())
             self.stop.wait(0.05)
     def __enter__(self):
-        self.peak = self.sample()
+        self.start = self.peak = self.sample()
         self.thread.start()
         return self
     def __exit__(self, *exc):
@@ -297,10 +299,17 @@ class Sampler:
         self.peak = max(self.peak, self.sample())
 
 def run_client(cmd, stdout=subprocess.DEVNULL, what=""):
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
-                       timeout=TIMEOUT)
+    # Its own process group, so that a hung sftp and the ssh it started are killed together.
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, 9)
+        p.wait()
+        sys.exit(f"{what or cmd}: still running after {TIMEOUT} s (hung?); killed")
     if p.returncode != 0:
-        sys.exit(f"{what or cmd}: exit {p.returncode}: {p.stderr.decode(errors='replace').strip()}")
+        sys.exit(f"{what or cmd}: exit {p.returncode}: {err.decode(errors='replace').strip()}")
 
 def sftp(side, user, batch_text, name):
     batch = f"{work}/batch/{name}"
@@ -327,7 +336,8 @@ def library_ids():
     import json
     return {f["name"]: (f["id"], f["size"]) for f in map(json.loads, p.stdout.decode().splitlines())}
 
-# --- one transfer of each kind; returns (wall secs, server peak RSS KiB, server CPU s, client CPU s)
+# --- one transfer of each kind; returns (wall secs, server peak RSS KiB, server CPU s, client CPU s,
+# server RSS KiB when it started)
 def transfer(kind, side, n):
     out = f"{work}/out/{kind}-{side}-{n}.bin"
     stdout = subprocess.DEVNULL
@@ -376,7 +386,7 @@ def transfer(kind, side, n):
         same_as_src(out, f"{kind} {side} #{n}")
         os.remove(out)
     os.sync()  # no dirty pages from one run left to be written back during the next
-    return wall, s.peak, cpu, client
+    return wall, s.peak, cpu, client, s.start
 
 KINDS = {
     "put": ["ours", "sshd", "sshd-fsync"],
@@ -454,8 +464,9 @@ with open(f"/proc/{ours_pid}/status") as f:
     hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
 rows.append(f"| RoseWire RSS idle (before any transfer) | {idle_rss:.1f} MiB | |")
 for kind in KINDS:
-    rows.append(f"| RoseWire peak RSS during {labels[kind]} (50 ms samples) | {peak(kind, 'ours'):.1f} MiB "
-                f"(+{peak(kind, 'ours') - idle_rss:.1f} above idle) | |")
+    rise = max(r[1] - r[4] for r in results[(kind, "ours")]) / 1024
+    rows.append(f"| RoseWire peak RSS during {labels[kind]} (50 ms samples); largest rise within one such transfer "
+                f"| {peak(kind, 'ours'):.1f} MiB (+{peak(kind, 'ours') - idle_rss:.1f} above idle); +{rise:.1f} MiB | |")
 rows.append(f"| **RoseWire peak RSS above idle, all transfers** | **+{all_peak - idle_rss:.1f} MiB** "
             f"(peak {all_peak:.1f}; VmHWM {hwm:.1f}) | < 64 MiB: {verdict(all_peak - idle_rss < 64)} |")
 rows.append(f"| RoseWire RSS after all transfers | {rss_kib(ours_pid) / 1024:.1f} MiB | |")
@@ -475,7 +486,7 @@ mkdir -p "$RESULTS_DIR"
     echo "# RoseWire library benchmark"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM,"
-    echo "rosewire $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src shell Cargo.toml 2>/dev/null || echo '+dirty'),"
+    echo "rosewire $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src shell Cargo.toml 2>/dev/null || echo "+dirty (diff $(git diff HEAD -- src shell Cargo.toml | sha256sum | cut -c1-12))")${ROSEWIRE_BIN:+ (but measured: ROSEWIRE_BIN=$ROSEWIRE_BIN)},"
     echo "openssh-server $(dpkg-query -W -f '${Version}' openssh-server 2>/dev/null || echo '?'), client $(ssh -V 2>&1)."
     echo "One $SIZE_MIB MiB random file; $RUNS alternating runs of each transfer after $WARMUP warm-up;"
     echo "cipher: ours $OURS_CIPHER, sshd $SSHD_CIPHER${CIPHER:+ (cipher forced)}; every download compared with \`cmp\`, every upload checked."

@@ -45,36 +45,52 @@ pub const MAX_DATA_LEN: u32 = MAX_PACKET_LEN - 1024;
 /// Directory entries per READDIR reply.
 const READDIR_BATCH: usize = 128;
 
+/// Largest read payload, advertised with `limits@openssh.com`. OpenSSH keeps 64 reads in
+/// flight; at 64 KiB each that is 4 MiB of replies a download may have queued, where the
+/// full packet size would be 16 MiB per download. Throughput stays above sftp-server's.
+pub const MAX_READ_LEN: u32 = 64 * 1024;
+
 const EXT_LIMITS: &str = "limits@openssh.com";
 const EXT_POSIX_RENAME: &str = "posix-rename@openssh.com";
 
-/// Replies may wait this long for the client's SSH window: OpenSSH keeps at most
-/// [`MAX_OPEN_HANDLES`] requests in flight (the `limits@openssh.com` reply caps them), each
-/// answered with at most one packet.
-const REPLY_BUFFER_BYTES: usize = (MAX_OPEN_HANDLES + 1) * MAX_PACKET_LEN as usize;
+/// Reply bytes that may wait for the client's SSH window: OpenSSH keeps 64 requests in
+/// flight, each answered with one packet of at most [`MAX_READ_LEN`] data (plus a header).
+const REPLY_BUFFER_BYTES: usize = 65 * (MAX_READ_LEN as usize + 1024);
 
-/// Serves one SFTP session on `stream` until the client closes it.
+/// Keeps the channel open after [`serve`] returns: dropping russh's channel stream closes the
+/// channel, and the caller must send the exit status first (scp counts a channel closed
+/// without one as a failure). Drop it once the exit status is sent.
+pub struct OpenChannel {
+    _stream: Box<dyn Send>,
+}
+
+/// Serves one SFTP session on `stream` until the client closes it; returns what keeps the
+/// channel open until the caller has sent the exit status.
 ///
 /// Replies go through a buffer drained by a task of their own, so that answering never stops
 /// the session from reading requests. Without it a download deadlocks: while a reply waits for
 /// window, russh queues the client's requests and window adjustments for this channel; once
 /// that queue is full, russh stops reading the connection, and so never sees the window
 /// adjustment the reply waits for.
-pub async fn serve<S>(app: App, user: User, stream: S)
+pub async fn serve<S>(app: App, user: User, stream: S) -> Option<OpenChannel>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if let Err(e) = app.library.prepare(user.id).await {
         tracing::error!(user = %user.nick, "cannot prepare the user's folders: {e}");
-        return;
+        return Some(OpenChannel {
+            _stream: Box::new(stream),
+        });
     }
     let (requests, mut channel_out) = tokio::io::split(stream);
-    let (replies_out, replies) = tokio::io::simplex(REPLY_BUFFER_BYTES);
+    // A duplex end signals EOF to the other when dropped (a simplex half would not).
+    let (replies, replies_out) = tokio::io::duplex(REPLY_BUFFER_BYTES);
     let sender = tokio::spawn(async move {
         let mut replies_out =
             tokio::io::BufReader::with_capacity(MAX_PACKET_LEN as usize, replies_out);
         let _ = tokio::io::copy_buf(&mut replies_out, &mut channel_out).await;
-        let _ = channel_out.shutdown().await;
+        let _ = channel_out.flush().await;
+        channel_out
     });
     let (done_tx, done_rx) = oneshot::channel();
     let session = Sftp::new(app, user, done_tx);
@@ -85,7 +101,9 @@ where
     // russh-sftp runs the session in a task of its own; it drops the handler (removing
     // unfinished uploads) and the reply buffer when the client is gone.
     let _ = done_rx.await;
-    let _ = sender.await;
+    sender.await.ok().map(|channel_out| OpenChannel {
+        _stream: Box::new(channel_out),
+    })
 }
 
 /// Why a request failed; becomes the SFTP status the client sees.
@@ -536,7 +554,7 @@ impl russh_sftp::server::Handler for Sftp {
         offset: u64,
         len: u32,
     ) -> Result<Data, SftpError> {
-        let len = len.min(MAX_DATA_LEN) as usize;
+        let len = len.min(MAX_READ_LEN) as usize;
         let data = match self.handle(&handle)? {
             Handle::Read { file, .. } => upload::read_at(file.clone(), offset, len).await,
             Handle::Upload(upload) => upload.read(offset, len).await,
@@ -783,7 +801,7 @@ impl russh_sftp::server::Handler for Sftp {
                 let mut reply = Vec::with_capacity(32);
                 for value in [
                     u64::from(MAX_PACKET_LEN),
-                    u64::from(MAX_DATA_LEN),
+                    u64::from(MAX_READ_LEN),
                     u64::from(MAX_DATA_LEN),
                     MAX_OPEN_HANDLES as u64,
                 ] {

@@ -14,6 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Chunk size for copying an existing file into the temporary one (resume) and for rehashing.
 const COPY_CHUNK: usize = 256 * 1024;
+/// Bytes written between two background flushes to disk: most of an upload reaches the disk
+/// while it arrives, so the sync at close has little left to do.
+const EARLY_SYNC_BYTES: u64 = 32 << 20;
 /// Attempts at finding an unused temporary file name before giving up.
 const TEMP_NAME_ATTEMPTS: u32 = 8;
 
@@ -107,6 +110,10 @@ pub struct Upload {
     failed: Option<UploadError>,
     /// The temporary file was renamed into place: nothing to clean up.
     done: bool,
+    /// Length when the last background flush started.
+    synced: u64,
+    /// The background flush in progress, if any.
+    syncing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Upload {
@@ -135,6 +142,8 @@ impl Upload {
             times: None,
             failed: None,
             done: false,
+            synced: 0,
+            syncing: None,
         };
         if resume {
             // Drop removes the temporary file if the copy fails.
@@ -177,6 +186,8 @@ impl Upload {
             times: None,
             failed: None,
             done: false,
+            synced: 0,
+            syncing: None,
         }
     }
 
@@ -220,11 +231,26 @@ impl Upload {
                     self.hashed += n;
                 }
                 self.len = new_len;
+                self.flush_early();
                 Ok(())
             }
             Ok((Err(e), _, _)) => Err(self.fail_io(e)),
             Err(e) => Err(self.fail_io(std::io::Error::other(e.to_string()))),
         }
+    }
+
+    /// Starts flushing what was written to disk in the background, every [`EARLY_SYNC_BYTES`].
+    /// Errors are left to the sync at close, which reports them.
+    fn flush_early(&mut self) {
+        let busy = self.syncing.as_ref().is_some_and(|h| !h.is_finished());
+        if busy || self.len.saturating_sub(self.synced) < EARLY_SYNC_BYTES {
+            return;
+        }
+        self.synced = self.len;
+        let file = self.file.clone();
+        self.syncing = Some(tokio::task::spawn_blocking(move || {
+            let _ = file.sync_data();
+        }));
     }
 
     /// Reads up to `len` bytes at `offset` of what was uploaded so far (clients that open
@@ -269,6 +295,9 @@ impl Upload {
         self.budget.used = used_now;
         if let Err(e) = self.budget.check(self.len) {
             return Err(self.fail(e));
+        }
+        if let Some(flush) = self.syncing.take() {
+            let _ = flush.await;
         }
         let shown = self.shown.clone();
         // On error `self` drops in the blocking task, removing the temporary file.

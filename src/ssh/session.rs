@@ -121,12 +121,13 @@ pub async fn run(
             ChannelMsg::RequestSubsystem { name, .. } => {
                 if name == "sftp" {
                     let id = channel.id();
-                    crate::sftp::serve(app, user, channel.into_stream()).await;
+                    let open = crate::sftp::serve(app, user, channel.into_stream()).await;
                     tracing::info!("sftp subsystem closed");
                     // As sshd does: scp and sftp treat a missing exit status as a failure.
                     let _ = handle.exit_status_request(id, 0).await;
                     let _ = handle.eof(id).await;
                     let _ = handle.close(id).await;
+                    drop(open);
                 }
                 return;
             }

@@ -181,5 +181,9 @@ fn new_connections_from_one_address_are_rate_limited() {
     }
     let refused = rose.ssh(&a, "alice", &["who"]);
     assert_exit(&refused, 255);
-    assert!(rose.log().contains("too many new connections"), "{}", rose.log());
+    assert!(
+        rose.log().contains("too many new connections"),
+        "{}",
+        rose.log()
+    );
 }
