@@ -178,6 +178,15 @@ fn ok(id: u32) -> Status {
     }
 }
 
+/// What an upload in progress looks like to `stat`: a private file of its current length.
+fn upload_attrs(upload: &Upload) -> FileAttributes {
+    FileAttributes {
+        size: Some(upload.len()),
+        permissions: Some(0o100_600),
+        ..FileAttributes::default()
+    }
+}
+
 /// Something a handle refers to.
 enum Handle {
     /// A file open for reading.
@@ -595,7 +604,18 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, SftpError> {
-        let attrs = self.stat_path(paths::resolve(&path)?).await?;
+        let path = paths::resolve(&path)?;
+        // A file this session is uploading is visible at its path while it is written, as
+        // on a real file system (sshfs checks a file right after creating it).
+        let shown = path.to_string();
+        let uploading = self.handles.values().find_map(|h| match h {
+            Handle::Upload(u) if u.shown == shown => Some(upload_attrs(u)),
+            _ => None,
+        });
+        let attrs = match uploading {
+            Some(attrs) => attrs,
+            None => self.stat_path(path).await?,
+        };
         Ok(Attrs { id, attrs })
     }
 
@@ -607,11 +627,7 @@ impl russh_sftp::server::Handler for Sftp {
                     .map_err(|e| SftpError::Failed(format!("stat failed: {e}")))?;
                 listing::attrs(&meta, *area)
             }
-            Handle::Upload(upload) => FileAttributes {
-                size: Some(upload.len()),
-                permissions: Some(0o100_600),
-                ..FileAttributes::default()
-            },
+            Handle::Upload(upload) => upload_attrs(upload),
             Handle::Dir(_) => listing::root_attrs(),
         };
         Ok(Attrs { id, attrs })

@@ -764,3 +764,67 @@ impl Drop for RawSftp {
         self.kill();
     }
 }
+
+/// Unmounts an sshfs mount when the test ends, even on failure.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount").arg("-u").arg(&self.0).status();
+    }
+}
+
+/// sshfs over our SFTP: a mounted library behaves like a folder. This machine (and CI's) has
+/// FUSE (`/dev/fuse`); the test says so plainly where it has not.
+#[test]
+fn sshfs_mounts_the_library_like_a_folder() {
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "this test needs FUSE (/dev/fuse) and sshfs, which .ci/run installs"
+    );
+    let rose = Instance::start("127.0.0.8");
+    let key = Key::new("alice");
+    let local = tempfile::tempdir().unwrap();
+    let mnt = local.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let options = format!(
+        "IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,IdentitiesOnly=yes,BatchMode=yes,BindAddress={CLIENT_ADDR}",
+        key.path.display()
+    );
+    let status = Command::new("sshfs")
+        .args(["-p", &rose.ssh_port.to_string(), "-o", &options])
+        .arg(format!("alice@{}:/", rose.ip))
+        .arg(&mnt)
+        .status()
+        .expect("run sshfs");
+    assert!(status.success(), "sshfs could not mount");
+    let _mount = Mount(mnt.clone());
+
+    let library = mnt.join("library");
+    let data = pattern(3 << 20, 5);
+    std::fs::write(library.join("big.bin"), &data).unwrap();
+    std::fs::write(library.join("hello.txt"), b"hello\n").unwrap();
+    std::fs::create_dir(library.join("sub")).unwrap();
+    std::fs::rename(library.join("hello.txt"), library.join("sub/hello.txt")).unwrap();
+    assert_same_bytes(&std::fs::read(library.join("big.bin")).unwrap(), &data);
+    assert_eq!(
+        std::fs::read(library.join("sub/hello.txt")).unwrap(),
+        b"hello\n"
+    );
+    let mut top: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["downloads", "library"]);
+    // What was written through the mount is in the catalog with the right hashes.
+    let expected_big = blake3::hash(&data).to_hex().to_string();
+    assert!(wait_until(|| catalog(&rose)
+        .iter()
+        .any(|(p, s, h)| p == "big.bin"
+            && *s == data.len() as u64
+            && *h == expected_big)));
+    assert!(wait_until(|| catalog(&rose)
+        .iter()
+        .any(|(p, ..)| p == "sub/hello.txt")));
+}
