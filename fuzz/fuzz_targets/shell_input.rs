@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         status: Status {
             instance: "rose.example".to_owned(),
             online: 2,
+            activity: "get song.flac 42%".to_owned(),
         },
     });
     shell.set_nicks(vec!["alice".to_owned(), "bob".to_owned()]);

@@ -65,6 +65,18 @@ proptest! {
     fn parsers_never_panic(input in any::<String>()) {
         let _ = parse_shell_line(&input);
         let _ = parse_exec(&input);
+        if let Err(e) = rosewire_shell::query::parse_query(&input) {
+            prop_assert!(e.offset <= input.len());
+        }
+    }
+
+    #[test]
+    fn the_query_parser_never_panics_on_query_like_input(
+        input in "( *(-|\"|ext:|size:[<>]=?|user:@?)?[a-z0-9.@]{0,6}\"?)*"
+    ) {
+        if let Err(e) = rosewire_shell::query::parse_query(&input) {
+            prop_assert!(e.offset <= input.len());
+        }
     }
 
     #[test]
