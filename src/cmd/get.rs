@@ -62,3 +62,84 @@ async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{App, User};
+    use crate::cmd::{CmdError, SessionState};
+    use crate::store::{users, Store};
+
+    /// An app over a fresh database in `dir`, with alice sharing files of the given hashes.
+    fn app_with_shared(
+        dir: &std::path::Path,
+        hashes: &[&'static str],
+    ) -> (App, User, crate::store::StoreThread) {
+        let (store, thread) = Store::open(&dir.join("db")).unwrap();
+        let config = crate::config::Config {
+            data_dir: dir.to_owned(),
+            ..crate::config::Config::default()
+        };
+        let app = App::new(config, store);
+        let user = User {
+            id: 1,
+            nick: "alice".into(),
+            fingerprint: "SHA256:a".into(),
+        };
+        let hashes = hashes.to_vec();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(app.store.call(move |conn| {
+            users::authenticate(conn, "alice", "SHA256:a", "k", 0)?;
+            for (i, hash) in hashes.iter().enumerate() {
+                let id = store::files::upsert(conn, 1, &format!("f{i}.bin"), 1, hash, 0)?;
+                store::files::set_shared(conn, 1, &[id], true)?;
+            }
+            Ok(())
+        }))
+        .unwrap();
+        (app, user, thread)
+    }
+
+    fn get(app: &App, user: &User, target: GetTarget) -> Result<Output, CmdError> {
+        let mut session = SessionState::default();
+        let ctx = Ctx {
+            app,
+            user,
+            session: &mut session,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(run(&ctx, target))
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_lists_the_candidates_and_a_unique_one_picks_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = "deadbeef00000000000000000000000000000000000000000000000000000001";
+        let b = "deadbeef00000000000000000000000000000000000000000000000000000002";
+        let c = "cafef00d00000000000000000000000000000000000000000000000000000003";
+        let (app, user, _thread) = app_with_shared(dir.path(), &[a, b, c]);
+        match get(&app, &user, GetTarget::Id("deadbeef".into())) {
+            Err(CmdError::Failed(m)) => {
+                assert!(
+                    m.contains("ambiguous") && m.contains(a) && m.contains(b),
+                    "{m}"
+                );
+                assert!(!m.contains(c), "{m}");
+            }
+            other => panic!("expected an ambiguity error, got {other:?}"),
+        }
+        let picked = get(&app, &user, GetTarget::Id("deadbeef0000".into()));
+        assert!(
+            matches!(picked, Err(CmdError::Failed(_))),
+            "still ambiguous"
+        );
+        let one = get(&app, &user, GetTarget::Id("cafef00d".into())).unwrap();
+        assert_eq!(one.download.map(|d| d.name), Some("f2.bin".into()));
+        let none = get(&app, &user, GetTarget::Id("0123456789".into()));
+        assert!(matches!(none, Err(CmdError::Failed(m)) if m.contains("0123456789")));
+    }
+}
