@@ -65,7 +65,11 @@ impl Store {
             .name("rosewire-store".into())
             .spawn(move || {
                 while let Some(job) = rx.blocking_recv() {
-                    job(&mut conn);
+                    // A panicking job fails its caller (its answer is dropped), not the store.
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!("a database job panicked; the store carries on");
+                    }
                 }
                 // Every handle is gone: fold the WAL back into the database and close.
                 if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
@@ -101,6 +105,28 @@ impl StoreThread {
         if self.thread.join().is_err() {
             tracing::error!("the store thread panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_its_caller_and_not_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, thread) = Store::open(&dir.path().join("db")).unwrap();
+        let failed = store
+            .call(|_| -> Result<(), StoreError> { panic!("deliberate") })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Closed)));
+        let n: i64 = store
+            .call(|conn| Ok(conn.query_row("SELECT 40 + 2", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 42);
+        drop(store);
+        thread.close();
     }
 }
 
