@@ -109,6 +109,13 @@ impl StoreThread {
 }
 
 #[cfg(test)]
+pub(crate) fn open_in_memory() -> Connection {
+    let mut conn = Connection::open_in_memory().expect("in-memory database");
+    migrations::migrate(&mut conn).expect("migrations apply");
+    conn
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -128,11 +135,4 @@ mod tests {
         drop(store);
         thread.close();
     }
-}
-
-#[cfg(test)]
-pub(crate) fn open_in_memory() -> Connection {
-    let mut conn = Connection::open_in_memory().expect("in-memory database");
-    migrations::migrate(&mut conn).expect("migrations apply");
-    conn
 }
