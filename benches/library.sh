@@ -30,8 +30,8 @@ CLIENT_TIMEOUT=$((60 + SIZE_MIB / 4))
 RESULTS_DIR="$ROOT/benches/results"
 RESULTS="$RESULTS_DIR/library-latest.md"
 
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 
 # --- 1. prerequisites ---------------------------------------------------------------------
 need_install=()
@@ -40,36 +40,12 @@ command -v ssh >/dev/null && command -v sftp >/dev/null && command -v ssh-keygen
     || need_install+=(openssh-client)
 command -v python3 >/dev/null || need_install+=(python3)
 command -v cmp >/dev/null || need_install+=(diffutils)
-if [ ${#need_install[@]} -gt 0 ]; then
-    log "installing ${need_install[*]}"
-    SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${need_install[@]}" >/dev/null \
-        || die "apt-get install ${need_install[*]} failed"
-fi
-if [ -z "${NO_BUILD:-}" ] && [ -z "${ROSEWIRE_BIN:-}" ]; then
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
-fi
-ROSEWIRE=${ROSEWIRE_BIN:-$ROOT/target/release/rosewire}
-[ -x "$ROSEWIRE" ] || die "$ROSEWIRE missing"
+install_packages "${need_install[@]}"
+build_rosewire
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rosewire-bench-library.XXXXXX")
 ROSEWIRE_PID=
 SSHD_PID=
-
-stop_pids() { # TERM, then up to 10 s for them to go, then KILL
-    [ $# -gt 0 ] || return 0
-    kill "$@" 2>/dev/null || true
-    local p _
-    for _ in $(seq 1 100); do
-        local alive=0
-        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1 && break; done
-        [ $alive -eq 0 ] && break
-        sleep 0.1
-    done
-    kill -KILL "$@" 2>/dev/null || true
-    wait "$@" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -86,12 +62,6 @@ trap cleanup EXIT
 on_signal() { exit 130; }
 trap on_signal INT TERM
 
-free_port() { # an unused TCP port on address $1 (the race with other programs is harmless here)
-    python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"
-}
-
-keygen() { ssh-keygen -q -t ed25519 -N '' -C "$2" -f "$1"; }
-
 # The same client options for both servers, for ssh and for sftp (hence -o, not -b/-c).
 CLIENT_OPTS=(-o "BindAddress=$CLIENT_IP" -o BatchMode=yes -o StrictHostKeyChecking=no
     -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o LogLevel=ERROR
@@ -105,7 +75,6 @@ CLIENT_OPTS=(-o "BindAddress=$CLIENT_IP" -o BatchMode=yes -o StrictHostKeyChecki
 mkdir -p "$WORK/sshd/up" "$WORK/rosewire" "$WORK/keys" "$WORK/out" "$WORK/batch"
 keygen "$WORK/keys/alice" alice
 keygen "$WORK/keys/bob" bob
-keygen "$WORK/sshd/host_ed25519" sshd-host
 cat "$WORK/keys/alice.pub" "$WORK/keys/bob.pub" >"$WORK/sshd/authorized_keys"
 
 log "writing a $SIZE_MIB MiB random file"
@@ -113,35 +82,7 @@ SRC="$WORK/src.bin"
 head -c "$((SIZE_MIB << 20))" /dev/urandom >"$SRC"
 [ "$(stat -c %s "$SRC")" -eq "$((SIZE_MIB << 20))" ] || die "short source file"
 
-SSHD_USER=$(id -un)
-SSHD_PORT=$(free_port "$SSHD_IP")
-# As in foundation.sh: SetEnv SHLVL=1 keeps Debian's bash from sourcing ~/.bashrc when sshd
-# starts `sftp-server` or `cat` through the user's shell, so sshd is not charged for rc files.
-cat >"$WORK/sshd/sshd_config" <<EOF
-ListenAddress $SSHD_IP
-Port $SSHD_PORT
-HostKey $WORK/sshd/host_ed25519
-AuthorizedKeysFile $WORK/sshd/authorized_keys
-PidFile $WORK/sshd/sshd.pid
-UsePAM no
-StrictModes no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowUsers $SSHD_USER
-PrintMotd no
-PrintLastLog no
-UseDNS no
-X11Forwarding no
-Subsystem sftp /usr/lib/openssh/sftp-server
-LogLevel ERROR
-SetEnv SHLVL=1
-EOF
-if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd && chmod 755 /run/sshd; fi
-/usr/sbin/sshd -t -f "$WORK/sshd/sshd_config" || die "sshd -t rejected the config"
-/usr/sbin/sshd -D -e -f "$WORK/sshd/sshd_config" 2>"$WORK/sshd/sshd.log" &
-SSHD_PID=$!
+start_sshd "$WORK/sshd" "$SSHD_IP" "Subsystem sftp /usr/lib/openssh/sftp-server"
 
 # Room for the reference copy plus one upload at a time (each is deleted after its run).
 cat >"$WORK/rosewire/config.toml" <<EOF
@@ -152,26 +93,7 @@ connections_per_minute_per_address = 100000
 quota_bytes = 8589934592
 max_file_bytes = 4294967296
 EOF
-NO_COLOR=1 ROSEWIRE_LOG=${ROSEWIRE_LOG:-info} "$ROSEWIRE" serve --config "$WORK/rosewire/config.toml" \
-    --data-dir "$WORK/rosewire/data" --domain bench.test \
-    --ssh-listen "$OURS_IP:0" --http-listen "$OURS_IP:0" --dev \
-    </dev/null >"$WORK/rosewire/stdout.log" 2>"$WORK/rosewire/server.log" &
-ROSEWIRE_PID=$!
-
-OURS_PORT=
-for _ in $(seq 1 300); do # up to 30 s
-    OURS_PORT=$(sed -n "s/^listening: ssh=$OURS_IP:\([0-9]*\) .*/\1/p" "$WORK/rosewire/stdout.log")
-    [ -n "$OURS_PORT" ] && break
-    kill -0 "$ROSEWIRE_PID" 2>/dev/null || die "rosewire exited: $(tail -5 "$WORK/rosewire/server.log")"
-    sleep 0.1
-done
-[ -n "$OURS_PORT" ] || die "rosewire did not print its listening line within 30 s"
-for _ in $(seq 1 300); do # up to 30 s
-    python3 -c 'import socket,sys; socket.create_connection((sys.argv[1],int(sys.argv[2])),1).close()' \
-        "$SSHD_IP" "$SSHD_PORT" 2>/dev/null && break
-    kill -0 "$SSHD_PID" 2>/dev/null || die "sshd exited: $(cat "$WORK/sshd/sshd.log")"
-    sleep 0.1
-done
+start_rosewire "$WORK/rosewire" "$OURS_IP"
 log "rosewire pid $ROSEWIRE_PID on $OURS_IP:$OURS_PORT; sshd pid $SSHD_PID on $SSHD_IP:$SSHD_PORT"
 
 ours() { # ours USER COMMAND...
@@ -183,7 +105,6 @@ ours alice who >/dev/null || die "ssh alice@$OURS_IP who failed: $(tail -5 "$WOR
 ours bob who >/dev/null || die "ssh bob@$OURS_IP who failed"
 theirs true || die "ssh $SSHD_USER@$SSHD_IP true failed; sshd log: $(cat "$WORK/sshd/sshd.log")"
 
-vm() { awk -v k="$2:" '$1==k {printf "%.1f", $2/1024}' "/proc/$1/status"; } # MiB
 IDLE_RSS=$(vm "$ROSEWIRE_PID" VmRSS)
 log "rosewire idle RSS $IDLE_RSS MiB"
 
