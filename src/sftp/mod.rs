@@ -46,9 +46,10 @@ pub const MAX_DATA_LEN: u32 = MAX_PACKET_LEN - 1024;
 const READDIR_BATCH: usize = 128;
 
 /// Largest read payload, advertised with `limits@openssh.com`. OpenSSH keeps 64 reads in
-/// flight; at 64 KiB each that is 4 MiB of replies a download may have queued, where the
-/// full packet size would be 16 MiB per download. Throughput stays above sftp-server's.
-pub const MAX_READ_LEN: u32 = 64 * 1024;
+/// flight; at 128 KiB each that is 8 MiB of replies a download may have queued, where the
+/// full packet size would be 16 MiB (measured: +38 MiB peak RSS against +69 MiB, and `get`
+/// still faster than sftp-server; 64 KiB saved another 17 MiB but brought `get` near parity).
+pub const MAX_READ_LEN: u32 = 128 * 1024;
 
 const EXT_LIMITS: &str = "limits@openssh.com";
 const EXT_POSIX_RENAME: &str = "posix-rename@openssh.com";
