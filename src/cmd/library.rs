@@ -2,19 +2,14 @@
 
 use serde_json::json;
 
-use super::{json_line, store_failed, CmdError, Ctx, Output};
+use super::{json_line, my_files, CmdError, Ctx, Output};
 use crate::library::human_size;
 
 /// Hex digits of an id shown in listings; `/get` accepts any unique prefix of 8 or more.
 pub const SHORT_ID: usize = 12;
 
 pub async fn run(ctx: &Ctx<'_>, json: bool) -> Result<Output, CmdError> {
-    let files = ctx
-        .app
-        .library
-        .files(ctx.user.id)
-        .await
-        .map_err(store_failed)?;
+    let files = my_files(ctx).await?;
     let lines = if json {
         files
             .iter()

@@ -115,6 +115,15 @@ fn rfc3339(at: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
+/// The session user's catalogued files.
+async fn my_files(ctx: &Ctx<'_>) -> Result<Vec<crate::store::files::FileRecord>, CmdError> {
+    ctx.app
+        .library
+        .files(ctx.user.id)
+        .await
+        .map_err(store_failed)
+}
+
 /// A store failure, as a command failure.
 fn store_failed(e: StoreError) -> CmdError {
     CmdError::Failed(format!("the catalog is unavailable: {e}"))

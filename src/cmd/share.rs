@@ -1,6 +1,6 @@
 //! `/share NAME|GLOB`: offer files of the library to the network.
 
-use super::{store_failed, CmdError, Ctx, Output};
+use super::{my_files, store_failed, CmdError, Ctx, Output};
 use crate::library::{glob_match, is_glob};
 use crate::store::{self, files::FileRecord};
 
@@ -33,12 +33,7 @@ pub(super) async fn set_shared(
     pattern: &str,
     shared: bool,
 ) -> Result<Output, CmdError> {
-    let files = ctx
-        .app
-        .library
-        .files(ctx.user.id)
-        .await
-        .map_err(store_failed)?;
+    let files = my_files(ctx).await?;
     let matched = select(&files, pattern);
     let verb = if shared { "share" } else { "unshare" };
     if matched.is_empty() {

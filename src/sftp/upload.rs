@@ -128,23 +128,7 @@ impl Upload {
         append: bool,
     ) -> std::io::Result<Upload> {
         let (file, temp) = create_temp(partial_dir)?;
-        let mut upload = Upload {
-            file: Arc::new(file),
-            temp,
-            target,
-            shown,
-            hasher: Some(blake3::Hasher::new()),
-            hashed: 0,
-            dirty: false,
-            len: 0,
-            append,
-            budget,
-            times: None,
-            failed: None,
-            done: false,
-            synced: 0,
-            syncing: None,
-        };
+        let mut upload = Upload::empty(file, temp, target, shown, budget, append);
         if resume {
             // Drop removes the temporary file if the copy fails.
             upload.copy_existing()?;
@@ -170,18 +154,25 @@ impl Upload {
         Ok(())
     }
 
-    #[cfg(test)]
-    fn from_parts(file: File, temp: PathBuf, target: PathBuf, budget: Budget) -> Upload {
+    /// A new, empty upload into the temporary `file` at `temp`.
+    fn empty(
+        file: File,
+        temp: PathBuf,
+        target: PathBuf,
+        shown: String,
+        budget: Budget,
+        append: bool,
+    ) -> Upload {
         Upload {
             file: Arc::new(file),
             temp,
             target,
-            shown: "/library/test".into(),
+            shown,
             hasher: Some(blake3::Hasher::new()),
             hashed: 0,
             dirty: false,
             len: 0,
-            append: false,
+            append,
             budget,
             times: None,
             failed: None,
@@ -189,6 +180,11 @@ impl Upload {
             synced: 0,
             syncing: None,
         }
+    }
+
+    #[cfg(test)]
+    fn from_parts(file: File, temp: PathBuf, target: PathBuf, budget: Budget) -> Upload {
+        Upload::empty(file, temp, target, "/library/test".into(), budget, false)
     }
 
     pub fn len(&self) -> u64 {
