@@ -452,7 +452,16 @@ async fn exec(
         .await;
         return;
     };
-    tracing::info!(%peer, command = %command_line.chars().take(80).collect::<String>(), "exec");
+    // Only the command's name: its arguments are users' words (chat lines, queries, keys).
+    let name: String = command_line
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(16)
+        .collect();
+    tracing::info!(%peer, command = %name, "exec");
     if app.config.dev && command_line.trim() == DEV_PANIC_COMMAND {
         panic!("deliberate panic requested with {DEV_PANIC_COMMAND} (dev mode)");
     }
