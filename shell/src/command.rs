@@ -279,8 +279,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         usage: "/search QUERY [--json] [--page N]",
         summary: "find shared files",
         help: "/search QUERY finds shared files; results are numbered for /get N.\n\
-               words must all match (`miles davis`), \"exact phrase\", -exclude,\n\
-               ext:flac, size:>10M, size:<1G, user:@alice@domain.\n\
+               whole words must all match (`miles davis`; `beat*` for a prefix),\n\
+               \"exact phrase\", -exclude, ext:flac, size:>10M, size:<1G, user:@alice@domain.\n\
                100 results at a time: /more (or --page N) shows the next ones.",
         parse: parse_search,
     },
