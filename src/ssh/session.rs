@@ -372,12 +372,8 @@ async fn line_mode(
                     while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                         let raw: Vec<u8> = pending.drain(..=end).collect();
                         let line = String::from_utf8_lossy(&raw);
-                        let reply = submit(app, user, &mut state, line.trim_end_matches(['\r', '\n'])).await;
-                        out.extend(plain_lines(&reply.messages));
-                        if let Some(download) = reply.download {
-                            out.extend(plain_lines(&[fetch_now(app, user, &download).await]));
-                        }
-                        if reply.quit {
+                        let line = line.trim_end_matches(['\r', '\n']);
+                        if submit_plain(app, user, &mut state, line, &mut out).await {
                             break 'session;
                         }
                     }
@@ -393,11 +389,7 @@ async fn line_mode(
                     // A last line without a newline still counts.
                     if !pending.is_empty() {
                         let line = String::from_utf8_lossy(&pending).into_owned();
-                        let reply = submit(app, user, &mut state, line.trim_end()).await;
-                        out.extend(plain_lines(&reply.messages));
-                        if let Some(download) = reply.download {
-                            out.extend(plain_lines(&[fetch_now(app, user, &download).await]));
-                        }
+                        submit_plain(app, user, &mut state, line.trim_end(), &mut out).await;
                     }
                     break;
                 }
@@ -419,6 +411,23 @@ async fn line_mode(
         }
     }
     finish(&tx, &out, b"", 0).await;
+}
+
+/// Runs a line typed in plain line mode, appending what it printed (and, for `/get`, the
+/// outcome of the copy into `downloads/`) to `out`. Returns whether the session should end.
+async fn submit_plain(
+    app: &App,
+    user: &User,
+    state: &mut SessionState,
+    line: &str,
+    out: &mut Vec<u8>,
+) -> bool {
+    let reply = submit(app, user, state, line).await;
+    out.extend(plain_lines(&reply.messages));
+    if let Some(download) = reply.download {
+        out.extend(plain_lines(&[fetch_now(app, user, &download).await]));
+    }
+    reply.quit
 }
 
 /// Messages as plain text lines, each ending in `\n`.
