@@ -45,12 +45,7 @@ pub fn authenticate(
         }
         Some((_, owner_nick)) => AuthOutcome::KeyBelongsTo { nick: owner_nick },
         None => {
-            let taken: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM users WHERE nick_key = ?1)",
-                [&nick_key],
-                |r| r.get(0),
-            )?;
-            if taken {
+            if nick_taken(&tx, nick)? {
                 AuthOutcome::NickTaken
             } else {
                 tx.execute(
