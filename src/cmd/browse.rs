@@ -25,7 +25,7 @@ pub async fn run(ctx: &Ctx<'_>, user: &UserFilter, json: bool) -> Result<Output,
         .app
         .store
         .call(move |conn| {
-            let Some((id, nick)) = store::files::user_id_by_nick(conn, &nick)? else {
+            let Some((id, nick)) = store::users::user_id_by_nick(conn, &nick)? else {
                 return Ok(None);
             };
             Ok(Some((nick, store::files::list_shared(conn, id)?)))

@@ -242,17 +242,6 @@ pub fn usage(conn: &Connection, owner_id: i64) -> Result<u64, StoreError> {
     Ok(total.max(0) as u64)
 }
 
-/// The user id for a nickname (any case).
-pub fn user_id_by_nick(conn: &Connection, nick: &str) -> Result<Option<(i64, String)>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT id, nick FROM users WHERE nick_key = ?1",
-            [nick.to_lowercase()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

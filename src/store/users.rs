@@ -81,6 +81,17 @@ fn key_owner(conn: &Connection, fingerprint: &str) -> Result<Option<(i64, String
         .optional()?)
 }
 
+/// The user id for a nickname (any case).
+pub fn user_id_by_nick(conn: &Connection, nick: &str) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, nick FROM users WHERE nick_key = ?1",
+            [nick.to_lowercase()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
 /// Whether a nickname (any case) is taken.
 pub fn nick_taken(conn: &Connection, nick: &str) -> Result<bool, StoreError> {
     Ok(conn.query_row(

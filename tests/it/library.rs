@@ -263,3 +263,46 @@ fn search_pages_hold_a_hundred_results() {
         "{plain}"
     );
 }
+
+#[test]
+fn browse_lists_one_users_shared_files_only() {
+    let rose = Instance::start("127.0.0.10");
+    let (a, b) = (Key::new("a"), Key::new("b"));
+    let local = tempfile::tempdir().unwrap();
+    let (p1, p2) = (local.path().join("1"), local.path().join("2"));
+    std::fs::write(&p1, b"shared bytes").unwrap();
+    std::fs::write(&p2, b"private bytes").unwrap();
+    upload(
+        &rose,
+        &a,
+        "alice",
+        &[(&p1, "open.txt"), (&p2, "closed.txt")],
+    );
+    assert_exit(&rose.ssh(&a, "alice", &["share", "open.txt"]), 0);
+
+    let listed = rose.ssh(
+        &b,
+        "bob",
+        &["browse", &format!("@alice@{}", rose.domain), "--json"],
+    );
+    assert_exit(&listed, 0);
+    let files = json_lines(&stdout(&listed));
+    assert_eq!(files.len(), 1, "{}", stdout(&listed));
+    assert_eq!(files[0]["name"], "open.txt");
+    assert_eq!(
+        files[0]["id"],
+        blake3::hash(b"shared bytes").to_hex().as_str()
+    );
+    assert_eq!(files[0]["owner"], format!("@alice@{}", rose.domain));
+
+    let nobody = rose.ssh(&b, "bob", &["browse", "@nobody"]);
+    assert_exit(&nobody, 1);
+    assert!(stderr(&nobody).contains("nobody"), "{}", stderr(&nobody));
+    let remote = rose.ssh(&b, "bob", &["browse", "@alice@elsewhere.example"]);
+    assert_exit(&remote, 1);
+    assert!(
+        stderr(&remote).contains("another instance"),
+        "{}",
+        stderr(&remote)
+    );
+}
