@@ -1,13 +1,26 @@
 //! `/keys [--json]`, `/keys add KEY`, `/keys remove FINGERPRINT`: the SSH keys that may log
 //! in as this user.
+//!
+//! A key joins an account only once it has proven itself: `/keys add` gives a one-time code,
+//! and logging in once with the new key as `NICK+CODE` moves it to the user's keys (see
+//! `store::users::confirm_key`). Until then the key belongs to nobody.
 
+use rand::Rng;
 use rosewire_shell::command::KeysCommand;
 use russh::keys::{HashAlg, PublicKey};
 use serde_json::json;
 
 use super::{json_line, rfc3339, CmdError, Ctx, Output};
 use crate::chat::unix_now;
+use crate::store::users::{PendingKey, Removed, PENDING_KEY_TTL_SECS};
 use crate::store::{self, StoreError};
+
+/// Characters of a confirmation code: RFC 4648 base32, upper case (no 0, 1, 8 or 9 to
+/// misread).
+const CODE_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// Length of a confirmation code: 8 base32 characters are 40 random bits. The code only
+/// binds the key's holder to this account; the holder must still sign with the key.
+const CODE_LEN: usize = 8;
 
 pub async fn run(ctx: &Ctx<'_>, command: KeysCommand) -> Result<Output, CmdError> {
     match command {
@@ -18,17 +31,22 @@ pub async fn run(ctx: &Ctx<'_>, command: KeysCommand) -> Result<Output, CmdError
 }
 
 async fn list(ctx: &Ctx<'_>, json: bool) -> Result<Output, CmdError> {
-    let user_id = ctx.user.id;
-    let keys = ctx
+    let (user_id, now) = (ctx.user.id, unix_now());
+    let (keys, pending) = ctx
         .app
         .store
-        .call(move |conn| store::users::list_keys(conn, user_id))
+        .call(move |conn| {
+            Ok((
+                store::users::list_keys(conn, user_id)?,
+                store::users::list_pending(conn, user_id, now)?,
+            ))
+        })
         .await
         .map_err(failed)?;
-    let lines = keys
+    let mut lines: Vec<String> = keys
         .iter()
         .map(|k| {
-            let algorithm = k.public_key.split_whitespace().next().unwrap_or("?");
+            let algorithm = algorithm(&k.public_key);
             let current = k.fingerprint == ctx.user.fingerprint;
             if json {
                 json_line(json!({
@@ -36,6 +54,7 @@ async fn list(ctx: &Ctx<'_>, json: bool) -> Result<Output, CmdError> {
                     "algorithm": algorithm,
                     "added": rfc3339(k.added_at),
                     "current": current,
+                    "pending": false,
                 }))
             } else {
                 format!(
@@ -47,7 +66,38 @@ async fn list(ctx: &Ctx<'_>, json: bool) -> Result<Output, CmdError> {
             }
         })
         .collect();
+    lines.extend(pending.iter().map(|p| {
+        if json {
+            json_line(json!({
+                "fingerprint": p.fingerprint,
+                "algorithm": algorithm(&p.public_key),
+                "added": rfc3339(p.added_at),
+                "current": false,
+                "pending": true,
+                "login": confirm_login(&ctx.user.nick, p),
+                "expires": rfc3339(p.expires_at),
+            }))
+        } else {
+            format!(
+                "{}  {}  waiting: log in with it as {} before {}",
+                p.fingerprint,
+                algorithm(&p.public_key),
+                confirm_login(&ctx.user.nick, p),
+                rfc3339(p.expires_at)
+            )
+        }
+    }));
     Ok(Output::lines(lines))
+}
+
+/// The algorithm name at the start of an OpenSSH one-line key.
+fn algorithm(public_key: &str) -> &str {
+    public_key.split_whitespace().next().unwrap_or("?")
+}
+
+/// The SSH user name that confirms a pending key.
+fn confirm_login(nick: &str, pending: &PendingKey) -> String {
+    format!("{nick}+{}", pending.code)
 }
 
 async fn add(ctx: &Ctx<'_>, text: &str) -> Result<Output, CmdError> {
@@ -61,29 +111,51 @@ async fn add(ctx: &Ctx<'_>, text: &str) -> Result<Output, CmdError> {
     let openssh = key
         .to_openssh()
         .map_err(|e| CmdError::Failed(format!("cannot encode key: {e}")))?;
-    let (user_id, fp) = (ctx.user.id, fingerprint.clone());
-    ctx.app
+    let (user_id, fp, code) = (ctx.user.id, fingerprint.clone(), new_code());
+    let pending = ctx
+        .app
         .store
-        .call(move |conn| store::users::add_key(conn, user_id, &fp, &openssh, unix_now()))
+        .call(move |conn| {
+            store::users::propose_key(conn, user_id, &fp, &openssh, &code, unix_now())
+        })
         .await
         .map_err(failed)?;
-    tracing::info!(nick = %ctx.user.nick, %fingerprint, "key added");
-    Ok(Output::lines(vec![format!(
-        "added key {fingerprint}; it can now log in as {}",
-        ctx.user.nick
-    )]))
+    tracing::info!(nick = %ctx.user.nick, %fingerprint, "key proposed");
+    let login = confirm_login(&ctx.user.nick, &pending);
+    Ok(Output::lines(vec![
+        format!(
+            "key {fingerprint} is waiting for confirmation: log in once with it as {login} \
+             within {} minutes, for example",
+            PENDING_KEY_TTL_SECS / 60
+        ),
+        format!("  ssh -i PATH/TO/THAT/PRIVATE/KEY {login}@HOST (the host and port you use now)"),
+        "then it can log in as you; /keys remove FINGERPRINT cancels".to_owned(),
+    ]))
+}
+
+/// A fresh random confirmation code.
+fn new_code() -> String {
+    let mut rng = rand::thread_rng();
+    (0..CODE_LEN)
+        .map(|_| char::from(CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())]))
+        .collect()
 }
 
 async fn remove(ctx: &Ctx<'_>, fingerprint: String) -> Result<Output, CmdError> {
     let user_id = ctx.user.id;
     let fp = fingerprint.clone();
-    ctx.app
+    let removed = ctx
+        .app
         .store
-        .call(move |conn| store::users::remove_key(conn, user_id, &fp))
+        .call(move |conn| store::users::remove_key(conn, user_id, &fp, unix_now()))
         .await
         .map_err(failed)?;
-    tracing::info!(nick = %ctx.user.nick, %fingerprint, "key removed");
-    Ok(Output::lines(vec![format!("removed key {fingerprint}")]))
+    let said = match removed {
+        Removed::Key => "removed key",
+        Removed::Pending => "cancelled waiting key",
+    };
+    tracing::info!(nick = %ctx.user.nick, %fingerprint, "{said}");
+    Ok(Output::lines(vec![format!("{said} {fingerprint}")]))
 }
 
 fn failed(e: StoreError) -> CmdError {

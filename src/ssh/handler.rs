@@ -15,8 +15,9 @@ use tracing::{Instrument, Span};
 
 use crate::app::{App, User};
 use crate::chat::unix_now;
-use crate::nick;
-use crate::store::{self, AuthOutcome};
+use crate::nick::{self, Login};
+use crate::store::users::PENDING_KEY_TTL_SECS;
+use crate::store::{self, AuthOutcome, ConfirmOutcome};
 
 /// What a client that could not log in is told through keyboard-interactive.
 const NO_KEY_HELP: &str = "RoseWire logs you in with an SSH key; there are no passwords.\n\
@@ -53,6 +54,95 @@ impl Handler {
             partial_success: false,
         }
     }
+
+    /// A verified key logging in as `user`: (user id, nick, whether it was just claimed), or
+    /// `None` with `self.refusal` set. Refusals never name the nickname that owns a key.
+    async fn claim_or_know(
+        &mut self,
+        user: &str,
+        fingerprint: &str,
+        openssh: String,
+    ) -> Option<(i64, String, bool)> {
+        let (nick, fp) = (user.to_owned(), fingerprint.to_owned());
+        let outcome = self
+            .app
+            .store
+            .call(move |conn| store::users::authenticate(conn, &nick, &fp, &openssh, unix_now()))
+            .await;
+        let refusal = match outcome {
+            Ok(AuthOutcome::Known { user_id, nick }) => return Some((user_id, nick, false)),
+            Ok(AuthOutcome::Claimed { user_id, nick }) => return Some((user_id, nick, true)),
+            Ok(AuthOutcome::NickTaken) => {
+                tracing::info!(nick = user, %fingerprint, "key refused: nickname owned by another key");
+                format!(
+                    "the nickname {user:?} belongs to another key; pick another nickname, \
+                     or add this key from a session of {user} with /keys add and confirm it"
+                )
+            }
+            Ok(AuthOutcome::NickLookalike) => {
+                tracing::info!(nick = user, %fingerprint, "claim refused: nickname looks like another");
+                format!(
+                    "the nickname {user:?} looks too much like an existing or reserved \
+                     nickname; pick another"
+                )
+            }
+            Ok(AuthOutcome::KeyBelongsTo { owner }) => {
+                tracing::info!(nick = user, %fingerprint, %owner, "key refused: it belongs to another nickname");
+                format!(
+                    "this key is registered to another nickname on this instance; log in with \
+                     that nickname, or use another key for {user:?}"
+                )
+            }
+            Err(e) => {
+                tracing::error!("authentication failed on the store: {e}");
+                return None;
+            }
+        };
+        self.refusal = Some(refusal);
+        None
+    }
+
+    /// A verified key logging in as `nick+code` to confirm itself as one of `nick`'s keys.
+    async fn confirm(
+        &mut self,
+        nick: &str,
+        code: &str,
+        fingerprint: &str,
+    ) -> Option<(i64, String, bool)> {
+        let (n, c, fp) = (nick.to_owned(), code.to_owned(), fingerprint.to_owned());
+        let outcome = self
+            .app
+            .store
+            .call(move |conn| store::users::confirm_key(conn, &n, &c, &fp, unix_now()))
+            .await;
+        let refusal = match outcome {
+            Ok(ConfirmOutcome::Confirmed { user_id, nick }) => {
+                tracing::info!(%nick, %fingerprint, "key confirmed");
+                return Some((user_id, nick, false));
+            }
+            Ok(ConfirmOutcome::NoMatch) => {
+                tracing::info!(%nick, %fingerprint, "key confirmation refused: no match");
+                format!(
+                    "no key waiting for {nick:?} matches this key and the code {code:?}; codes \
+                     last {} minutes: run /keys add again in a session of {nick}",
+                    PENDING_KEY_TTL_SECS / 60
+                )
+            }
+            Ok(ConfirmOutcome::KeyBelongsTo { owner }) => {
+                tracing::info!(%nick, %fingerprint, %owner, "key confirmation refused: it belongs to another nickname");
+                format!(
+                    "this key is registered to another nickname on this instance; remove it \
+                     there with /keys remove before confirming it for {nick:?}"
+                )
+            }
+            Err(e) => {
+                tracing::error!("key confirmation failed on the store: {e}");
+                return None;
+            }
+        };
+        self.refusal = Some(refusal);
+        None
+    }
 }
 
 impl russh::server::Handler for Handler {
@@ -68,8 +158,8 @@ impl russh::server::Handler for Handler {
         _offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // Nothing is decided for a key merely offered; an impossible nickname is refused early.
-        match nick::validate(user) {
-            Ok(()) => Ok(Auth::Accept),
+        match nick::parse_login(user) {
+            Ok(_) => Ok(Auth::Accept),
             Err(e) => {
                 self.refusal = Some(e.to_string());
                 Ok(Self::reject())
@@ -82,42 +172,23 @@ impl russh::server::Handler for Handler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if let Err(e) = nick::validate(user) {
-            self.refusal = Some(e.to_string());
-            return Ok(Self::reject());
-        }
+        let login = match nick::parse_login(user) {
+            Ok(login) => login,
+            Err(e) => {
+                self.refusal = Some(e.to_string());
+                return Ok(Self::reject());
+            }
+        };
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         let Ok(openssh) = key.public_key.to_openssh() else {
             return Ok(Self::reject());
         };
-        let (nick, fp) = (user.to_owned(), fingerprint.clone());
-        let outcome = self
-            .app
-            .store
-            .call(move |conn| store::users::authenticate(conn, &nick, &fp, &openssh, unix_now()))
-            .await;
-        let (user_id, nick, claimed) = match outcome {
-            Ok(AuthOutcome::Known { user_id, nick }) => (user_id, nick, false),
-            Ok(AuthOutcome::Claimed { user_id, nick }) => (user_id, nick, true),
-            Ok(AuthOutcome::NickTaken) => {
-                tracing::info!(nick = user, %fingerprint, "key refused: nickname owned by another key");
-                self.refusal = Some(format!(
-                    "the nickname {user:?} belongs to another key; pick another nickname, \
-                     or add this key from a session of {user} with /keys add"
-                ));
-                return Ok(Self::reject());
-            }
-            Ok(AuthOutcome::KeyBelongsTo { nick }) => {
-                tracing::info!(nick = user, %fingerprint, owner = %nick, "key refused: it belongs to another nickname");
-                self.refusal = Some(format!(
-                    "this key already belongs to {nick:?}; log in as {nick}, or use another key for {user:?}"
-                ));
-                return Ok(Self::reject());
-            }
-            Err(e) => {
-                tracing::error!("authentication failed on the store: {e}");
-                return Ok(Self::reject());
-            }
+        let decided = match login {
+            Login::Nick(nick) => self.claim_or_know(nick, &fingerprint, openssh).await,
+            Login::Confirm { nick, code } => self.confirm(nick, code, &fingerprint).await,
+        };
+        let Some((user_id, nick, claimed)) = decided else {
+            return Ok(Self::reject());
         };
         if claimed {
             tracing::info!(%nick, %fingerprint, "nickname claimed");

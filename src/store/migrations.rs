@@ -52,7 +52,38 @@ const MIGRATIONS: &[&str] = &[
         words, ext, owner, size,
         content='', contentless_delete=1, prefix='2 3', tokenize='unicode61 remove_diacritics 2'
     );",
+    // 3 (h-auth, pending keys): keys proposed with /keys add, waiting for their holder to log in
+    // once as NICK+CODE. A pending key belongs to nobody: authentication ignores this table.
+    "CREATE TABLE pending_keys (
+        code        TEXT PRIMARY KEY,      -- one-time code, uppercase base32
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        fingerprint TEXT NOT NULL,         -- SHA256:... of the proposed key
+        public_key  TEXT NOT NULL,         -- OpenSSH one-line form
+        added_at    INTEGER NOT NULL,      -- unix seconds
+        expires_at  INTEGER NOT NULL,      -- unix seconds; past it the code is void
+        UNIQUE (user_id, fingerprint)
+    );",
+    // 4 (h-auth, nickname skeletons): nick::skeleton of each nickname, unique, so a claim that
+    // looks like an existing nickname fails inside the claim's transaction. Existing users
+    // whose skeletons collide keep their nicknames: the oldest gets the skeleton, the others
+    // NULL (which the unique index allows), and no new look-alike can join them.
+    "ALTER TABLE users ADD COLUMN nick_skeleton TEXT;
+    CREATE UNIQUE INDEX users_by_skeleton ON users(nick_skeleton);
+    UPDATE OR IGNORE users SET nick_skeleton = rosewire_nick_skeleton(nick);",
 ];
+
+/// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that
+/// compute skeletons of stored nicknames.
+fn register_functions(conn: &Connection) -> Result<(), StoreError> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "rosewire_nick_skeleton",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(crate::nick::skeleton(&ctx.get::<String>(0)?)),
+    )?;
+    Ok(())
+}
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -63,6 +94,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
+    register_functions(conn)?;
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -86,6 +118,46 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn existing_look_alike_users_keep_their_nicknames_and_the_oldest_its_skeleton() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
+        let skeletons = MIGRATIONS
+            .iter()
+            .position(|sql| sql.contains("ADD COLUMN nick_skeleton"))
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..skeletons] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", skeletons as i64)
+            .unwrap();
+        tx.commit().unwrap();
+        for (nick, key) in [("alice", "alice"), ("a1ice", "a1ice"), ("bob", "bob")] {
+            conn.execute(
+                "INSERT INTO users (nick, nick_key, created_at) VALUES (?1, ?2, 0)",
+                [nick, key],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT nick, nick_skeleton FROM users ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("alice".to_owned(), Some("alice".to_owned())),
+                ("a1ice".to_owned(), None),
+                ("bob".to_owned(), Some("bob".to_owned())),
+            ]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chat::{ChatKind, StoredLine};
-pub use users::{AuthOutcome, KeyRecord};
+pub use users::{AuthOutcome, ConfirmOutcome, KeyRecord};
 
 /// Applies the schema migrations to a connection opened elsewhere (tools and benchmarks).
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -3,6 +3,12 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
+use crate::nick;
+
+/// How long a code from `/keys add` stays valid, in seconds (as a one-time login code would).
+pub const PENDING_KEY_TTL_SECS: i64 = 10 * 60;
+/// Most keys one user may have waiting for confirmation at once; more is a mistake or abuse.
+pub const MAX_PENDING_KEYS: i64 = 5;
 
 /// What a verified key may do with a nickname.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +19,24 @@ pub enum AuthOutcome {
     Claimed { user_id: i64, nick: String },
     /// Another key owns the nickname.
     NickTaken,
-    /// The key already belongs to another nickname (one identity per key).
-    KeyBelongsTo { nick: String },
+    /// The nickname is free but its skeleton is that of an existing or reserved nickname.
+    NickLookalike,
+    /// The key already belongs to another nickname (one identity per key). `owner` is for the
+    /// server's log only: telling the client would map public keys to nicknames.
+    KeyBelongsTo { owner: String },
+}
+
+/// What logging in as `NICK+CODE` with a verified key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// The pending key is now one of the user's keys (or already was); log in as `nick`.
+    Confirmed { user_id: i64, nick: String },
+    /// No key waiting for `nick` has this code and this fingerprint (wrong code, expired,
+    /// another key, or no such nickname). Nothing changed.
+    NoMatch,
+    /// The key belongs to another nickname; `owner` is for the server's log only. The pending
+    /// key stays, in case that nickname lets the key go before the code expires.
+    KeyBelongsTo { owner: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +46,26 @@ pub struct KeyRecord {
     pub added_at: i64,
 }
 
-/// Decides what `fingerprint` may do as `nick`, claiming the nickname if it is free.
-/// `nick` must already satisfy the nickname rules.
+/// A key proposed with `/keys add`, waiting for its holder to log in as `NICK+CODE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingKey {
+    pub code: String,
+    pub fingerprint: String,
+    pub public_key: String,
+    pub added_at: i64,
+    pub expires_at: i64,
+}
+
+/// What `/keys remove` took away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    Key,
+    Pending,
+}
+
+/// Decides what `fingerprint` may do as `nick`, claiming the nickname if it is free and does
+/// not look like an existing or reserved one. `nick` must already satisfy the nickname rules.
+/// Pending keys play no part: until confirmed, a key belongs to nobody.
 pub fn authenticate(
     conn: &mut Connection,
     nick: &str,
@@ -43,14 +83,18 @@ pub fn authenticate(
                 nick: owner_nick,
             }
         }
-        Some((_, owner_nick)) => AuthOutcome::KeyBelongsTo { nick: owner_nick },
+        Some((_, owner)) => AuthOutcome::KeyBelongsTo { owner },
         None => {
+            let skeleton = nick::skeleton(nick);
             if nick_taken(&tx, nick)? {
                 AuthOutcome::NickTaken
+            } else if nick::looks_reserved(&skeleton) || skeleton_taken(&tx, &skeleton)? {
+                AuthOutcome::NickLookalike
             } else {
                 tx.execute(
-                    "INSERT INTO users (nick, nick_key, created_at) VALUES (?1, ?2, ?3)",
-                    params![nick, nick_key, now],
+                    "INSERT INTO users (nick, nick_key, nick_skeleton, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![nick, nick_key, skeleton, now],
                 )?;
                 let user_id = tx.last_insert_rowid();
                 tx.execute(
@@ -67,6 +111,15 @@ pub fn authenticate(
     };
     tx.commit()?;
     Ok(outcome)
+}
+
+/// Whether a user's nickname has this skeleton (see [`nick::skeleton`]).
+fn skeleton_taken(conn: &Connection, skeleton: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE nick_skeleton = ?1)",
+        [skeleton],
+        |r| r.get(0),
+    )?)
 }
 
 /// The user (id, nick) a key belongs to, if any.
@@ -116,44 +169,157 @@ pub fn list_keys(conn: &Connection, user_id: i64) -> Result<Vec<KeyRecord>, Stor
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Adds a key to a user; refuses a key that is already anyone's.
-pub fn add_key(
+/// Records `fingerprint` as waiting for confirmation under `code` for [`PENDING_KEY_TTL_SECS`].
+/// A new code for a key already waiting replaces the old one. Whether the key belongs to
+/// another nickname is not said here (that would map public keys to nicknames): only the
+/// key's holder learns it, when confirming.
+pub fn propose_key(
     conn: &mut Connection,
     user_id: i64,
     fingerprint: &str,
     public_key: &str,
+    code: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<PendingKey, StoreError> {
     let tx = conn.transaction()?;
-    let owner = key_owner(&tx, fingerprint)?;
-    match owner {
-        Some((owner_id, _)) if owner_id == user_id => {
-            return Err(StoreError::Conflict(format!(
-                "key {fingerprint} is already one of your keys"
-            )))
-        }
-        Some((_, nick)) => {
-            return Err(StoreError::Conflict(format!(
-                "key {fingerprint} already belongs to {nick}"
-            )))
-        }
-        None => {}
+    forget_expired(&tx, now)?;
+    if matches!(key_owner(&tx, fingerprint)?, Some((owner_id, _)) if owner_id == user_id) {
+        return Err(StoreError::Conflict(format!(
+            "key {fingerprint} is already one of your keys"
+        )));
     }
     tx.execute(
-        "INSERT INTO user_keys (fingerprint, user_id, public_key, added_at) VALUES (?1, ?2, ?3, ?4)",
-        params![fingerprint, user_id, public_key, now],
+        "DELETE FROM pending_keys WHERE user_id = ?1 AND fingerprint = ?2",
+        params![user_id, fingerprint],
+    )?;
+    let waiting: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pending_keys WHERE user_id = ?1",
+        [user_id],
+        |r| r.get(0),
+    )?;
+    if waiting >= MAX_PENDING_KEYS {
+        return Err(StoreError::Conflict(format!(
+            "{waiting} keys are already waiting for confirmation; confirm one, or cancel one \
+             with /keys remove FINGERPRINT"
+        )));
+    }
+    let pending = PendingKey {
+        code: code.to_ascii_uppercase(),
+        fingerprint: fingerprint.to_owned(),
+        public_key: public_key.to_owned(),
+        added_at: now,
+        expires_at: now + PENDING_KEY_TTL_SECS,
+    };
+    tx.execute(
+        "INSERT INTO pending_keys (code, user_id, fingerprint, public_key, added_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            pending.code,
+            user_id,
+            pending.fingerprint,
+            pending.public_key,
+            pending.added_at,
+            pending.expires_at
+        ],
     )?;
     tx.commit()?;
+    Ok(pending)
+}
+
+/// A verified key logging in as `nick+code`: moves the matching pending key into the user's
+/// keys. `nick` must already satisfy the nickname rules.
+pub fn confirm_key(
+    conn: &mut Connection,
+    nick: &str,
+    code: &str,
+    fingerprint: &str,
+    now: i64,
+) -> Result<ConfirmOutcome, StoreError> {
+    let tx = conn.transaction()?;
+    forget_expired(&tx, now)?;
+    let Some((user_id, nick)) = user_id_by_nick(&tx, nick)? else {
+        tx.commit()?;
+        return Ok(ConfirmOutcome::NoMatch);
+    };
+    let pending: Option<String> = tx
+        .query_row(
+            "SELECT public_key FROM pending_keys
+             WHERE code = ?1 AND user_id = ?2 AND fingerprint = ?3",
+            params![code.to_ascii_uppercase(), user_id, fingerprint],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(public_key) = pending else {
+        tx.commit()?;
+        return Ok(ConfirmOutcome::NoMatch);
+    };
+    let outcome = match key_owner(&tx, fingerprint)? {
+        Some((owner_id, owner)) if owner_id != user_id => ConfirmOutcome::KeyBelongsTo { owner },
+        owner => {
+            if owner.is_none() {
+                tx.execute(
+                    "INSERT INTO user_keys (fingerprint, user_id, public_key, added_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![fingerprint, user_id, public_key, now],
+                )?;
+            }
+            tx.execute(
+                "DELETE FROM pending_keys WHERE user_id = ?1 AND fingerprint = ?2",
+                params![user_id, fingerprint],
+            )?;
+            ConfirmOutcome::Confirmed { user_id, nick }
+        }
+    };
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// A user's keys waiting for confirmation that have not expired, oldest first.
+pub fn list_pending(
+    conn: &Connection,
+    user_id: i64,
+    now: i64,
+) -> Result<Vec<PendingKey>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT code, fingerprint, public_key, added_at, expires_at FROM pending_keys
+         WHERE user_id = ?1 AND expires_at > ?2 ORDER BY added_at, fingerprint",
+    )?;
+    let rows = stmt.query_map(params![user_id, now], |r| {
+        Ok(PendingKey {
+            code: r.get(0)?,
+            fingerprint: r.get(1)?,
+            public_key: r.get(2)?,
+            added_at: r.get(3)?,
+            expires_at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Drops every pending key whose code has expired.
+fn forget_expired(conn: &Connection, now: i64) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM pending_keys WHERE expires_at <= ?1", [now])?;
     Ok(())
 }
 
-/// Removes one of a user's keys; the last key cannot go (the nickname would be lost for good).
+/// Removes one of a user's keys, or cancels a pending one (by fingerprint or code); the last
+/// key cannot go (the nickname would be lost for good).
 pub fn remove_key(
     conn: &mut Connection,
     user_id: i64,
     fingerprint: &str,
-) -> Result<(), StoreError> {
+    now: i64,
+) -> Result<Removed, StoreError> {
     let tx = conn.transaction()?;
+    forget_expired(&tx, now)?;
+    let cancelled = tx.execute(
+        "DELETE FROM pending_keys WHERE user_id = ?1 AND (fingerprint = ?2 OR code = ?3)",
+        params![user_id, fingerprint, fingerprint.to_ascii_uppercase()],
+    )?;
+    if cancelled > 0 {
+        tx.commit()?;
+        return Ok(Removed::Pending);
+    }
     let count: i64 = tx.query_row(
         "SELECT COUNT(*) FROM user_keys WHERE user_id = ?1",
         [user_id],
@@ -166,7 +332,7 @@ pub fn remove_key(
     )?;
     if !mine {
         return Err(StoreError::Conflict(format!(
-            "no key {fingerprint} among your keys; see /keys"
+            "no key {fingerprint} among your keys or those waiting for confirmation; see /keys"
         )));
     }
     if count <= 1 {
@@ -179,12 +345,24 @@ pub fn remove_key(
         params![user_id, fingerprint],
     )?;
     tx.commit()?;
-    Ok(())
+    Ok(Removed::Key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claim(conn: &mut Connection, nick: &str, fingerprint: &str) -> i64 {
+        match authenticate(conn, nick, fingerprint, "ssh-ed25519 K", 1).unwrap() {
+            AuthOutcome::Claimed { user_id, .. } => user_id,
+            other => panic!("{nick} not claimed: {other:?}"),
+        }
+    }
+
+    fn keys(conn: &Connection, user_id: i64) -> Vec<String> {
+        let keys = list_keys(conn, user_id).unwrap();
+        keys.into_iter().map(|k| k.fingerprint).collect()
+    }
 
     #[test]
     fn the_first_key_claims_a_nick_and_others_are_refused() {
@@ -199,7 +377,7 @@ mod tests {
         assert_eq!(
             other,
             AuthOutcome::KeyBelongsTo {
-                nick: "Alice".into()
+                owner: "Alice".into()
             }
         );
         assert!(
@@ -209,22 +387,140 @@ mod tests {
     }
 
     #[test]
-    fn a_second_key_can_be_added_and_the_last_cannot_be_removed() {
+    fn a_look_alike_of_an_existing_or_reserved_nickname_is_not_claimed() {
         let mut conn = crate::store::open_in_memory();
-        let AuthOutcome::Claimed { user_id, .. } =
-            authenticate(&mut conn, "alice", "SHA256:a", "ssh-ed25519 A", 1).unwrap()
-        else {
-            panic!("expected a claim")
-        };
-        add_key(&mut conn, user_id, "SHA256:b", "ssh-ed25519 B", 2).unwrap();
-        assert!(add_key(&mut conn, user_id, "SHA256:b", "ssh-ed25519 B", 3).is_err());
+        claim(&mut conn, "alice", "SHA256:a");
+        for (i, nick) in ["a1ice", "aIice", "alice.", "admin.", "root_", "r00t"]
+            .iter()
+            .enumerate()
+        {
+            let fp = format!("SHA256:x{i}");
+            let outcome = authenticate(&mut conn, nick, &fp, "ssh-ed25519 X", 2).unwrap();
+            assert_eq!(outcome, AuthOutcome::NickLookalike, "{nick}");
+            assert!(!nick_taken(&conn, nick).unwrap(), "{nick} was created");
+        }
+        claim(&mut conn, "alicia", "SHA256:y");
+    }
+
+    #[test]
+    fn a_proposed_key_belongs_to_nobody_until_its_holder_confirms_it() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = claim(&mut conn, "alice", "SHA256:a");
+        let pending = propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "c0de", 10)
+            .unwrap();
+        assert_eq!(pending.code, "C0DE");
+        assert_eq!(pending.expires_at, 10 + PENDING_KEY_TTL_SECS);
+        assert_eq!(keys(&conn, alice), ["SHA256:a"]);
+        // Not alice's yet: the key logging in as alice is refused, as anyone's would be.
+        let b = authenticate(&mut conn, "alice", "SHA256:b", "ssh-ed25519 B", 11).unwrap();
+        assert_eq!(b, AuthOutcome::NickTaken);
+        // Wrong code, wrong key, wrong nickname: nothing changes.
+        for (nick, code, fp) in [
+            ("alice", "WRONG", "SHA256:b"),
+            ("alice", "C0DE", "SHA256:z"),
+            ("bob", "C0DE", "SHA256:b"),
+        ] {
+            let outcome = confirm_key(&mut conn, nick, code, fp, 12).unwrap();
+            assert_eq!(outcome, ConfirmOutcome::NoMatch, "{nick} {code} {fp}");
+        }
+        assert_eq!(list_pending(&conn, alice, 12).unwrap(), [pending]);
+        let confirmed = confirm_key(&mut conn, "ALICE", "c0de", "SHA256:b", 13).unwrap();
+        assert_eq!(
+            confirmed,
+            ConfirmOutcome::Confirmed {
+                user_id: alice,
+                nick: "alice".into()
+            }
+        );
+        assert_eq!(keys(&conn, alice), ["SHA256:a", "SHA256:b"]);
+        assert!(list_pending(&conn, alice, 13).unwrap().is_empty());
+        // A code works once.
+        let again = confirm_key(&mut conn, "alice", "C0DE", "SHA256:b", 14).unwrap();
+        assert_eq!(again, ConfirmOutcome::NoMatch);
+    }
+
+    #[test]
+    fn an_expired_code_confirms_nothing() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = claim(&mut conn, "alice", "SHA256:a");
+        propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "CODE", 10).unwrap();
+        let late = 10 + PENDING_KEY_TTL_SECS;
+        assert!(list_pending(&conn, alice, late).unwrap().is_empty());
+        let outcome = confirm_key(&mut conn, "alice", "CODE", "SHA256:b", late).unwrap();
+        assert_eq!(outcome, ConfirmOutcome::NoMatch);
+        assert_eq!(keys(&conn, alice), ["SHA256:a"]);
+    }
+
+    #[test]
+    fn a_key_someone_else_proposed_still_claims_its_own_nickname() {
+        let mut conn = crate::store::open_in_memory();
+        let mallory = claim(&mut conn, "mallory", "SHA256:m");
+        propose_key(&mut conn, mallory, "SHA256:b", "ssh-ed25519 B", "CODE", 10).unwrap();
+        let bob = claim(&mut conn, "bob", "SHA256:b");
+        let outcome = confirm_key(&mut conn, "mallory", "CODE", "SHA256:b", 11).unwrap();
+        assert_eq!(
+            outcome,
+            ConfirmOutcome::KeyBelongsTo {
+                owner: "bob".into()
+            }
+        );
+        assert_eq!(keys(&conn, mallory), ["SHA256:m"]);
+        assert_eq!(keys(&conn, bob), ["SHA256:b"]);
+        // Proposing a key that is someone else's says nothing about whose it is.
+        propose_key(&mut conn, mallory, "SHA256:b", "ssh-ed25519 B", "CODE2", 12).unwrap();
+    }
+
+    #[test]
+    fn pending_keys_are_bounded_and_can_be_cancelled() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = claim(&mut conn, "alice", "SHA256:a");
+        for i in 0..MAX_PENDING_KEYS {
+            let fp = format!("SHA256:p{i}");
+            propose_key(&mut conn, alice, &fp, "ssh-ed25519 P", &format!("C{i}"), 10).unwrap();
+        }
+        // Asking again for a waiting key replaces its code rather than adding one.
+        propose_key(&mut conn, alice, "SHA256:p0", "ssh-ed25519 P", "NEW", 10).unwrap();
+        let err = propose_key(&mut conn, alice, "SHA256:q", "ssh-ed25519 Q", "Q", 10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("waiting for confirmation"), "{err}");
+        assert_eq!(
+            remove_key(&mut conn, alice, "SHA256:p1", 11).unwrap(),
+            Removed::Pending
+        );
+        assert_eq!(
+            remove_key(&mut conn, alice, "new", 11).unwrap(),
+            Removed::Pending
+        );
+        let left = list_pending(&conn, alice, 11).unwrap();
+        assert_eq!(left.len() as i64, MAX_PENDING_KEYS - 2);
+        propose_key(&mut conn, alice, "SHA256:q", "ssh-ed25519 Q", "Q", 12).unwrap();
+        // Expired codes make room.
+        let late = 12 + PENDING_KEY_TTL_SECS;
+        propose_key(&mut conn, alice, "SHA256:r", "ssh-ed25519 R", "R", late).unwrap();
+        assert_eq!(list_pending(&conn, alice, late).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_confirmed_key_logs_in_and_the_last_key_cannot_be_removed() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = claim(&mut conn, "alice", "SHA256:a");
+        propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "CODE", 2).unwrap();
+        confirm_key(&mut conn, "alice", "CODE", "SHA256:b", 3).unwrap();
+        let err = propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "X", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already one of your keys"), "{err}");
         let b = authenticate(&mut conn, "alice", "SHA256:b", "ssh-ed25519 B", 4).unwrap();
         assert!(matches!(b, AuthOutcome::Known { .. }));
-        remove_key(&mut conn, user_id, "SHA256:a").unwrap();
-        let err = remove_key(&mut conn, user_id, "SHA256:b")
+        assert_eq!(
+            remove_key(&mut conn, alice, "SHA256:a", 5).unwrap(),
+            Removed::Key
+        );
+        let err = remove_key(&mut conn, alice, "SHA256:b", 5)
             .unwrap_err()
             .to_string();
         assert!(err.contains("only key"), "{err}");
-        assert_eq!(list_keys(&conn, user_id).unwrap().len(), 1);
+        assert_eq!(keys(&conn, alice), ["SHA256:b"]);
     }
 }
