@@ -237,12 +237,18 @@ mod tests {
             })
         );
         assert!(matches!(parse_login("alice+"), Err(NickError::BadCode(_))));
-        assert!(matches!(parse_login("alice+a+b"), Err(NickError::BadCode(_))));
+        assert!(matches!(
+            parse_login("alice+a+b"),
+            Err(NickError::BadCode(_))
+        ));
         assert!(matches!(
             parse_login(&format!("alice+{}", "A".repeat(MAX_CODE_LEN + 1))),
             Err(NickError::BadCode(_))
         ));
-        assert!(matches!(parse_login("root+ABC"), Err(NickError::Reserved(_))));
+        assert!(matches!(
+            parse_login("root+ABC"),
+            Err(NickError::Reserved(_))
+        ));
         assert!(matches!(parse_login("+ABC"), Err(NickError::Empty)));
     }
 

@@ -241,9 +241,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &[],
         usage: "/keys [--json] | /keys add KEY | /keys remove FINGERPRINT",
         summary: "list, add or remove your SSH keys",
-        help: "/keys lists the SSH public keys that may log in as you (--json for JSON).\n\
-               /keys add KEY adds a key: paste the whole line, e.g. `ssh-ed25519 AAAA... laptop`.\n\
-               /keys remove FINGERPRINT removes a key (SHA256:... as /keys shows it).",
+        help: "/keys lists the SSH public keys that may log in as you, and those waiting for\n\
+               confirmation (--json for JSON).\n\
+               /keys add KEY proposes a key: paste the whole line, e.g. `ssh-ed25519 AAAA... laptop`;\n\
+               it joins once you log in with it as NICK+CODE, the code it prints.\n\
+               /keys remove FINGERPRINT removes a key or cancels a waiting one (SHA256:... as\n\
+               /keys shows it).",
         parse: parse_keys,
     },
     CommandSpec {

@@ -124,12 +124,15 @@ async fn add(ctx: &Ctx<'_>, text: &str) -> Result<Output, CmdError> {
     let login = confirm_login(&ctx.user.nick, &pending);
     Ok(Output::lines(vec![
         format!(
-            "key {fingerprint} is waiting for confirmation: log in once with it as {login} \
-             within {} minutes, for example",
+            "key {fingerprint} waits for proof that you hold it: within {} minutes, log in \
+             once with it as {login}, for example",
             PENDING_KEY_TTL_SECS / 60
         ),
-        format!("  ssh -i PATH/TO/THAT/PRIVATE/KEY {login}@HOST (the host and port you use now)"),
-        "then it can log in as you; /keys remove FINGERPRINT cancels".to_owned(),
+        format!("  ssh -i PATH/TO/ITS/PRIVATE/KEY -p PORT {login}@HOST keys"),
+        format!(
+            "then it logs in as {}; /keys remove {fingerprint} cancels it",
+            ctx.user.nick
+        ),
     ]))
 }
 

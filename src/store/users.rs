@@ -406,8 +406,8 @@ mod tests {
     fn a_proposed_key_belongs_to_nobody_until_its_holder_confirms_it() {
         let mut conn = crate::store::open_in_memory();
         let alice = claim(&mut conn, "alice", "SHA256:a");
-        let pending = propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "c0de", 10)
-            .unwrap();
+        let pending =
+            propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "c0de", 10).unwrap();
         assert_eq!(pending.code, "C0DE");
         assert_eq!(pending.expires_at, 10 + PENDING_KEY_TTL_SECS);
         assert_eq!(keys(&conn, alice), ["SHA256:a"]);
