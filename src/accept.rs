@@ -63,9 +63,8 @@ impl Acceptor {
                 Err(e) if transient(&e) => continue,
                 Err(e) => {
                     let (what, pause) = (self.what, self.backoff);
-                    self.log.log(|| {
-                        tracing::warn!("{what} accept failed: {e}; retrying in {pause:?}")
-                    });
+                    self.log
+                        .log(|| tracing::warn!("{what} accept failed: {e}; retrying in {pause:?}"));
                     tokio::time::sleep(pause).await;
                     self.backoff = (pause * 2).min(ACCEPT_BACKOFF_MAX);
                 }
@@ -198,7 +197,9 @@ impl Drop for Slot {
 /// The counts stay consistent under a panic elsewhere (every update is one step), so a
 /// poisoned lock is still usable.
 fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
-    counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    counts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Open connections, so shutdown can wait for the last one.
@@ -373,7 +374,10 @@ mod tests {
         let shown = (0..100).filter(|_| log.admit(t0)).count();
         assert_eq!(shown, LOG_BURST as usize);
         assert_eq!(log.suppressed, 100 - u64::from(LOG_BURST));
-        assert!(log.admit(t0 + LOG_WINDOW), "a new window lets lines through");
+        assert!(
+            log.admit(t0 + LOG_WINDOW),
+            "a new window lets lines through"
+        );
         assert_eq!(log.suppressed, 0);
     }
 

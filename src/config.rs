@@ -447,7 +447,15 @@ mod tests {
                 full: 5
             }
         );
-        for bad in ["", "ten", "10:30", "0:30:100", "10:0:100", "10:101:100", "50:30:10"] {
+        for bad in [
+            "",
+            "ten",
+            "10:30",
+            "0:30:100",
+            "10:0:100",
+            "10:101:100",
+            "50:30:10",
+        ] {
             let err = startups(bad).unwrap_err().to_string();
             assert!(
                 err.contains(&format!("{bad:?}")) && err.contains("start:rate:full"),

@@ -74,13 +74,16 @@ pub async fn serve(app: App, listener: TcpListener, mut shutdown: watch::Receive
             _ = crate::app::shutting_down(&mut shutdown) => break,
             accepted = acceptor.next() => accepted,
         };
-        let slot = match open.try_take(peer.ip(), |_, here| {
-            if here < per_address {
-                Ok(())
-            } else {
-                Err(())
-            }
-        }) {
+        let slot = match open.try_take(
+            peer.ip(),
+            |_, here| {
+                if here < per_address {
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            },
+        ) {
             Ok(slot) => slot,
             Err(()) => {
                 refusals.log(|| {

@@ -214,9 +214,9 @@ pub async fn serve(
             Ok(slot) => slot,
             Err(why) => {
                 let unauthenticated = gate.unauthenticated.total();
-                refusals.log(|| {
-                    tracing::warn!(%peer, unauthenticated, "ssh connection refused: {why}")
-                });
+                refusals.log(
+                    || tracing::warn!(%peer, unauthenticated, "ssh connection refused: {why}"),
+                );
                 drop(stream);
                 continue;
             }
@@ -371,7 +371,10 @@ mod tests {
         assert_eq!(gate.admit(ip, 99).err(), Some(Refusal::PerAddress));
         assert!(gate.admit([127, 0, 0, 10].into(), 99).is_ok());
         drop(held);
-        assert!(gate.admit(ip, 99).is_ok(), "a closed connection gives its place back");
+        assert!(
+            gate.admit(ip, 99).is_ok(),
+            "a closed connection gives its place back"
+        );
     }
 
     #[test]
@@ -405,7 +408,10 @@ mod tests {
         assert!(login.complete());
         assert!(*logged_in.borrow());
         assert_eq!(gate.unauthenticated.total(), 0);
-        assert!(gate.admit(ip, 0).is_ok(), "no longer counted as unauthenticated");
+        assert!(
+            gate.admit(ip, 0).is_ok(),
+            "no longer counted as unauthenticated"
+        );
         assert_eq!(sessions.available_permits(), 0);
         let (done, _) = watch::channel(false);
         let mut second = Login {

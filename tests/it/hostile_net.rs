@@ -22,7 +22,10 @@ fn fate(stream: &mut TcpStream) -> Fate {
     match stream.read(&mut buf) {
         Ok(0) => Fate::Closed,
         Ok(n) if buf[..n].starts_with(b"SSH-2.0-RoseWire") => Fate::Served,
-        Ok(n) => panic!("unexpected greeting {:?}", String::from_utf8_lossy(&buf[..n])),
+        Ok(n) => panic!(
+            "unexpected greeting {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Fate::Closed,
         Err(e) => panic!("the server neither greeted nor closed the connection: {e}"),
     }
@@ -90,7 +93,8 @@ fn an_idle_flood_from_many_addresses_does_not_lock_out_a_login() {
         assert_exit(&rose.ssh(&key, &format!("user{n}"), &["who"]), 0);
     }
     assert!(
-        rose.log().contains("too many unauthenticated connections from this address"),
+        rose.log()
+            .contains("too many unauthenticated connections from this address"),
         "{}",
         rose.log()
     );
@@ -185,8 +189,18 @@ fn a_client_stalled_in_authentication_is_closed_after_the_grace_time() {
     // ssh_options() says BatchMode=yes, which forbids askpass; so the options by hand.
     let mut client = Command::new("ssh")
         .args(["-p", &rose.ssh_port.to_string(), "-b", CLIENT_ADDR])
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-        .args(["-o", "IdentitiesOnly=yes", "-o", "PreferredAuthentications=publickey"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "PreferredAuthentications=publickey",
+        ])
         .args(["-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=1"])
         .arg("-i")
         .arg(&key)
