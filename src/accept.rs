@@ -84,7 +84,7 @@ fn transient(e: &io::Error) -> bool {
 }
 
 /// Logs at most [`LOG_BURST`] lines per [`LOG_WINDOW`]; counts the rest and says how many
-/// were left out when the next window opens.
+/// were left out with the first line of a later window.
 pub struct LogLimiter {
     window_start: Instant,
     logged: u32,
