@@ -4,8 +4,10 @@
 //! Unknown keys are refused with their path (`serde(deny_unknown_fields)`), so a typo in
 //! `rosewire.toml` is an error at start-up, not a silently ignored setting.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::Deserialize;
 
@@ -51,10 +53,18 @@ pub struct Config {
 pub struct SshConfig {
     /// Address the SSH server listens on.
     pub listen: SocketAddr,
-    /// Most SSH connections open at once; further ones wait in the kernel's backlog.
+    /// Most authenticated SSH connections open at once. Unauthenticated connections never
+    /// take these places (see `max_startups`); a login past the limit is refused.
     pub max_connections: usize,
     /// New connections one address may open per minute (a token bucket of this size).
     pub connections_per_minute_per_address: u32,
+    /// Seconds a connection has to log in, banner and key exchange included (OpenSSH's
+    /// `LoginGraceTime`); then it is closed, whatever keepalives it answers.
+    pub login_grace_secs: u64,
+    /// Unauthenticated connections one address may hold at once; more are closed at once.
+    pub max_unauthenticated_per_address: usize,
+    /// Unauthenticated connections in total, as OpenSSH's `MaxStartups` "start:rate:full".
+    pub max_startups: MaxStartups,
     /// A connection with no traffic at all (not even keepalive replies) for this long is closed.
     pub inactivity_timeout_secs: u64,
     /// Seconds between keepalive probes to a silent client; 0 turns them off.
@@ -66,6 +76,98 @@ pub struct SshConfig {
 pub struct HttpConfig {
     /// Address the HTTP (federation) server listens on.
     pub listen: SocketAddr,
+    /// Most HTTP connections open at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// HTTP connections one address may hold at once; more are closed at once.
+    pub max_connections_per_address: usize,
+}
+
+/// OpenSSH's `MaxStartups`: past `start` unauthenticated connections, a new one is dropped
+/// with probability `rate`%, rising linearly to 100% at `full`. Written "start:rate:full",
+/// or one number `n` for "n:100:n".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxStartups {
+    pub start: usize,
+    pub rate: u32,
+    pub full: usize,
+}
+
+impl MaxStartups {
+    /// The chance, in percent, that a new connection is dropped while `unauthenticated`
+    /// others are open (OpenSSH's `should_drop_connection`).
+    pub fn drop_percent(&self, unauthenticated: usize) -> u32 {
+        if unauthenticated < self.start {
+            0
+        } else if unauthenticated >= self.full || self.rate >= 100 {
+            100
+        } else {
+            let past = (unauthenticated - self.start) as u64;
+            let span = (self.full - self.start) as u64;
+            let rise = u64::from(100 - self.rate) * past / span;
+            self.rate + u32::try_from(rise).unwrap_or(100)
+        }
+    }
+}
+
+impl Default for MaxStartups {
+    fn default() -> Self {
+        MaxStartups {
+            start: 10,
+            rate: 30,
+            full: 100,
+        }
+    }
+}
+
+impl fmt::Display for MaxStartups {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.start, self.rate, self.full)
+    }
+}
+
+impl FromStr for MaxStartups {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!("ssh.max_startups = {text:?} {why}; write \"start:rate:full\" such as \"10:30:100\"")
+        };
+        let numbers: Vec<&str> = text.split(':').collect();
+        let parse = |s: &str| s.trim().parse::<usize>().map_err(|_| bad("is not numbers"));
+        let startups = match numbers.as_slice() {
+            [n] => {
+                let n = parse(n)?;
+                MaxStartups {
+                    start: n,
+                    rate: 100,
+                    full: n,
+                }
+            }
+            [start, rate, full] => MaxStartups {
+                start: parse(start)?,
+                rate: u32::try_from(parse(rate)?).map_err(|_| bad("has a rate over 100"))?,
+                full: parse(full)?,
+            },
+            _ => return Err(bad("is not three numbers")),
+        };
+        if startups.start == 0 {
+            return Err(bad("starts at 0, which refuses every connection"));
+        }
+        if startups.rate == 0 || startups.rate > 100 {
+            return Err(bad("needs a rate between 1 and 100 (percent)"));
+        }
+        if startups.start > startups.full {
+            return Err(bad("has start above full"));
+        }
+        Ok(startups)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxStartups {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +223,9 @@ impl Default for SshConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 2222)),
             max_connections: 1024,
             connections_per_minute_per_address: 120,
+            login_grace_secs: 30,
+            max_unauthenticated_per_address: 10,
+            max_startups: MaxStartups::default(),
             inactivity_timeout_secs: 3600,
             keepalive_interval_secs: 30,
         }
@@ -131,6 +236,8 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_connections: 512,
+            max_connections_per_address: 64,
         }
     }
 }
@@ -173,6 +280,18 @@ impl Config {
         }
         if self.ssh.connections_per_minute_per_address == 0 {
             return invalid("ssh.connections_per_minute_per_address must be at least 1".into());
+        }
+        if self.ssh.login_grace_secs == 0 {
+            return invalid("ssh.login_grace_secs must be at least 1".into());
+        }
+        if self.ssh.max_unauthenticated_per_address == 0 {
+            return invalid("ssh.max_unauthenticated_per_address must be at least 1".into());
+        }
+        if self.http.max_connections == 0 {
+            return invalid("http.max_connections must be at least 1".into());
+        }
+        if self.http.max_connections_per_address == 0 {
+            return invalid("http.max_connections_per_address must be at least 1".into());
         }
         if self.ssh.inactivity_timeout_secs == 0 {
             return invalid("ssh.inactivity_timeout_secs must be at least 1".into());
@@ -311,6 +430,51 @@ mod tests {
         check("[chat]\nreplay_lines = 100000", "100000");
         check("[federation]\nbootstrap = [\"http://x\"]", "needs --dev");
         check("[ssh]\nmax_connections = 0", "max_connections");
+        check("[ssh]\nlogin_grace_secs = 0", "login_grace_secs");
+        check("[http]\nmax_connections = 0", "http.max_connections");
+    }
+
+    #[test]
+    fn max_startups_parses_like_openssh_and_names_a_bad_value() {
+        let startups = |text: &str| parse(&format!("[ssh]\nmax_startups = {text:?}"));
+        let ok = |text: &str| startups(text).unwrap().ssh.max_startups;
+        assert_eq!(ok("10:30:100"), MaxStartups::default());
+        assert_eq!(
+            ok("5"),
+            MaxStartups {
+                start: 5,
+                rate: 100,
+                full: 5
+            }
+        );
+        for bad in [
+            "",
+            "ten",
+            "10:30",
+            "0:30:100",
+            "10:0:100",
+            "10:101:100",
+            "50:30:10",
+        ] {
+            let err = startups(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains("start:rate:full"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_startups_drops_at_rate_past_start_rising_to_all_at_full() {
+        let m = MaxStartups::default();
+        assert_eq!(m.drop_percent(9), 0);
+        assert_eq!(m.drop_percent(10), 30);
+        assert_eq!(m.drop_percent(55), 65);
+        assert_eq!(m.drop_percent(99), 99);
+        assert_eq!(m.drop_percent(100), 100);
+        assert_eq!(m.drop_percent(5000), 100);
+        let single: MaxStartups = "4".parse().unwrap();
+        assert_eq!((single.drop_percent(3), single.drop_percent(4)), (0, 100));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`cli`]: the `rosewire` command line (`serve`, `init`), start-up and shutdown.
 //! - [`config`]: the TOML configuration, its defaults and validation.
 //! - [`app`]: [`app::App`], the state every adapter shares.
+//! - [`accept`]: what the SSH and HTTP accept loops share: back-off, per-address counts,
+//!   rate-limited refusal logs, drain on shutdown.
 //! - Domain core, free of SSH and HTTP:
 //!   - [`nick`]: nickname rules;
 //!   - [`chat`]: the chat room, presence, rate limit, delivery to sessions;
@@ -20,6 +22,7 @@
 //! The interactive shell's screen, line editor and command grammar live in the sans-IO crate
 //! `rosewire-shell` (`shell/`).
 
+pub mod accept;
 pub mod app;
 pub mod chat;
 pub mod cli;

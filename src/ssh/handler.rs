@@ -34,10 +34,18 @@ pub struct Handler {
     user: Option<User>,
     /// Why the last public key was refused, told to the client through keyboard-interactive.
     refusal: Option<String>,
+    /// Moves this connection out of the unauthenticated count once a key is accepted.
+    login: super::Login,
 }
 
 impl Handler {
-    pub fn new(app: App, peer: SocketAddr, span: Span, shutdown: watch::Receiver<bool>) -> Handler {
+    pub fn new(
+        app: App,
+        peer: SocketAddr,
+        span: Span,
+        shutdown: watch::Receiver<bool>,
+        login: super::Login,
+    ) -> Handler {
         Handler {
             app,
             peer,
@@ -45,6 +53,7 @@ impl Handler {
             shutdown,
             user: None,
             refusal: None,
+            login,
         }
     }
 
@@ -192,6 +201,11 @@ impl russh::server::Handler for Handler {
         };
         if claimed {
             tracing::info!(%nick, %fingerprint, "nickname claimed");
+        }
+        if !self.login.complete() {
+            tracing::warn!(%nick, "login refused: ssh.max_connections sessions are open");
+            self.refusal = Some("the server is full; try again later".into());
+            return Ok(Self::reject());
         }
         tracing::info!(%nick, %fingerprint, "key accepted");
         self.span.record("user", nick.as_str());

@@ -4,6 +4,7 @@
 mod auth;
 mod chat;
 mod exec;
+mod hostile_net;
 mod library;
 mod server;
 mod sftp;

@@ -466,3 +466,32 @@ pub fn file_mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
 }
+
+impl Instance {
+    /// Starts an instance on `ip` with `toml` as its config file (flags still set the
+    /// addresses, the domain and the data directory).
+    pub fn start_with_config(ip: &str, toml: &str) -> Instance {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("rosewire.toml");
+        std::fs::write(&config, toml).expect("write config");
+        Instance::start_with(ip, &["--config", config.to_str().expect("utf-8 path")])
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("instance is running").id()
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `from`, as a client elsewhere would.
+pub fn connect_from(from: &str, to: (&str, u16)) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let local: std::net::SocketAddr = format!("{from}:0").parse().expect("source address");
+    let remote: std::net::SocketAddr = format!("{}:{}", to.0, to.1).parse().expect("address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.bind(&local.into()).expect("bind the source address");
+    socket.connect(&remote.into()).expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream
+}
