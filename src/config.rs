@@ -82,13 +82,27 @@ pub struct LibraryConfig {
     pub quota_bytes: u64,
     /// Largest single file a user may upload or download, in bytes.
     pub max_file_bytes: u64,
+    /// Files and folders each user may have in `library/` and `downloads/` together: bounds
+    /// the work of listing and walking a user's tree. Past it, new folders, new files and
+    /// `/get`s are refused (replacing a file is still allowed).
+    pub max_entries: u64,
+    /// Files a user may have open for writing at once, across all their SFTP sessions: each
+    /// may hold a copy of the file it changes in `.partial/`.
+    pub max_uploads_per_user: usize,
 }
+
+/// Most `library.max_entries` may be: keeps the once-per-user count walk short.
+pub const MAX_ENTRIES_LIMIT: u64 = 1_000_000;
+/// Most `library.max_uploads_per_user` may be.
+pub const MAX_UPLOADS_LIMIT: usize = 256;
 
 impl Default for LibraryConfig {
     fn default() -> Self {
         LibraryConfig {
             quota_bytes: 10 << 30,
             max_file_bytes: 4 << 30,
+            max_entries: 10_000,
+            max_uploads_per_user: 8,
         }
     }
 }
@@ -189,6 +203,18 @@ impl Config {
             return invalid(format!(
                 "library.max_file_bytes = {} must be between 1 and library.quota_bytes ({})",
                 self.library.max_file_bytes, self.library.quota_bytes
+            ));
+        }
+        if !(1..=MAX_ENTRIES_LIMIT).contains(&self.library.max_entries) {
+            return invalid(format!(
+                "library.max_entries = {} must be between 1 and {MAX_ENTRIES_LIMIT}",
+                self.library.max_entries
+            ));
+        }
+        if !(1..=MAX_UPLOADS_LIMIT).contains(&self.library.max_uploads_per_user) {
+            return invalid(format!(
+                "library.max_uploads_per_user = {} must be between 1 and {MAX_UPLOADS_LIMIT}",
+                self.library.max_uploads_per_user
             ));
         }
         for url in &self.federation.bootstrap {
@@ -311,6 +337,11 @@ mod tests {
         check("[chat]\nreplay_lines = 100000", "100000");
         check("[federation]\nbootstrap = [\"http://x\"]", "needs --dev");
         check("[ssh]\nmax_connections = 0", "max_connections");
+        check("[library]\nmax_entries = 0", "library.max_entries = 0");
+        check(
+            "[library]\nmax_uploads_per_user = 1000",
+            "library.max_uploads_per_user = 1000",
+        );
     }
 
     #[test]
