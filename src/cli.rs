@@ -228,6 +228,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.database_path().display()
         )
     })?;
+    // Before any session: what a crash left in .partial/ can never complete.
+    let data_dir = config.data_dir.clone();
+    let (files, bytes) =
+        tokio::task::spawn_blocking(move || crate::library::sweep_partials(&data_dir))
+            .await
+            .context("cannot sweep unfinished uploads")?;
+    if files > 0 {
+        tracing::info!(
+            files,
+            bytes,
+            "swept unfinished uploads left by an earlier run"
+        );
+    }
     let ssh_listener = TcpListener::bind(config.ssh.listen)
         .await
         .with_context(|| format!("cannot listen for ssh on {}", config.ssh.listen))?;
@@ -262,14 +275,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     config.ssh.listen = ssh_addr;
     config.http.listen = http_addr;
     let app = App::new(config, store);
-    // Before any session: what a crash left in .partial/ can never complete.
-    let library = app.library.clone();
-    let (files, bytes) = tokio::task::spawn_blocking(move || library.sweep_partials())
-        .await
-        .context("cannot sweep unfinished uploads")?;
-    if files > 0 {
-        tracing::info!(files, bytes, "swept unfinished uploads left by an earlier run");
-    }
     let (down_tx, down_rx) = watch::channel(false);
     let ssh_task = tokio::spawn(crate::ssh::serve(
         app.clone(),

@@ -3,7 +3,7 @@
 //! On disk, each user has `DATA_DIR/users/<id>/` holding `library/` (their uploads),
 //! `downloads/` (what `/get` fetched for them) and `.partial/` (uploads in progress, invisible
 //! to the user, on the same file system so a finished upload is renamed into place).
-//! `.partial/` is emptied when the server starts ([`Library::sweep_partials`]); while an upload
+//! `.partial/` is emptied when the server starts ([`sweep_partials`]); while an upload
 //! or a `/get` writes there, its bytes are reserved in the [`Ledger`].
 //!
 //! **Invariant:** a file is in the catalog only once it is complete in `library/`, with the
@@ -59,7 +59,7 @@ impl Library {
     }
 
     /// Creates the user's folders (mode 0700) if missing. (Uploads left unfinished by a crash
-    /// are cleared at start, by [`Library::sweep_partials`], not here: another session of the
+    /// are cleared at start, by [`sweep_partials`], not here: another session of the
     /// user may be writing to `.partial/` now.)
     pub async fn prepare(&self, user_id: i64) -> std::io::Result<()> {
         let dirs = [
@@ -135,11 +135,11 @@ impl Library {
         Ok(library + downloaded)
     }
 
-    /// Reserves `bytes` of the user's quota, or refuses if usage and other reservations leave
-    /// less free.
+    /// Reserves exactly `bytes` of the user's quota, or refuses if usage and other
+    /// reservations leave less free.
     pub async fn reserve(&self, user_id: i64, bytes: u64) -> Result<Reservation, QuotaError> {
         let mut r = self.ledger.reservation(user_id);
-        self.grow(&mut r, bytes).await?;
+        self.grow_within(&mut r, bytes, bytes).await?;
         Ok(r)
     }
 
@@ -151,12 +151,17 @@ impl Library {
     /// Grows `r` to cover `to` bytes, taking a chunk more if it fits. A reservation that
     /// covers `to` already costs nothing (no measurement).
     pub async fn grow(&self, r: &mut Reservation, to: u64) -> Result<(), QuotaError> {
+        let chunk = RESERVE_CHUNK.min(self.limits.quota_bytes / 64).max(1);
+        let want = to.div_ceil(chunk).saturating_mul(chunk);
+        self.grow_within(r, to, want).await
+    }
+
+    /// Grows `r` to at least `to` bytes, and up to `want` if free.
+    async fn grow_within(&self, r: &mut Reservation, to: u64, want: u64) -> Result<(), QuotaError> {
         if to <= r.bytes() {
             return Ok(());
         }
         let quota = self.limits.quota_bytes;
-        let chunk = RESERVE_CHUNK.min(quota / 64).max(1);
-        let want = to.div_ceil(chunk).saturating_mul(chunk);
         let mut refused = None;
         for _ in 0..RESERVE_ATTEMPTS {
             let before = self.ledger.released(r.user_id());
@@ -198,9 +203,10 @@ impl Library {
     pub async fn entry_slot(&self, user_id: i64) -> Result<EntrySlot, QuotaError> {
         if self.ledger.entries(user_id).is_none() {
             let dirs = [self.library_dir(user_id), self.downloads_dir(user_id)];
-            let n = tokio::task::spawn_blocking(move || dirs.iter().map(|d| count_entries(d)).sum())
-                .await
-                .map_err(|e| QuotaError::Usage(e.to_string()))?;
+            let n =
+                tokio::task::spawn_blocking(move || dirs.iter().map(|d| count_entries(d)).sum())
+                    .await
+                    .map_err(|e| QuotaError::Usage(e.to_string()))?;
             self.ledger.set_entries(user_id, n);
         }
         self.ledger.entry_slot(user_id, self.limits.max_entries)
@@ -215,41 +221,42 @@ impl Library {
     pub fn entry_removed(&self, user_id: i64) {
         self.ledger.entry_removed(user_id);
     }
+}
 
-    /// Empties every user's `.partial/`: what a crash left there can never complete. Run at
-    /// start, before any session. Blocking; returns the files removed and the bytes reclaimed.
-    pub fn sweep_partials(&self) -> (u64, u64) {
-        let (mut files, mut bytes) = (0, 0);
-        let Ok(users) = std::fs::read_dir(&self.root) else {
-            return (0, 0);
+/// Empties every user's `.partial/` under `data_dir`: what a crash left there can never
+/// complete. Run at start, before any session. Blocking; returns the files removed and the
+/// bytes reclaimed.
+pub fn sweep_partials(data_dir: &std::path::Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let Ok(users) = std::fs::read_dir(data_dir.join("users")) else {
+        return (0, 0);
+    };
+    for user in users.flatten() {
+        let Ok(entries) = std::fs::read_dir(user.path().join(".partial")) else {
+            continue;
         };
-        for user in users.flatten() {
-            let Ok(entries) = std::fs::read_dir(user.path().join(".partial")) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let removed = match entry.file_type() {
-                    Ok(t) if t.is_dir() => {
-                        let size = dir_size(&path);
-                        std::fs::remove_dir_all(&path).map(|()| size)
-                    }
-                    _ => {
-                        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                        std::fs::remove_file(&path).map(|()| size)
-                    }
-                };
-                match removed {
-                    Ok(size) => {
-                        files += 1;
-                        bytes += size;
-                    }
-                    Err(e) => tracing::warn!(path = %path.display(), "cannot remove: {e}"),
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let removed = match entry.file_type() {
+                Ok(t) if t.is_dir() => {
+                    let size = dir_size(&path);
+                    std::fs::remove_dir_all(&path).map(|()| size)
                 }
+                _ => {
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    std::fs::remove_file(&path).map(|()| size)
+                }
+            };
+            match removed {
+                Ok(size) => {
+                    files += 1;
+                    bytes += size;
+                }
+                Err(e) => tracing::warn!(path = %path.display(), "cannot remove: {e}"),
             }
         }
-        (files, bytes)
     }
+    (files, bytes)
 }
 
 /// Files and folders under `dir`, walked without recursion (0 if it is missing).

@@ -27,7 +27,11 @@ pub enum QuotaError {
     #[error(
         "quota exceeded: {allowed} bytes allowed, {used} used, this upload would add {adding}"
     )]
-    Over { allowed: u64, used: u64, adding: u64 },
+    Over {
+        allowed: u64,
+        used: u64,
+        adding: u64,
+    },
     #[error("too many uploads in progress: at most {max} per user across sessions (library.max_uploads_per_user); close some first")]
     TooManyUploads { max: usize },
     #[error("too many files and folders: at most {max} per user in library/ and downloads/ (library.max_entries); remove some first")]
@@ -137,8 +141,8 @@ impl Ledger {
             return Err(QuotaError::TooManyUploads { max });
         }
         u.uploads += 1;
-        let credited = (replaced > 0 && u.credited.insert(target.to_owned()))
-            .then(|| target.to_owned());
+        let credited =
+            (replaced > 0 && u.credited.insert(target.to_owned())).then(|| target.to_owned());
         Ok(UploadSlot {
             ledger: self.clone(),
             user_id,
@@ -154,7 +158,11 @@ impl Ledger {
 
     /// Records a count walked from the disk, unless another task recorded one first.
     pub fn set_entries(&self, user_id: i64, n: u64) {
-        self.lock().entry(user_id).or_default().entries.get_or_insert(n);
+        self.lock()
+            .entry(user_id)
+            .or_default()
+            .entries
+            .get_or_insert(n);
     }
 
     /// Room for one more entry: refused once `max` are there or being made.
@@ -173,14 +181,22 @@ impl Ledger {
 
     /// An entry was made (a file or folder that did not exist).
     pub fn entry_added(&self, user_id: i64) {
-        if let Some(n) = self.lock().get_mut(&user_id).and_then(|u| u.entries.as_mut()) {
+        if let Some(n) = self
+            .lock()
+            .get_mut(&user_id)
+            .and_then(|u| u.entries.as_mut())
+        {
             *n += 1;
         }
     }
 
     /// An entry was removed.
     pub fn entry_removed(&self, user_id: i64) {
-        if let Some(n) = self.lock().get_mut(&user_id).and_then(|u| u.entries.as_mut()) {
+        if let Some(n) = self
+            .lock()
+            .get_mut(&user_id)
+            .and_then(|u| u.entries.as_mut())
+        {
             *n = n.saturating_sub(1);
         }
     }
@@ -266,7 +282,10 @@ mod tests {
         let ledger = Ledger::default();
         let before = ledger.released(1);
         let mut a = ledger.reservation(1);
-        ledger.try_grow(&mut a, 60, 60, 0, before, 100).ok().unwrap();
+        ledger
+            .try_grow(&mut a, 60, 60, 0, before, 100)
+            .ok()
+            .unwrap();
         let mut b = ledger.reservation(1);
         let refused = ledger.try_grow(&mut b, 50, 50, 0, before, 100).unwrap_err();
         assert_eq!(refused.used, 60);

@@ -23,10 +23,10 @@ mod paths;
 mod upload;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
 use std::fs::File as FsFile;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -231,9 +231,16 @@ impl Writing {
     async fn reserve(&mut self, app: &App, len: u64) -> Result<(), SftpError> {
         let need = len.saturating_sub(self.slot.credit);
         if let Err(e) = app.library.grow(&mut self.reservation, need).await {
-            return Err(self.upload.refuse(e.into()).into());
+            let e = self.upload.refuse(e.into());
+            self.release(app);
+            return Err(e.into());
         }
         Ok(())
+    }
+
+    /// Gives back the reserved bytes of an upload that failed (its temporary file is gone).
+    fn release(&mut self, app: &App) {
+        self.reservation = app.library.reservation(self.reservation.user_id());
     }
 }
 
@@ -679,6 +686,9 @@ impl russh_sftp::server::Handler for Sftp {
                     Ok(()) => writing.upload.write(offset, data).await.map_err(Into::into),
                     Err(e) => Err(e),
                 };
+                if written.is_err() {
+                    writing.release(&app);
+                }
                 written.inspect_err(|e| {
                     tracing::info!(parent: &span, path = %writing.upload.shown, "upload refused: {e}");
                 })?;
@@ -754,7 +764,10 @@ impl russh_sftp::server::Handler for Sftp {
                 // Before the change, the temporary file holds a copy of the current length.
                 let len = writing.upload.len().max(size);
                 writing.reserve(&app, len).await?;
-                writing.upload.set_len(size).await?;
+                if let Err(e) = writing.upload.set_len(size).await {
+                    writing.release(&app);
+                    return Err(e.into());
+                }
             }
             if let (Some(atime), Some(mtime)) = (attrs.atime, attrs.mtime) {
                 writing.upload.set_times(atime, mtime);

@@ -167,7 +167,14 @@ impl Upload {
 
     #[cfg(test)]
     fn from_parts(file: File, temp: PathBuf, target: PathBuf, max_file_bytes: u64) -> Upload {
-        Upload::empty(file, temp, target, "/library/test".into(), max_file_bytes, false)
+        Upload::empty(
+            file,
+            temp,
+            target,
+            "/library/test".into(),
+            max_file_bytes,
+            false,
+        )
     }
 
     pub fn len(&self) -> u64 {
@@ -607,7 +614,11 @@ mod tests {
         let temp_len = |up: &Upload| std::fs::metadata(&up.temp).unwrap().len();
         let up = open();
         assert_eq!((up.len(), temp_len(&up)), (11, 0));
-        assert_eq!(up.read(6, 100).await.unwrap(), b"world", "read from the original");
+        assert_eq!(
+            up.read(6, 100).await.unwrap(),
+            b"world",
+            "read from the original"
+        );
         assert!(up.finish().await.unwrap().is_none(), "unchanged");
         assert_eq!(std::fs::read(&target).unwrap(), b"hello world");
 

@@ -5,6 +5,7 @@ mod auth;
 mod chat;
 mod exec;
 mod library;
+mod limits;
 mod server;
 mod sftp;
 mod shell_tty;
