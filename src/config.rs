@@ -78,7 +78,8 @@ pub struct ChatConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LibraryConfig {
-    /// Bytes each user may keep in `library/` and `downloads/` together.
+    /// Bytes each user may keep in `library/` and `downloads/` together, uploads and `/get`s in
+    /// progress included.
     pub quota_bytes: u64,
     /// Largest single file a user may upload or download, in bytes.
     pub max_file_bytes: u64,
