@@ -464,8 +464,8 @@ impl Sftp {
         if current.is_none() {
             self.app.library.entry_added(self.user.id);
         }
-        drop((slot, _entry));
-        let _reservation = reservation;
+        // Held until the catalog counts the file.
+        let _held = (reservation, slot, _entry);
         if let Err(e) = self
             .app
             .library
