@@ -228,6 +228,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.database_path().display()
         )
     })?;
+    // Before any session: what a crash left in .partial/ can never complete.
+    let data_dir = config.data_dir.clone();
+    let (files, bytes) =
+        tokio::task::spawn_blocking(move || crate::library::sweep_partials(&data_dir))
+            .await
+            .context("cannot sweep unfinished uploads")?;
+    if files > 0 {
+        tracing::info!(
+            files,
+            bytes,
+            "swept unfinished uploads left by an earlier run"
+        );
+    }
     let ssh_listener = TcpListener::bind(config.ssh.listen)
         .await
         .with_context(|| format!("cannot listen for ssh on {}", config.ssh.listen))?;

@@ -180,17 +180,32 @@ pub struct ChatConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LibraryConfig {
-    /// Bytes each user may keep in `library/` and `downloads/` together.
+    /// Bytes each user may keep in `library/` and `downloads/` together, uploads and `/get`s in
+    /// progress included.
     pub quota_bytes: u64,
     /// Largest single file a user may upload or download, in bytes.
     pub max_file_bytes: u64,
+    /// Files and folders each user may have in `library/` and `downloads/` together: bounds
+    /// the work of listing and walking a user's tree. Past it, new folders, new files and
+    /// `/get`s are refused (replacing a file is still allowed).
+    pub max_entries: u64,
+    /// Files a user may have open for writing at once, across all their SFTP sessions: each
+    /// may hold a copy of the file it changes in `.partial/`.
+    pub max_uploads_per_user: usize,
 }
+
+/// Most `library.max_entries` may be: keeps the once-per-user count walk short.
+pub const MAX_ENTRIES_LIMIT: u64 = 1_000_000;
+/// Most `library.max_uploads_per_user` may be.
+pub const MAX_UPLOADS_LIMIT: usize = 256;
 
 impl Default for LibraryConfig {
     fn default() -> Self {
         LibraryConfig {
             quota_bytes: 10 << 30,
             max_file_bytes: 4 << 30,
+            max_entries: 10_000,
+            max_uploads_per_user: 8,
         }
     }
 }
@@ -308,6 +323,18 @@ impl Config {
             return invalid(format!(
                 "library.max_file_bytes = {} must be between 1 and library.quota_bytes ({})",
                 self.library.max_file_bytes, self.library.quota_bytes
+            ));
+        }
+        if !(1..=MAX_ENTRIES_LIMIT).contains(&self.library.max_entries) {
+            return invalid(format!(
+                "library.max_entries = {} must be between 1 and {MAX_ENTRIES_LIMIT}",
+                self.library.max_entries
+            ));
+        }
+        if !(1..=MAX_UPLOADS_LIMIT).contains(&self.library.max_uploads_per_user) {
+            return invalid(format!(
+                "library.max_uploads_per_user = {} must be between 1 and {MAX_UPLOADS_LIMIT}",
+                self.library.max_uploads_per_user
             ));
         }
         for url in &self.federation.bootstrap {
@@ -432,6 +459,11 @@ mod tests {
         check("[ssh]\nmax_connections = 0", "max_connections");
         check("[ssh]\nlogin_grace_secs = 0", "login_grace_secs");
         check("[http]\nmax_connections = 0", "http.max_connections");
+        check("[library]\nmax_entries = 0", "library.max_entries = 0");
+        check(
+            "[library]\nmax_uploads_per_user = 1000",
+            "library.max_uploads_per_user = 1000",
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   - [`nick`]: nickname rules;
 //!   - [`chat`]: the chat room, presence, rate limit, delivery to sessions;
 //!   - [`cmd`]: one file per command, run for a verified user;
-//!   - [`library`]: users' files on disk and in the catalog.
+//!   - [`library`]: users' files on disk and in the catalog;
+//!   - [`quota`]: per-user reservations (bytes, uploads, entries) for work in progress.
 //! - [`store`]: SQLite on its own thread: migrations, users and keys, chat lines.
 //! - Adapters:
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
@@ -32,6 +33,7 @@ pub mod http;
 pub mod keys;
 pub mod library;
 pub mod nick;
+pub mod quota;
 pub mod sftp;
 pub mod ssh;
 pub mod store;

@@ -3,6 +3,8 @@
 //! On disk, each user has `DATA_DIR/users/<id>/` holding `library/` (their uploads),
 //! `downloads/` (what `/get` fetched for them) and `.partial/` (uploads in progress, invisible
 //! to the user, on the same file system so a finished upload is renamed into place).
+//! `.partial/` is emptied when the server starts ([`sweep_partials`]); while an upload
+//! or a `/get` writes there, its bytes are reserved in the [`Ledger`].
 //!
 //! **Invariant:** a file is in the catalog only once it is complete in `library/`, with the
 //! BLAKE3 hash of exactly its bytes.
@@ -10,7 +12,14 @@
 use std::path::PathBuf;
 
 use crate::config::LibraryConfig;
+use crate::quota::{EntrySlot, Ledger, QuotaError, Reservation, UploadSlot};
 use crate::store::{self, files::FileRecord, Store, StoreError};
+
+/// Reservations grow by this much at a time (or by 1/64 of the quota, if less), so an upload
+/// of unknown size reserves as it goes, not the whole quota up front.
+const RESERVE_CHUNK: u64 = 8 << 20;
+/// Measurements a reservation makes before giving up while bytes keep being released under it.
+const RESERVE_ATTEMPTS: usize = 3;
 
 #[derive(Clone)]
 pub struct Library {
@@ -19,6 +28,8 @@ pub struct Library {
     store: Store,
     /// Quota and file size bounds from the config.
     pub limits: LibraryConfig,
+    /// Work in progress per user: reserved bytes, writable handles, entry counts.
+    ledger: Ledger,
 }
 
 impl Library {
@@ -27,6 +38,7 @@ impl Library {
             root: data_dir.join("users"),
             store,
             limits,
+            ledger: Ledger::default(),
         }
     }
 
@@ -46,8 +58,9 @@ impl Library {
         self.user_dir(user_id).join(".partial")
     }
 
-    /// Creates the user's folders (mode 0700) if missing, and clears uploads left unfinished
-    /// by an earlier crash.
+    /// Creates the user's folders (mode 0700) if missing. (Uploads left unfinished by a crash
+    /// are cleared at start, by [`sweep_partials`], not here: another session of the
+    /// user may be writing to `.partial/` now.)
     pub async fn prepare(&self, user_id: i64) -> std::io::Result<()> {
         let dirs = [
             self.library_dir(user_id),
@@ -108,8 +121,8 @@ impl Library {
             .await
     }
 
-    /// Bytes counted against the user's quota: the library (from the catalog) plus
-    /// everything in `downloads/`.
+    /// Bytes counted against the user's quota, apart from reservations: the library (from the
+    /// catalog) plus everything in `downloads/`. (What is in `.partial/` is reserved.)
     pub async fn usage(&self, user_id: i64) -> Result<u64, StoreError> {
         let library = self
             .store
@@ -121,6 +134,147 @@ impl Library {
             .unwrap_or(0);
         Ok(library + downloaded)
     }
+
+    /// Reserves exactly `bytes` of the user's quota, or refuses if usage and other
+    /// reservations leave less free.
+    pub async fn reserve(&self, user_id: i64, bytes: u64) -> Result<Reservation, QuotaError> {
+        let mut r = self.ledger.reservation(user_id);
+        self.grow_within(&mut r, bytes, bytes).await?;
+        Ok(r)
+    }
+
+    /// An empty reservation for `user_id`, to [`Library::grow`] as bytes are written.
+    pub fn reservation(&self, user_id: i64) -> Reservation {
+        self.ledger.reservation(user_id)
+    }
+
+    /// Grows `r` to cover `to` bytes, taking a chunk more if it fits. A reservation that
+    /// covers `to` already costs nothing (no measurement).
+    pub async fn grow(&self, r: &mut Reservation, to: u64) -> Result<(), QuotaError> {
+        let chunk = RESERVE_CHUNK.min(self.limits.quota_bytes / 64).max(1);
+        let want = to.div_ceil(chunk).saturating_mul(chunk);
+        self.grow_within(r, to, want).await
+    }
+
+    /// Grows `r` to at least `to` bytes, and up to `want` if free.
+    async fn grow_within(&self, r: &mut Reservation, to: u64, want: u64) -> Result<(), QuotaError> {
+        if to <= r.bytes() {
+            return Ok(());
+        }
+        let quota = self.limits.quota_bytes;
+        let mut refused = None;
+        for _ in 0..RESERVE_ATTEMPTS {
+            let before = self.ledger.released(r.user_id());
+            let used = self
+                .usage(r.user_id())
+                .await
+                .map_err(|e| QuotaError::Usage(e.to_string()))?;
+            match self.ledger.try_grow(r, to, want, used, before, quota) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let retry = e.retry;
+                    refused = Some(e);
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(QuotaError::Over {
+            allowed: quota,
+            used: refused.map_or(0, |e| e.used),
+            adding: to,
+        })
+    }
+
+    /// A writable handle on `target` (whose current size is `replaced`, 0 if new), counted
+    /// against `library.max_uploads_per_user`.
+    pub fn open_upload(
+        &self,
+        user_id: i64,
+        target: &std::path::Path,
+        replaced: u64,
+    ) -> Result<UploadSlot, QuotaError> {
+        self.ledger
+            .open_upload(user_id, self.limits.max_uploads_per_user, target, replaced)
+    }
+
+    /// Room for one more file or folder, counting the user's entries first if not yet done.
+    pub async fn entry_slot(&self, user_id: i64) -> Result<EntrySlot, QuotaError> {
+        if self.ledger.entries(user_id).is_none() {
+            let dirs = [self.library_dir(user_id), self.downloads_dir(user_id)];
+            let n =
+                tokio::task::spawn_blocking(move || dirs.iter().map(|d| count_entries(d)).sum())
+                    .await
+                    .map_err(|e| QuotaError::Usage(e.to_string()))?;
+            self.ledger.set_entries(user_id, n);
+        }
+        self.ledger.entry_slot(user_id, self.limits.max_entries)
+    }
+
+    /// A file or folder was made in the user's tree.
+    pub fn entry_added(&self, user_id: i64) {
+        self.ledger.entry_added(user_id);
+    }
+
+    /// A file or folder was removed from the user's tree.
+    pub fn entry_removed(&self, user_id: i64) {
+        self.ledger.entry_removed(user_id);
+    }
+}
+
+/// Empties every user's `.partial/` under `data_dir`: what a crash left there can never
+/// complete. Run at start, before any session. Blocking; returns the files removed and the
+/// bytes reclaimed.
+pub fn sweep_partials(data_dir: &std::path::Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let Ok(users) = std::fs::read_dir(data_dir.join("users")) else {
+        return (0, 0);
+    };
+    for user in users.flatten() {
+        let Ok(entries) = std::fs::read_dir(user.path().join(".partial")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let removed = match entry.file_type() {
+                Ok(t) if t.is_dir() => {
+                    let size = dir_size(&path);
+                    std::fs::remove_dir_all(&path).map(|()| size)
+                }
+                _ => {
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    std::fs::remove_file(&path).map(|()| size)
+                }
+            };
+            match removed {
+                Ok(size) => {
+                    files += 1;
+                    bytes += size;
+                }
+                Err(e) => tracing::warn!(path = %path.display(), "cannot remove: {e}"),
+            }
+        }
+    }
+    (files, bytes)
+}
+
+/// Files and folders under `dir`, walked without recursion (0 if it is missing).
+fn count_entries(dir: &std::path::Path) -> u64 {
+    let mut count = 0;
+    let mut todo = vec![dir.to_owned()];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            count += 1;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            }
+        }
+    }
+    count
 }
 
 /// A shared file chosen for download.
@@ -167,6 +321,8 @@ pub enum FetchError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Limit(#[from] QuotaError),
 }
 
 /// Bytes read and written at a time when copying or streaming a file.
@@ -194,15 +350,18 @@ impl Library {
                 max: self.limits.max_file_bytes,
             });
         }
-        let used = self.usage(user_id).await?;
-        if used.saturating_add(d.size) > self.limits.quota_bytes {
-            return Err(FetchError::OverQuota {
+        // Held until the copy is in downloads/ (or failed): concurrent /gets can't overfill.
+        let _reservation = self.reserve(user_id, d.size).await.map_err(|e| match e {
+            QuotaError::Over { used, .. } => FetchError::OverQuota {
                 name: d.name.clone(),
                 size: d.size,
                 used,
                 quota: self.limits.quota_bytes,
-            });
-        }
+            },
+            e => e.into(),
+        })?;
+        let _entry = self.entry_slot(user_id).await?;
+        let added = self.ledger.clone();
         self.prepare(user_id)
             .await
             .map_err(|source| FetchError::Io {
@@ -221,6 +380,7 @@ impl Library {
             name: String::new(),
             source: std::io::Error::other(e),
         })?
+        .inspect(|_| added.entry_added(user_id))
     }
 }
 

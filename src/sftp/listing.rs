@@ -1,6 +1,8 @@
-//! File attributes and `ls -l` style long names, as SFTP clients show them.
+//! File attributes and `ls -l` style long names, as SFTP clients show them, and folder
+//! listings read a batch at a time.
 
-use std::fs::Metadata;
+use std::collections::VecDeque;
+use std::fs::{Metadata, ReadDir};
 use std::os::unix::fs::MetadataExt;
 
 use russh_sftp::protocol::{File, FileAttributes};
@@ -14,6 +16,52 @@ const RECENT_SECS: i64 = 183 * 24 * 3600;
 const ROOT_MODE: u32 = 0o040_500;
 /// Write permission bits, hidden on files in `downloads/` (they can't be written).
 const WRITE_BITS: u32 = 0o222;
+
+/// An open folder listing. A real folder is read from the disk as the client asks, one batch
+/// per READDIR: a handle holds a directory stream, never the whole listing.
+pub enum Listing {
+    /// Entries known up front (the virtual root's two).
+    Fixed(VecDeque<File>),
+    /// A real folder in `area`, shown as owned by `owner`.
+    Reading {
+        entries: ReadDir,
+        area: Area,
+        owner: String,
+    },
+}
+
+impl Listing {
+    /// The next entries, at most `max`; empty at the end. Names no client could send back
+    /// (not UTF-8, or with control characters) and entries gone since are left out. Blocking.
+    pub fn next_batch(&mut self, max: usize) -> std::io::Result<Vec<File>> {
+        match self {
+            Listing::Fixed(entries) => {
+                let n = entries.len().min(max);
+                Ok(entries.drain(..n).collect())
+            }
+            Listing::Reading {
+                entries,
+                area,
+                owner,
+            } => {
+                let now = i64::from(unix_secs(std::time::SystemTime::now()));
+                let mut batch = Vec::new();
+                while batch.len() < max {
+                    let Some(entry) = entries.next() else { break };
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    let Some(name) = name.to_str().filter(|n| !n.chars().any(char::is_control))
+                    else {
+                        continue;
+                    };
+                    let Ok(meta) = entry.metadata() else { continue };
+                    batch.push(self::entry(name, attrs(&meta, *area), owner, now));
+                }
+                Ok(batch)
+            }
+        }
+    }
+}
 
 /// Attributes of a real file or folder, as seen in `area`.
 pub fn attrs(meta: &Metadata, area: Area) -> FileAttributes {

@@ -2,8 +2,14 @@
 //!
 //! - `paths.rs`: virtual path resolution (lexical, clamped at `/`) and the symlink-refusing
 //!   mapping to real paths.
-//! - `upload.rs`: an upload in progress (temporary file, incremental BLAKE3, quota).
-//! - `listing.rs`: attributes and `ls -l` long names.
+//! - `upload.rs`: an upload in progress (temporary file, incremental BLAKE3, lazy copy of the
+//!   file it changes).
+//! - `listing.rs`: attributes, `ls -l` long names, folder listings read a batch at a time.
+//!
+//! Quota bytes are reserved (`Library::grow`) before an upload writes them, and released
+//! only once the file is in place and catalogued; writable handles per user and entries
+//! (files and folders) per user are capped too (`library.max_uploads_per_user`,
+//! `library.max_entries`).
 //!
 //! `library/` is read-write (files and subfolders); `downloads/` can be read, renamed within
 //! and deleted from; `/` itself is read-only. Requests of one session are handled one after
@@ -20,6 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File as FsFile;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,11 +39,16 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::app::{App, User};
+use crate::quota::{EntrySlot, QuotaError, Reservation, UploadSlot};
+use listing::Listing;
 use paths::{Area, PathError, Roots, VPath};
-use upload::{Budget, Upload, UploadError};
+use upload::{Upload, UploadError};
 
 /// Most handles (open files and folders) one session may hold at once.
 pub const MAX_OPEN_HANDLES: usize = 64;
+/// Most of those that may be folders: each holds a directory stream (a file descriptor and
+/// its buffer) until closed, and clients read a folder then close it.
+pub const MAX_OPEN_DIRS: usize = 16;
 /// Largest SFTP packet a client may send (OpenSSH's sftp-server uses the same).
 pub const MAX_PACKET_LEN: u32 = 256 * 1024;
 /// Largest read or write payload, leaving room for the packet's header within
@@ -114,6 +126,8 @@ enum SftpError {
     Path(#[from] PathError),
     #[error(transparent)]
     Upload(#[from] UploadError),
+    #[error(transparent)]
+    Limit(#[from] QuotaError),
     #[error("no such file or folder: {0}")]
     NotFound(String),
     #[error("permission denied: {0}")]
@@ -140,6 +154,7 @@ impl From<SftpError> for StatusReply {
             SftpError::Eof => StatusCode::Eof,
             SftpError::Path(_)
             | SftpError::Upload(_)
+            | SftpError::Limit(_)
             | SftpError::Failed(_)
             | SftpError::BadHandle(_) => StatusCode::Failure,
         };
@@ -180,7 +195,8 @@ fn ok(id: u32) -> Status {
 }
 
 /// What an upload in progress looks like to `stat`: a private file of its current length.
-fn upload_attrs(upload: &Upload) -> FileAttributes {
+fn upload_attrs(writing: &Writing) -> FileAttributes {
+    let upload = &writing.upload;
     FileAttributes {
         size: Some(upload.len()),
         permissions: Some(0o100_600),
@@ -193,9 +209,39 @@ enum Handle {
     /// A file open for reading.
     Read { file: Arc<FsFile>, area: Area },
     /// An upload in progress.
-    Upload(Box<Upload>),
-    /// A folder listing, read when opened, handed out in batches.
-    Dir(VecDeque<File>),
+    Upload(Box<Writing>),
+    /// A folder listing, read a batch per READDIR (`None` while a batch is being read).
+    Dir(Option<Box<Listing>>),
+}
+
+/// An upload with what it holds against the user's limits.
+struct Writing {
+    upload: Upload,
+    /// Quota bytes reserved for the temporary file; released once the file is catalogued.
+    reservation: Reservation,
+    /// Counts against `library.max_uploads_per_user`; may hold the replaced file's credit.
+    slot: UploadSlot,
+    /// Counts against `library.max_entries` while a new file is uploaded.
+    _entry: Option<EntrySlot>,
+}
+
+impl Writing {
+    /// Reserves what the temporary file needs at `len` bytes: its length less the credit for
+    /// the file it replaces. Refusal abandons the upload.
+    async fn reserve(&mut self, app: &App, len: u64) -> Result<(), SftpError> {
+        let need = len.saturating_sub(self.slot.credit);
+        if let Err(e) = app.library.grow(&mut self.reservation, need).await {
+            let e = self.upload.refuse(e.into());
+            self.release(app);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Gives back the reserved bytes of an upload that failed (its temporary file is gone).
+    fn release(&mut self, app: &App) {
+        self.reservation = app.library.reservation(self.reservation.user_id());
+    }
 }
 
 /// One SFTP session: the user's tree and their open handles.
@@ -234,18 +280,29 @@ impl Sftp {
         }
     }
 
-    /// Whether another handle may be opened.
-    fn room(&self) -> Result<(), SftpError> {
+    /// Whether another handle (a folder's, with `dir`) may be opened.
+    fn room(&self, dir: bool) -> Result<(), SftpError> {
         if self.handles.len() >= MAX_OPEN_HANDLES {
             return Err(SftpError::Failed(format!(
                 "too many open files: at most {MAX_OPEN_HANDLES} per session, close some first"
+            )));
+        }
+        let dirs = || {
+            self.handles
+                .values()
+                .filter(|h| matches!(h, Handle::Dir(_)))
+                .count()
+        };
+        if dir && dirs() >= MAX_OPEN_DIRS {
+            return Err(SftpError::Failed(format!(
+                "too many open folders: at most {MAX_OPEN_DIRS} per session, close some first"
             )));
         }
         Ok(())
     }
 
     fn add_handle(&mut self, handle: Handle) -> Result<String, SftpError> {
-        self.room()?;
+        self.room(matches!(handle, Handle::Dir(_)))?;
         self.next_handle += 1;
         let name = format!("h{}", self.next_handle);
         self.handles.insert(name.clone(), handle);
@@ -313,10 +370,9 @@ impl Sftp {
             }
             VPath::In { .. } => path.rel(),
         };
-        let used = self.usage().await?;
-        let limits = self.app.library.limits.clone();
-        let (roots, partial) = (self.roots.clone(), self.partial.clone());
-        let upload = blocking(move || {
+        let roots = self.roots.clone();
+        let shown = path.clone();
+        let (real, existing) = blocking(move || {
             let real = Self::real(&roots, &path)?;
             let existing = match std::fs::symlink_metadata(&real) {
                 Ok(meta) if meta.is_dir() => {
@@ -342,42 +398,74 @@ impl Sftp {
                     "{path} (its folder does not exist)"
                 )));
             }
-            let budget = Budget {
-                max_file_bytes: limits.max_file_bytes,
-                quota_bytes: limits.quota_bytes,
-                used,
-                replaced: existing.unwrap_or(0),
-            };
-            let resume = existing.is_some() && !flags.contains(OpenFlags::TRUNCATE);
-            if resume {
-                budget.check(existing.unwrap_or(0))?;
-            }
-            let append = flags.contains(OpenFlags::APPEND);
-            Upload::create(&partial, real, path.to_string(), budget, resume, append)
-                .map_err(|e| io_error(&path, e))
+            Ok((real, existing))
         })
         .await?;
-        tracing::debug!(parent: &self.span, path = %upload.shown, catalog = %rel, "upload started");
-        self.add_handle(Handle::Upload(Box::new(upload)))
+        let library = &self.app.library;
+        let slot = library.open_upload(self.user.id, &real, existing.unwrap_or(0))?;
+        // A new file needs room for one more entry; it is counted when it lands.
+        let entry = match existing {
+            None => Some(library.entry_slot(self.user.id).await?),
+            Some(_) => None,
+        };
+        let max_file_bytes = library.limits.max_file_bytes;
+        let partial = self.partial.clone();
+        let resume = existing.is_some() && !flags.contains(OpenFlags::TRUNCATE);
+        let append = flags.contains(OpenFlags::APPEND);
+        let upload = blocking(move || {
+            let shown = shown.to_string();
+            Ok(Upload::create(
+                &partial,
+                real,
+                shown,
+                max_file_bytes,
+                resume,
+                append,
+            )?)
+        })
+        .await?;
+        let writing = Writing {
+            upload,
+            reservation: library.reservation(self.user.id),
+            slot,
+            _entry: entry,
+        };
+        tracing::debug!(parent: &self.span, path = %writing.upload.shown, catalog = %rel, "upload started");
+        self.add_handle(Handle::Upload(Box::new(writing)))
     }
 
-    /// The user's quota usage now.
-    async fn usage(&self) -> Result<u64, SftpError> {
-        self.app
-            .library
-            .usage(self.user.id)
-            .await
-            .map_err(|e| SftpError::Failed(format!("cannot read quota usage: {e}")))
-    }
-
-    async fn finish_upload(&mut self, upload: Upload) -> Result<(), SftpError> {
-        let shown = upload.shown.clone();
+    /// Puts an upload in place and catalogues it; its reservation is released only then, so
+    /// a concurrent quota check sees the reservation or the file, never neither.
+    async fn finish_upload(&mut self, mut writing: Writing) -> Result<(), SftpError> {
+        let shown = writing.upload.shown.clone();
         let rel = paths::resolve(&shown)?.rel();
+        // The file replaced may have shrunk or gone since the open: its credit shrinks too.
+        let target = writing.upload.target().to_owned();
+        let current = blocking(move || Ok(target_len(&target))).await?;
+        let credit = writing.slot.credit.min(current.unwrap_or(0));
+        writing.slot.credit = credit;
+        if writing.upload.changed() {
+            let len = writing.upload.len();
+            writing.reserve(&self.app, len).await?;
+        }
+        let Writing {
+            upload,
+            reservation,
+            slot,
+            _entry,
+        } = writing;
         // On error, dropping `upload` removes its temporary file.
-        let used = self.usage().await?;
-        let done = upload.finish(used).await.inspect_err(|e| {
+        let done = upload.finish().await.inspect_err(|e| {
             tracing::info!(parent: &self.span, path = %shown, "upload failed: {e}");
         })?;
+        let Some(done) = done else {
+            return Ok(());
+        };
+        if current.is_none() {
+            self.app.library.entry_added(self.user.id);
+        }
+        // Held until the catalog counts the file.
+        let _held = (reservation, slot, _entry);
         if let Err(e) = self
             .app
             .library
@@ -399,7 +487,8 @@ impl Sftp {
         Ok(())
     }
 
-    async fn list(&mut self, path: VPath) -> Result<VecDeque<File>, SftpError> {
+    /// Opens a listing of `path`: the virtual root's entries, or a real folder's stream.
+    async fn list(&mut self, path: VPath) -> Result<Listing, SftpError> {
         let roots = self.roots.clone();
         let owner = self.user.nick.clone();
         blocking(move || {
@@ -416,30 +505,19 @@ impl Sftp {
                         now,
                     ));
                 }
-                return Ok(entries);
+                return Ok(Listing::Fixed(entries));
             };
             let real = Self::real(&roots, &path)?;
             let meta = std::fs::symlink_metadata(&real).map_err(|e| io_error(&path, e))?;
             if !meta.is_dir() {
                 return Err(SftpError::Failed(format!("not a folder: {path}")));
             }
-            let mut entries = VecDeque::new();
-            for entry in std::fs::read_dir(&real).map_err(|e| io_error(&path, e))? {
-                let entry = entry.map_err(|e| io_error(&path, e))?;
-                let name = entry.file_name();
-                // Names no client could send back are left out.
-                let Some(name) = name.to_str().filter(|n| !n.chars().any(char::is_control)) else {
-                    continue;
-                };
-                let Ok(meta) = entry.metadata() else { continue };
-                entries.push_back(listing::entry(
-                    name,
-                    listing::attrs(&meta, area),
-                    &owner,
-                    now,
-                ));
-            }
-            Ok(entries)
+            let entries = std::fs::read_dir(&real).map_err(|e| io_error(&path, e))?;
+            Ok(Listing::Reading {
+                entries,
+                area,
+                owner,
+            })
         })
         .await
     }
@@ -474,16 +552,21 @@ impl Sftp {
             return Ok(());
         }
         let roots = self.roots.clone();
-        blocking(move || {
+        let replaced = blocking(move || {
             let (real_from, real_to) = (Self::real(&roots, &from)?, Self::real(&roots, &to)?);
             std::fs::symlink_metadata(&real_from).map_err(|e| io_error(&from, e))?;
-            if !replace && std::fs::symlink_metadata(&real_to).is_ok() {
+            let replaced = std::fs::symlink_metadata(&real_to).is_ok();
+            if !replace && replaced {
                 return Err(SftpError::Failed(format!("already exists: {to}")));
             }
             std::fs::rename(&real_from, &real_to)
-                .map_err(|e| io_error(&format!("{from} -> {to}"), e))
+                .map_err(|e| io_error(&format!("{from} -> {to}"), e))?;
+            Ok(replaced)
         })
         .await?;
+        if replaced {
+            self.app.library.entry_removed(self.user.id);
+        }
         if from_area == Area::Library {
             self.app
                 .library
@@ -495,6 +578,14 @@ impl Sftp {
         }
         Ok(())
     }
+}
+
+/// The length of the file at `path`, if there is one. Blocking.
+fn target_len(path: &Path) -> Option<u64> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
 }
 
 /// Reads the SSH string at the start of `data`, returning it and the rest.
@@ -538,7 +629,7 @@ impl russh_sftp::server::Handler for Sftp {
         _attrs: FileAttributes,
     ) -> Result<HandleReply, SftpError> {
         // Refuse before any work (an upload's temporary file, a quota query).
-        self.room()?;
+        self.room(false)?;
         let writes = OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         let handle = if pflags.intersects(writes) {
             self.open_write(paths::resolve_for_write(&filename)?, pflags)
@@ -552,7 +643,7 @@ impl russh_sftp::server::Handler for Sftp {
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, SftpError> {
         match self.handles.remove(&handle) {
             None => Err(SftpError::BadHandle(handle)),
-            Some(Handle::Upload(upload)) => self.finish_upload(*upload).await.map(|()| ok(id)),
+            Some(Handle::Upload(writing)) => self.finish_upload(*writing).await.map(|()| ok(id)),
             Some(_) => Ok(ok(id)),
         }
     }
@@ -567,7 +658,7 @@ impl russh_sftp::server::Handler for Sftp {
         let len = len.min(MAX_READ_LEN) as usize;
         let data = match self.handle(&handle)? {
             Handle::Read { file, .. } => upload::read_at(file.clone(), offset, len).await,
-            Handle::Upload(upload) => upload.read(offset, len).await,
+            Handle::Upload(writing) => writing.upload.read(offset, len).await,
             Handle::Dir(_) => {
                 return Err(SftpError::Failed(format!("handle {handle:?} is a folder")))
             }
@@ -587,10 +678,19 @@ impl russh_sftp::server::Handler for Sftp {
         data: Vec<u8>,
     ) -> Result<Status, SftpError> {
         let span = self.span.clone();
+        let app = self.app.clone();
         match self.handle(&handle)? {
-            Handle::Upload(upload) => {
-                upload.write(offset, data).await.inspect_err(|e| {
-                    tracing::info!(parent: &span, path = %upload.shown, "upload refused: {e}");
+            Handle::Upload(writing) => {
+                let end = writing.upload.end_of_write(offset, data.len());
+                let written = match writing.reserve(&app, end).await {
+                    Ok(()) => writing.upload.write(offset, data).await.map_err(Into::into),
+                    Err(e) => Err(e),
+                };
+                if written.is_err() {
+                    writing.release(&app);
+                }
+                written.inspect_err(|e| {
+                    tracing::info!(parent: &span, path = %writing.upload.shown, "upload refused: {e}");
                 })?;
                 Ok(ok(id))
             }
@@ -610,7 +710,7 @@ impl russh_sftp::server::Handler for Sftp {
         // on a real file system (sshfs checks a file right after creating it).
         let shown = path.to_string();
         let uploading = self.handles.values().find_map(|h| match h {
-            Handle::Upload(u) if u.shown == shown => Some(upload_attrs(u)),
+            Handle::Upload(w) if w.upload.shown == shown => Some(upload_attrs(w)),
             _ => None,
         });
         let attrs = match uploading {
@@ -628,7 +728,7 @@ impl russh_sftp::server::Handler for Sftp {
                     .map_err(|e| SftpError::Failed(format!("stat failed: {e}")))?;
                 listing::attrs(&meta, *area)
             }
-            Handle::Upload(upload) => upload_attrs(upload),
+            Handle::Upload(writing) => upload_attrs(writing),
             Handle::Dir(_) => listing::root_attrs(),
         };
         Ok(Attrs { id, attrs })
@@ -658,38 +758,53 @@ impl russh_sftp::server::Handler for Sftp {
         handle: String,
         attrs: FileAttributes,
     ) -> Result<Status, SftpError> {
-        if let Handle::Upload(upload) = self.handle(&handle)? {
-            if let Some(size) = attrs.size.filter(|&s| s != upload.len()) {
-                upload.set_len(size).await?;
+        let app = self.app.clone();
+        if let Handle::Upload(writing) = self.handle(&handle)? {
+            if let Some(size) = attrs.size.filter(|&s| s != writing.upload.len()) {
+                // Before the change, the temporary file holds a copy of the current length.
+                let len = writing.upload.len().max(size);
+                writing.reserve(&app, len).await?;
+                if let Err(e) = writing.upload.set_len(size).await {
+                    writing.release(&app);
+                    return Err(e.into());
+                }
             }
             if let (Some(atime), Some(mtime)) = (attrs.atime, attrs.mtime) {
-                upload.set_times(atime, mtime);
+                writing.upload.set_times(atime, mtime);
             }
         }
         Ok(ok(id))
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<HandleReply, SftpError> {
-        self.room()?;
-        let entries = self.list(paths::resolve(&path)?).await?;
-        let handle = self.add_handle(Handle::Dir(entries))?;
+        self.room(true)?;
+        let listing = self.list(paths::resolve(&path)?).await?;
+        let handle = self.add_handle(Handle::Dir(Some(Box::new(listing))))?;
         Ok(HandleReply { id, handle })
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, SftpError> {
-        let Handle::Dir(entries) = self.handle(&handle)? else {
+        let Handle::Dir(slot) = self.handle(&handle)? else {
             return Err(SftpError::Failed(format!(
                 "handle {handle:?} is not a folder"
             )));
         };
-        if entries.is_empty() {
+        let mut listing = slot
+            .take()
+            .ok_or_else(|| SftpError::Failed(format!("handle {handle:?}: listing unavailable")))?;
+        let (listing, batch) = blocking(move || {
+            let batch = listing.next_batch(READDIR_BATCH);
+            Ok((listing, batch))
+        })
+        .await?;
+        if let Ok(Handle::Dir(slot)) = self.handle(&handle) {
+            *slot = Some(listing);
+        }
+        let files = batch.map_err(|e| SftpError::Failed(format!("cannot list folder: {e}")))?;
+        if files.is_empty() {
             return Err(SftpError::Eof);
         }
-        let n = entries.len().min(READDIR_BATCH);
-        Ok(Name {
-            id,
-            files: entries.drain(..n).collect(),
-        })
+        Ok(Name { id, files })
     }
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, SftpError> {
@@ -709,6 +824,7 @@ impl russh_sftp::server::Handler for Sftp {
             std::fs::remove_file(&real).map_err(|e| io_error(&path, e))
         })
         .await?;
+        self.app.library.entry_removed(self.user.id);
         if area == Area::Library {
             self.app
                 .library
@@ -742,6 +858,7 @@ impl russh_sftp::server::Handler for Sftp {
             }
             None => return Err(SftpError::Failed(format!("already exists: {path}"))),
         }
+        let _entry = self.app.library.entry_slot(self.user.id).await?;
         let roots = self.roots.clone();
         blocking(move || {
             let real = Self::real(&roots, &path)?;
@@ -751,6 +868,7 @@ impl russh_sftp::server::Handler for Sftp {
                 .map_err(|e| io_error(&path, e))
         })
         .await?;
+        self.app.library.entry_added(self.user.id);
         Ok(ok(id))
     }
 
@@ -769,6 +887,7 @@ impl russh_sftp::server::Handler for Sftp {
             std::fs::remove_dir(&real).map_err(|e| io_error(&path, e))
         })
         .await?;
+        self.app.library.entry_removed(self.user.id);
         Ok(ok(id))
     }
 

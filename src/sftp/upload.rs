@@ -4,13 +4,20 @@
 //! **Invariant:** the temporary file is removed unless [`Upload::finish`] renamed it into
 //! place: on a failed write (full disk, quota), on a failed close, and on drop (a client cut
 //! off mid-upload drops its session's handles).
+//!
+//! Opening an existing file for writing without truncating it copies nothing: the copy into
+//! the temporary file is made at the first write (or size change), so an open that never
+//! writes costs no disk. Quota bytes are reserved by the caller before each write
+//! ([`Upload::end_of_write`] says how long the file will be).
 
 use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::quota::QuotaError;
 
 /// Chunk size for copying an existing file into the temporary one (resume) and for rehashing.
 const COPY_CHUNK: usize = 256 * 1024;
@@ -24,55 +31,14 @@ const TEMP_NAME_ATTEMPTS: u32 = 8;
 pub enum UploadError {
     #[error("file too large: {size} bytes, the maximum file size is {max} bytes")]
     TooLarge { size: u64, max: u64 },
-    #[error(
-        "quota exceeded: {allowed} bytes allowed, {used} used, this upload would add {adding}"
-    )]
-    Quota {
-        allowed: u64,
-        used: u64,
-        adding: u64,
-    },
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
     #[error("disk full: upload of {0} abandoned, nothing was changed")]
     DiskFull(String),
     #[error("upload of {path} failed: {reason}")]
     Io { path: String, reason: String },
     #[error("upload of {path} abandoned earlier: {reason}")]
     Abandoned { path: String, reason: String },
-}
-
-/// What an upload may grow to.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// `library.max_file_bytes`.
-    pub max_file_bytes: u64,
-    /// `library.quota_bytes`.
-    pub quota_bytes: u64,
-    /// The user's usage when the upload was opened (or, at close, now).
-    pub used: u64,
-    /// Size of the file this upload replaces (0 for a new file): already counted in `used`.
-    pub replaced: u64,
-}
-
-impl Budget {
-    /// Whether a file of `len` bytes fits. An upload that doesn't add to the usage always fits
-    /// the quota (replacing a file with a smaller one is allowed even over quota).
-    pub fn check(&self, len: u64) -> Result<(), UploadError> {
-        if len > self.max_file_bytes {
-            return Err(UploadError::TooLarge {
-                size: len,
-                max: self.max_file_bytes,
-            });
-        }
-        let adding = len.saturating_sub(self.replaced);
-        if adding > 0 && self.used.saturating_add(adding) > self.quota_bytes {
-            return Err(UploadError::Quota {
-                allowed: self.quota_bytes,
-                used: self.used,
-                adding,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// A finished upload, now in place.
@@ -92,6 +58,9 @@ pub struct Upload {
     temp: PathBuf,
     /// Where it goes when complete.
     target: PathBuf,
+    /// The existing file this upload changes, until its content is copied into the temporary
+    /// file (at the first write): reads are served from it meanwhile.
+    source: Option<Arc<File>>,
     /// The virtual path, for messages and logs.
     pub shown: String,
     /// Hash of bytes `0..hashed`; `None` while a write holds it, or once lost.
@@ -103,7 +72,8 @@ pub struct Upload {
     len: u64,
     /// Opened with APPEND: every write goes to the end, whatever its offset.
     append: bool,
-    pub budget: Budget,
+    /// `library.max_file_bytes`.
+    max_file_bytes: u64,
     /// Times set by the client (fsetstat), applied at close.
     times: Option<(u32, u32)>,
     /// Why this upload can no longer complete; close reports it.
@@ -118,40 +88,52 @@ pub struct Upload {
 
 impl Upload {
     /// Creates a temporary file in `partial_dir` for an upload to `target`. With `resume`, the
-    /// existing content of `target` is copied (and hashed) first. Blocking.
+    /// upload starts as the existing content of `target` (copied at the first write); one
+    /// larger than `max_file_bytes` is refused. Blocking.
     pub fn create(
         partial_dir: &Path,
         target: PathBuf,
         shown: String,
-        budget: Budget,
+        max_file_bytes: u64,
         resume: bool,
         append: bool,
-    ) -> std::io::Result<Upload> {
-        let (file, temp) = create_temp(partial_dir)?;
-        let mut upload = Upload::empty(file, temp, target, shown, budget, append);
-        if resume {
-            // Drop removes the temporary file if the copy fails.
-            upload.copy_existing()?;
+    ) -> Result<Upload, UploadError> {
+        let source = if resume {
+            let source = File::open(&target).map_err(|e| io_error(&shown, e))?;
+            let len = source.metadata().map_err(|e| io_error(&shown, e))?.len();
+            check_size(len, max_file_bytes)?;
+            Some((source, len))
+        } else {
+            None
+        };
+        let (file, temp) = create_temp(partial_dir).map_err(|e| io_error(&shown, e))?;
+        let mut upload = Upload::empty(file, temp, target, shown, max_file_bytes, append);
+        if let Some((source, len)) = source {
+            upload.source = Some(Arc::new(source));
+            upload.len = len;
+            upload.hasher = None;
         }
         Ok(upload)
     }
 
-    /// Copies the target's current content into the temporary file, hashing it.
-    fn copy_existing(&mut self) -> std::io::Result<()> {
-        let mut source = File::open(&self.target)?;
-        let mut buf = vec![0u8; COPY_CHUNK];
-        let hasher = self.hasher.get_or_insert_with(blake3::Hasher::new);
-        loop {
-            let n = source.read(&mut buf)?;
-            if n == 0 {
-                break;
+    /// Copies the existing content into the temporary file, hashing it, if not done yet.
+    /// The caller has reserved [`Upload::len`] bytes.
+    async fn materialize(&mut self) -> Result<(), UploadError> {
+        let Some(source) = self.source.take() else {
+            return Ok(());
+        };
+        let file = self.file.clone();
+        let copied = tokio::task::spawn_blocking(move || copy_into(&source, &file)).await;
+        match copied {
+            Ok(Ok((len, hash))) => {
+                self.len = len;
+                self.hashed = len;
+                self.hasher = Some(hash);
+                Ok(())
             }
-            self.file.write_all_at(&buf[..n], self.len)?;
-            hasher.update(&buf[..n]);
-            self.len += n as u64;
+            Ok(Err(e)) => Err(self.fail_io(e)),
+            Err(e) => Err(self.fail_io(std::io::Error::other(e.to_string()))),
         }
-        self.hashed = self.len;
-        Ok(())
     }
 
     /// A new, empty upload into the temporary `file` at `temp`.
@@ -160,20 +142,21 @@ impl Upload {
         temp: PathBuf,
         target: PathBuf,
         shown: String,
-        budget: Budget,
+        max_file_bytes: u64,
         append: bool,
     ) -> Upload {
         Upload {
             file: Arc::new(file),
             temp,
             target,
+            source: None,
             shown,
             hasher: Some(blake3::Hasher::new()),
             hashed: 0,
             dirty: false,
             len: 0,
             append,
-            budget,
+            max_file_bytes,
             times: None,
             failed: None,
             done: false,
@@ -183,12 +166,40 @@ impl Upload {
     }
 
     #[cfg(test)]
-    fn from_parts(file: File, temp: PathBuf, target: PathBuf, budget: Budget) -> Upload {
-        Upload::empty(file, temp, target, "/library/test".into(), budget, false)
+    fn from_parts(file: File, temp: PathBuf, target: PathBuf, max_file_bytes: u64) -> Upload {
+        Upload::empty(
+            file,
+            temp,
+            target,
+            "/library/test".into(),
+            max_file_bytes,
+            false,
+        )
     }
 
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Where the upload goes when complete.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Whether the upload differs from the file it opened (always, for a new file).
+    pub fn changed(&self) -> bool {
+        self.source.is_none()
+    }
+
+    /// The length of the file after writing `len` bytes at `offset`.
+    pub fn end_of_write(&self, offset: u64, len: usize) -> u64 {
+        let offset = if self.append { self.len } else { offset };
+        self.len.max(offset.saturating_add(len as u64))
+    }
+
+    /// Abandons the upload for `e` (a write the quota refused); returns `e`.
+    pub fn refuse(&mut self, e: UploadError) -> UploadError {
+        self.fail(e)
     }
 
     /// Writes `data` at `offset`, hashing it if it continues the bytes hashed so far.
@@ -196,12 +207,12 @@ impl Upload {
         if let Some(e) = &self.failed {
             return Err(self.abandoned(e));
         }
-        let offset = if self.append { self.len } else { offset };
-        let end = offset.saturating_add(data.len() as u64);
-        let new_len = self.len.max(end);
-        if let Err(e) = self.budget.check(new_len) {
+        let new_len = self.end_of_write(offset, data.len());
+        if let Err(e) = check_size(new_len, self.max_file_bytes) {
             return Err(self.fail(e));
         }
+        self.materialize().await?;
+        let offset = if self.append { self.len } else { offset };
         let hasher = if !self.dirty && offset == self.hashed {
             self.hasher.take()
         } else {
@@ -252,7 +263,8 @@ impl Upload {
     /// Reads up to `len` bytes at `offset` of what was uploaded so far (clients that open
     /// for reading and writing).
     pub async fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        read_at(self.file.clone(), offset, len).await
+        let file = self.source.as_ref().unwrap_or(&self.file);
+        read_at(file.clone(), offset, len).await
     }
 
     /// Truncates or extends the file (fsetstat with a size).
@@ -260,9 +272,10 @@ impl Upload {
         if let Some(e) = &self.failed {
             return Err(self.abandoned(e));
         }
-        if let Err(e) = self.budget.check(len) {
+        if let Err(e) = check_size(len, self.max_file_bytes) {
             return Err(self.fail(e));
         }
+        self.materialize().await?;
         let file = self.file.clone();
         match tokio::task::spawn_blocking(move || file.set_len(len)).await {
             Ok(Ok(())) => {
@@ -282,15 +295,15 @@ impl Upload {
         self.times = Some((atime, mtime));
     }
 
-    /// Completes the upload: checks the budget once more (with `used` as of now), makes the
-    /// hash whole, syncs, and renames the file into place. On error the temporary file is gone.
-    pub async fn finish(mut self, used_now: u64) -> Result<Finished, UploadError> {
+    /// Completes the upload: makes the hash whole, syncs, and renames the file into place.
+    /// `None` when nothing was written to an existing file (it is left as it was). On error
+    /// the temporary file is gone.
+    pub async fn finish(mut self) -> Result<Option<Finished>, UploadError> {
         if let Some(e) = &self.failed {
             return Err(self.abandoned(e));
         }
-        self.budget.used = used_now;
-        if let Err(e) = self.budget.check(self.len) {
-            return Err(self.fail(e));
+        if !self.changed() {
+            return Ok(None);
         }
         if let Some(flush) = self.syncing.take() {
             let _ = flush.await;
@@ -298,7 +311,7 @@ impl Upload {
         let shown = self.shown.clone();
         // On error `self` drops in the blocking task, removing the temporary file.
         match tokio::task::spawn_blocking(move || self.finish_blocking()).await {
-            Ok(Ok(finished)) => Ok(finished),
+            Ok(Ok(finished)) => Ok(Some(finished)),
             Ok(Err(e)) => Err(io_error(&shown, e)),
             Err(e) => Err(io_error(&shown, std::io::Error::other(e.to_string()))),
         }
@@ -376,6 +389,33 @@ impl Drop for Upload {
     }
 }
 
+/// Whether a file of `len` bytes is allowed.
+fn check_size(len: u64, max: u64) -> Result<(), UploadError> {
+    if len > max {
+        return Err(UploadError::TooLarge { size: len, max });
+    }
+    Ok(())
+}
+
+/// Copies `source` into the empty `file`, returning its length and hasher. Holes in a sparse
+/// source are written out: the caller reserved its full length.
+fn copy_into(source: &File, file: &File) -> std::io::Result<(u64, blake3::Hasher)> {
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let mut hasher = blake3::Hasher::new();
+    let mut len = 0u64;
+    loop {
+        let n = match source.read_at(&mut buf, len) {
+            Ok(0) => return Ok((len, hasher)),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        file.write_all_at(&buf[..n], len)?;
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+}
+
 fn io_error(shown: &str, e: std::io::Error) -> UploadError {
     if e.kind() == ErrorKind::StorageFull {
         UploadError::DiskFull(shown.to_owned())
@@ -438,21 +478,16 @@ pub fn unix_secs(t: SystemTime) -> u32 {
 mod tests {
     use super::*;
 
-    const ROOMY: Budget = Budget {
-        max_file_bytes: 1 << 20,
-        quota_bytes: 1 << 30,
-        used: 0,
-        replaced: 0,
-    };
+    const ROOMY: u64 = 1 << 20;
 
-    fn upload(dir: &Path, budget: Budget) -> Upload {
+    fn upload(dir: &Path, max_file_bytes: u64) -> Upload {
         let partial = dir.join(".partial");
         std::fs::create_dir_all(&partial).unwrap();
         Upload::create(
             &partial,
             dir.join("target"),
             "/library/target".into(),
-            budget,
+            max_file_bytes,
             false,
             false,
         )
@@ -466,7 +501,7 @@ mod tests {
         up.write(0, b"hello ".to_vec()).await.unwrap();
         up.write(6, b"world".to_vec()).await.unwrap();
         assert!(!up.dirty);
-        let done = up.finish(0).await.unwrap();
+        let done = up.finish().await.unwrap().unwrap();
         assert_eq!(done.hash, blake3::hash(b"hello world").to_hex().to_string());
         assert_eq!(
             std::fs::read(dir.path().join("target")).unwrap(),
@@ -487,7 +522,7 @@ mod tests {
         up.write(6, b"world".to_vec()).await.unwrap();
         up.write(0, b"hello ".to_vec()).await.unwrap();
         assert!(up.dirty);
-        let done = up.finish(0).await.unwrap();
+        let done = up.finish().await.unwrap().unwrap();
         assert_eq!(done.hash, blake3::hash(b"hello world").to_hex().to_string());
     }
 
@@ -507,13 +542,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn budget_refusals_abandon_the_upload() {
+    async fn an_oversized_write_abandons_the_upload() {
         let dir = tempfile::tempdir().unwrap();
-        let budget = Budget {
-            max_file_bytes: 100,
-            ..ROOMY
-        };
-        let mut up = upload(dir.path(), budget);
+        let mut up = upload(dir.path(), 100);
         up.write(0, vec![1; 60]).await.unwrap();
         let e = up.write(60, vec![1; 60]).await.unwrap_err();
         assert_eq!(
@@ -530,36 +561,12 @@ mod tests {
             0
         );
         assert!(up
-            .finish(0)
+            .finish()
             .await
             .unwrap_err()
             .to_string()
             .contains("file too large"));
         assert!(!dir.path().join("target").exists());
-
-        let quota = Budget {
-            quota_bytes: 1000,
-            used: 900,
-            replaced: 50,
-            ..ROOMY
-        };
-        assert!(quota.check(150).is_ok(), "50 replaced + 100 free");
-        assert_eq!(
-            quota.check(151),
-            Err(UploadError::Quota {
-                allowed: 1000,
-                used: 900,
-                adding: 101
-            })
-        );
-        let over = Budget {
-            used: 2000,
-            ..quota
-        };
-        assert!(
-            over.check(40).is_ok(),
-            "shrinking a file is allowed over quota"
-        );
     }
 
     #[tokio::test]
@@ -578,12 +585,50 @@ mod tests {
             up.write(4096, vec![1; 10]).await.is_err(),
             "later writes fail too"
         );
-        assert!(up.finish(0).await.is_err());
+        assert!(up.finish().await.is_err());
         assert!(
             std::fs::symlink_metadata(&temp).is_err(),
             "temporary file removed"
         );
         assert_eq!(std::fs::read(&target).unwrap(), b"original");
+    }
+
+    #[tokio::test]
+    async fn resuming_copies_nothing_until_the_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join(".partial");
+        std::fs::create_dir_all(&partial).unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"hello world").unwrap();
+        let open = || {
+            Upload::create(
+                &partial,
+                target.clone(),
+                "/library/target".into(),
+                ROOMY,
+                true,
+                false,
+            )
+            .unwrap()
+        };
+        let temp_len = |up: &Upload| std::fs::metadata(&up.temp).unwrap().len();
+        let up = open();
+        assert_eq!((up.len(), temp_len(&up)), (11, 0));
+        assert_eq!(
+            up.read(6, 100).await.unwrap(),
+            b"world",
+            "read from the original"
+        );
+        assert!(up.finish().await.unwrap().is_none(), "unchanged");
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello world");
+
+        let mut up = open();
+        up.write(0, b"J".to_vec()).await.unwrap();
+        assert_eq!(temp_len(&up), 11);
+        let done = up.finish().await.unwrap().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"Jello world");
+        assert_eq!(done.hash, blake3::hash(b"Jello world").to_hex().to_string());
+        assert_eq!(std::fs::read_dir(&partial).unwrap().count(), 0);
     }
 
     #[tokio::test]
@@ -603,7 +648,7 @@ mod tests {
         )
         .unwrap();
         up.write(0, b"world".to_vec()).await.unwrap(); // APPEND: offset ignored
-        let done = up.finish(0).await.unwrap();
+        let done = up.finish().await.unwrap().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"hello world");
         assert_eq!(done.hash, blake3::hash(b"hello world").to_hex().to_string());
     }

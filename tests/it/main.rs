@@ -6,6 +6,7 @@ mod chat;
 mod exec;
 mod hostile_net;
 mod library;
+mod limits;
 mod server;
 mod sftp;
 mod shell_tty;

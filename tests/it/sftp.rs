@@ -59,14 +59,14 @@ fn scp(rose: &Instance, key: &Key, from: &str, to: &str) -> Output {
         .expect("run scp")
 }
 
-fn user_dir(rose: &Instance) -> PathBuf {
+pub(crate) fn user_dir(rose: &Instance) -> PathBuf {
     rose.data_dir()
         .join("users")
         .join(FIRST_USER_ID.to_string())
 }
 
 /// Bytes that differ at every offset, so a shifted or truncated copy never compares equal.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8 ^ seed)
         .collect()
@@ -84,7 +84,7 @@ fn assert_same_bytes(a: &[u8], b: &[u8]) {
 }
 
 /// The user's catalogue: (path, size, hash), read from the instance's database.
-fn catalog(rose: &Instance) -> Vec<(String, u64, String)> {
+pub(crate) fn catalog(rose: &Instance) -> Vec<(String, u64, String)> {
     let db = rusqlite::Connection::open_with_flags(
         rose.data_dir().join("rosewire.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -101,7 +101,7 @@ fn catalog(rose: &Instance) -> Vec<(String, u64, String)> {
     rows.collect::<Result<_, _>>().unwrap()
 }
 
-fn partial_files(rose: &Instance) -> Vec<PathBuf> {
+pub(crate) fn partial_files(rose: &Instance) -> Vec<PathBuf> {
     std::fs::read_dir(user_dir(rose).join(".partial"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
@@ -542,72 +542,76 @@ fn open_handles_are_capped_per_session() {
     let rose = Instance::start("127.0.0.7");
     let key = Key::new("alice");
     let mut raw = RawSftp::connect(&rose, &key, "alice");
+    std::fs::write(user_dir(&rose).join("library/a.txt"), b"a").unwrap();
     let mut handles = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..16 {
         handles.push(raw.opendir("/library").unwrap());
     }
-    let refused = raw.opendir("/library").unwrap_err();
+    for _ in 16..64 {
+        handles.push(raw.open("/library/a.txt", READ).unwrap());
+    }
+    let refused = raw.open("/library/a.txt", READ).unwrap_err();
     assert!(
         refused.message.contains("too many open files"),
         "{refused:?}"
     );
     raw.close(&handles.pop().unwrap()).unwrap();
-    raw.opendir("/library").unwrap();
+    raw.open("/library/a.txt", READ).unwrap();
 }
 
 // --- a minimal SFTP v3 client over `ssh -s HOST sftp` -----------------------------------
 
 const SSH_FXP_INIT: u8 = 1;
 const SSH_FXP_OPEN: u8 = 3;
-const SSH_FXP_CLOSE: u8 = 4;
+pub(crate) const SSH_FXP_CLOSE: u8 = 4;
 const SSH_FXP_WRITE: u8 = 6;
 const SSH_FXP_OPENDIR: u8 = 11;
 const SSH_FXP_REALPATH: u8 = 16;
 const SSH_FXP_SYMLINK: u8 = 20;
-const SSH_FXP_STATUS: u8 = 101;
+pub(crate) const SSH_FXP_STATUS: u8 = 101;
 const SSH_FXP_HANDLE: u8 = 102;
 const SSH_FXP_NAME: u8 = 104;
 
-const READ: u32 = 0x01;
-const WRITE: u32 = 0x02;
-const CREATE: u32 = 0x08;
-const TRUNCATE: u32 = 0x10;
+pub(crate) const READ: u32 = 0x01;
+pub(crate) const WRITE: u32 = 0x02;
+pub(crate) const CREATE: u32 = 0x08;
+pub(crate) const TRUNCATE: u32 = 0x10;
 
 const NO_SUCH_FILE: u32 = 2;
 const PERMISSION_DENIED: u32 = 3;
-const FAILURE: u32 = 4;
+pub(crate) const FAILURE: u32 = 4;
 
 /// An SFTP status other than OK.
 #[derive(Debug, PartialEq, Eq)]
-struct Status {
-    code: u32,
-    message: String,
+pub(crate) struct Status {
+    pub(crate) code: u32,
+    pub(crate) message: String,
 }
 
-fn string(s: &str) -> Vec<u8> {
+pub(crate) fn string(s: &str) -> Vec<u8> {
     bytes(s.as_bytes())
 }
 
-fn bytes(b: &[u8]) -> Vec<u8> {
+pub(crate) fn bytes(b: &[u8]) -> Vec<u8> {
     let mut out = (b.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(b);
     out
 }
 
-fn take_u32(b: &mut &[u8]) -> u32 {
+pub(crate) fn take_u32(b: &mut &[u8]) -> u32 {
     let v = u32::from_be_bytes(b[..4].try_into().unwrap());
     *b = &b[4..];
     v
 }
 
-fn take_bytes(b: &mut &[u8]) -> Vec<u8> {
+pub(crate) fn take_bytes(b: &mut &[u8]) -> Vec<u8> {
     let len = take_u32(b) as usize;
     let v = b[..len].to_vec();
     *b = &b[len..];
     v
 }
 
-struct RawSftp {
+pub(crate) struct RawSftp {
     child: Child,
     stdin: ChildStdin,
     /// Whole packets (type, body) read by a thread, so every wait is bounded.
@@ -616,7 +620,7 @@ struct RawSftp {
 }
 
 impl RawSftp {
-    fn connect(rose: &Instance, key: &Key, user: &str) -> RawSftp {
+    pub(crate) fn connect(rose: &Instance, key: &Key, user: &str) -> RawSftp {
         let mut child = rose
             .ssh_command(key, user, &["-s", "sftp"])
             .stdin(Stdio::piped())
@@ -652,14 +656,14 @@ impl RawSftp {
         raw
     }
 
-    fn send(&mut self, kind: u8, body: &[u8]) {
+    pub(crate) fn send(&mut self, kind: u8, body: &[u8]) {
         let mut packet = ((body.len() + 1) as u32).to_be_bytes().to_vec();
         packet.push(kind);
         packet.extend_from_slice(body);
         self.stdin.write_all(&packet).expect("send to ssh");
     }
 
-    fn receive(&mut self) -> (u8, Vec<u8>) {
+    pub(crate) fn receive(&mut self) -> (u8, Vec<u8>) {
         match self.packets.recv_timeout(WAIT) {
             Ok(p) => p,
             Err(RecvTimeoutError::Timeout) => panic!("no SFTP reply within {WAIT:?}"),
@@ -668,7 +672,7 @@ impl RawSftp {
     }
 
     /// Sends a request and returns the reply's type and body after the id.
-    fn request(&mut self, kind: u8, payload: &[u8]) -> (u8, Vec<u8>) {
+    pub(crate) fn request(&mut self, kind: u8, payload: &[u8]) -> (u8, Vec<u8>) {
         let id = self.next_id;
         self.next_id += 1;
         let mut body = id.to_be_bytes().to_vec();
@@ -680,7 +684,7 @@ impl RawSftp {
         (reply, rest.to_vec())
     }
 
-    fn status_of(kind: u8, body: &[u8]) -> Result<(), Status> {
+    pub(crate) fn status_of(kind: u8, body: &[u8]) -> Result<(), Status> {
         assert_eq!(kind, SSH_FXP_STATUS, "status expected");
         let mut rest = body;
         let code = take_u32(&mut rest);
@@ -705,31 +709,31 @@ impl RawSftp {
         Self::status_of(reply, &body).map(|()| panic!("OK status instead of a handle"))
     }
 
-    fn open(&mut self, path: &str, flags: u32) -> Result<Vec<u8>, Status> {
+    pub(crate) fn open(&mut self, path: &str, flags: u32) -> Result<Vec<u8>, Status> {
         let mut payload = string(path);
         payload.extend_from_slice(&flags.to_be_bytes());
         payload.extend_from_slice(&0u32.to_be_bytes()); // no attributes
         self.handle_request(SSH_FXP_OPEN, &payload)
     }
 
-    fn opendir(&mut self, path: &str) -> Result<Vec<u8>, Status> {
+    pub(crate) fn opendir(&mut self, path: &str) -> Result<Vec<u8>, Status> {
         self.handle_request(SSH_FXP_OPENDIR, &string(path))
     }
 
-    fn write(&mut self, handle: &[u8], offset: u64, data: &[u8]) -> Result<(), Status> {
+    pub(crate) fn write(&mut self, handle: &[u8], offset: u64, data: &[u8]) -> Result<(), Status> {
         let mut payload = bytes(handle);
         payload.extend_from_slice(&offset.to_be_bytes());
         payload.extend_from_slice(&bytes(data));
         self.status_request(SSH_FXP_WRITE, &payload)
     }
 
-    fn close(&mut self, handle: &[u8]) -> Result<(), Status> {
+    pub(crate) fn close(&mut self, handle: &[u8]) -> Result<(), Status> {
         self.status_request(SSH_FXP_CLOSE, &bytes(handle))
     }
 
     /// Opens, writes in 32 KiB chunks and closes; the first failure is returned (the handle is
     /// closed all the same).
-    fn upload(&mut self, path: &str, data: &[u8]) -> Result<(), Status> {
+    pub(crate) fn upload(&mut self, path: &str, data: &[u8]) -> Result<(), Status> {
         let handle = self.open(path, WRITE | CREATE | TRUNCATE)?;
         let mut result = Ok(());
         for (i, chunk) in data.chunks(32 * 1024).enumerate() {
