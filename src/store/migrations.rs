@@ -52,6 +52,16 @@ const MIGRATIONS: &[&str] = &[
         words, ext, owner, size,
         content='', contentless_delete=1, prefix='2 3', tokenize='unicode61 remove_diacritics 2'
     );",
+    // 3: file identity. Where each catalogued file is on disk (device, inode) and its
+    // modification time in nanoseconds, read from the handle that was renamed into place; a
+    // download compares them (and the size) with the file it opened before sending a byte.
+    // NULL for files catalogued before: those are hashed in full before their first byte is
+    // sent, and their identity is recorded then (`files::record_identity`).
+    "ALTER TABLE files ADD COLUMN disk_dev INTEGER;
+    ALTER TABLE files ADD COLUMN disk_ino INTEGER;
+    ALTER TABLE files ADD COLUMN disk_mtime_ns INTEGER;",
+    // 4: paged listings. `/browse` walks one owner's shared files by path, a page at a time.
+    "CREATE INDEX files_shared_by_owner_path ON files(owner_id, shared, path);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
