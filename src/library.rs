@@ -252,7 +252,11 @@ impl Library {
             .await?;
         let (record, identity) = match current {
             Some((record, identity)) if record.hash == d.hash => (record, identity),
-            _ => return Err(FetchError::NotShared { name: d.name.clone() }),
+            _ => {
+                return Err(FetchError::NotShared {
+                    name: d.name.clone(),
+                })
+            }
         };
         let download = Download::from(&record);
         let source = self.source_path(&download);
@@ -512,6 +516,74 @@ mod tests {
         assert_eq!(numbered_name("a.flac", 2), "a (2).flac");
         assert_eq!(numbered_name(".hidden", 1), ".hidden (1)");
         assert_eq!(numbered_name("noext", 1), "noext (1)");
+    }
+
+    /// A file with `bytes` in a temp dir, and the download that catalogues it.
+    fn catalogued(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, Download, FileIdentity) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("song.flac");
+        std::fs::write(&path, bytes).unwrap();
+        // An old modification time, so an edit in place is seen whatever the clock's grain.
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
+            .unwrap();
+        let identity = FileIdentity::of(&file.metadata().unwrap());
+        let d = Download {
+            owner_id: 1,
+            path: "song.flac".into(),
+            name: "song.flac".into(),
+            size: bytes.len() as u64,
+            hash: blake3::hash(bytes).to_hex().to_string(),
+        };
+        (dir, path, d, identity)
+    }
+
+    fn read_all(mut file: std::fs::File) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        file.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_catalogued_file_opens_without_rehashing() {
+        let (_dir, path, d, identity) = catalogued(b"shared bytes");
+        let (file, proven) = open_checked(&path, &d, Some(identity)).unwrap();
+        assert_eq!(proven, None);
+        assert_eq!(read_all(file), b"shared bytes");
+    }
+
+    #[test]
+    fn a_file_edited_in_place_is_refused_before_reading() {
+        let (_dir, path, d, identity) = catalogued(b"shared bytes");
+        std::fs::write(&path, b"secret bytes").unwrap();
+        let err = open_checked(&path, &d, Some(identity)).unwrap_err();
+        assert!(matches!(err, FetchError::Replaced { .. }), "{err}");
+        assert!(err.to_string().contains("share it again"), "{err}");
+    }
+
+    #[test]
+    fn a_replaced_file_with_the_same_bytes_is_proven_by_hash() {
+        let (dir, path, d, identity) = catalogued(b"shared bytes");
+        // A new upload of the same content: a new inode renamed over the old one.
+        let other = dir.path().join("new");
+        std::fs::write(&other, b"shared bytes").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let (file, proven) = open_checked(&path, &d, Some(identity)).unwrap();
+        assert!(proven.is_some_and(|p| p != identity));
+        assert_eq!(read_all(file), b"shared bytes", "read from the start");
+        // A file catalogued before identities were recorded, likewise.
+        let (file, proven) = open_checked(&path, &d, None).unwrap();
+        assert!(proven.is_some());
+        assert_eq!(read_all(file), b"shared bytes");
+    }
+
+    #[test]
+    fn a_missing_file_is_no_longer_shared() {
+        let (_dir, path, d, identity) = catalogued(b"x");
+        std::fs::remove_file(&path).unwrap();
+        let err = open_checked(&path, &d, Some(identity)).unwrap_err();
+        assert!(matches!(err, FetchError::NotShared { .. }), "{err}");
     }
 
     #[test]

@@ -302,7 +302,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &[],
         usage: "/browse @user@domain [--json] [--page N]",
         summary: "list one user's shared files",
-        help: "/browse @alice@rose.example lists what alice shares; /browse alice for a user here.\n\
+        help:
+            "/browse @alice@rose.example lists what alice shares; /browse alice for a user here.\n\
                100 files at a time: /more (or --page N) shows the next ones.",
         parse: parse_browse,
     },
@@ -605,9 +606,7 @@ impl Args<'_> {
                 "--json" => json = true,
                 "--page" => page = self.page_number(iter.next().as_ref())?,
                 _ if word.is_flag() => {
-                    return Err(
-                        self.usage(word.offset, format!("unknown option \"{}\"", word.text))
-                    )
+                    return Err(self.usage(word.offset, format!("unknown option \"{}\"", word.text)))
                 }
                 _ => positionals.push(word),
             }

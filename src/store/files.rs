@@ -23,8 +23,9 @@ pub struct FileRecord {
 /// Which file on disk a catalog row describes: read with `fstat` from the handle that was
 /// renamed into `library/`, and compared with the handle a download opens before it sends a
 /// byte. A new upload over the path is a new inode; an edit in place changes the size or the
-/// modification time. (The change time is left out: renaming a file inside the library
-/// changes it without touching the bytes.)
+/// modification time (to the file system's timestamp grain; the hash checked while the bytes
+/// are sent is the last guard). The change time is left out: renaming a file inside the
+/// library changes it without touching the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileIdentity {
     pub dev: u64,
@@ -470,6 +471,96 @@ mod tests {
         assert!(
             !list(&conn, alice).unwrap()[0].shared,
             "new content must be shared again"
+        );
+    }
+
+    #[test]
+    fn pages_walk_the_library_by_path_without_overlap() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = user(&mut conn, "alice");
+        let bob = user(&mut conn, "bob");
+        let files: Vec<(String, bool)> =
+            (0..250).map(|i| (format!("f{i:03}"), i % 5 == 0)).collect();
+        insert_many(
+            &mut conn,
+            alice,
+            files
+                .iter()
+                .map(|(p, shared)| (p.as_str(), 1, "h", *shared)),
+            0,
+        )
+        .unwrap();
+        upsert(&mut conn, bob, "bob's", 1, "b", 0, None).unwrap();
+        let paths =
+            |page: Vec<FileRecord>| -> Vec<String> { page.into_iter().map(|f| f.path).collect() };
+        let first = paths(list_page(&conn, alice, false, &PageStart::Offset(0), 100).unwrap());
+        let third = paths(list_page(&conn, alice, false, &PageStart::Offset(200), 100).unwrap());
+        assert_eq!((first.len(), third.len()), (100, 50));
+        assert_eq!((first[0].as_str(), third[49].as_str()), ("f000", "f249"));
+        // Continuing after a path gives what the offset gives.
+        let after = paths(
+            list_page(
+                &conn,
+                alice,
+                false,
+                &PageStart::After(first[99].clone()),
+                100,
+            )
+            .unwrap(),
+        );
+        let second = paths(list_page(&conn, alice, false, &PageStart::Offset(100), 100).unwrap());
+        assert_eq!(after, second);
+        assert_eq!(after[0], "f100");
+        let shared = list_page(&conn, alice, true, &PageStart::Offset(0), 100).unwrap();
+        assert_eq!(shared.len(), 50);
+        assert!(shared.iter().all(|f| f.shared && f.owner_id == alice));
+        let beyond = list_page(&conn, alice, true, &PageStart::Offset(usize::MAX), 100).unwrap();
+        assert!(beyond.is_empty());
+        assert_eq!(
+            totals(&conn, alice).unwrap(),
+            Totals {
+                files: 250,
+                bytes: 250,
+                shared: 50
+            }
+        );
+        assert_eq!(count_shared(&conn, alice).unwrap(), 50);
+        assert_eq!(count_shared(&conn, bob).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_shared_file_is_found_with_its_identity_and_only_while_shared() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = user(&mut conn, "alice");
+        let identity = FileIdentity {
+            dev: u64::MAX - 1,
+            ino: 42,
+            size: 3,
+            mtime_ns: 1_700_000_000_123_456_789,
+        };
+        let id = upsert(&mut conn, alice, "a.txt", 3, "aa", 1, Some(&identity)).unwrap();
+        assert!(
+            shared_at(&conn, alice, "a.txt").unwrap().is_none(),
+            "not shared yet"
+        );
+        set_shared(&mut conn, alice, &[id], true).unwrap();
+        let (file, found) = shared_at(&conn, alice, "a.txt").unwrap().unwrap();
+        assert_eq!((file.id, found), (id, Some(identity)));
+        set_shared(&mut conn, alice, &[id], false).unwrap();
+        assert!(
+            shared_at(&conn, alice, "a.txt").unwrap().is_none(),
+            "unshared"
+        );
+
+        // A file catalogued without an identity gets one once its bytes are proven.
+        let old = upsert(&mut conn, alice, "b.txt", 3, "bb", 1, None).unwrap();
+        set_shared(&mut conn, alice, &[old], true).unwrap();
+        assert_eq!(shared_at(&conn, alice, "b.txt").unwrap().unwrap().1, None);
+        assert!(!record_identity(&conn, old, "other hash", &identity).unwrap());
+        assert!(record_identity(&conn, old, "bb", &identity).unwrap());
+        assert_eq!(
+            shared_at(&conn, alice, "b.txt").unwrap().unwrap().1,
+            Some(identity)
         );
     }
 
