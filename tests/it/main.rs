@@ -4,7 +4,9 @@
 mod auth;
 mod chat;
 mod exec;
+mod fetch;
 mod library;
+mod paging;
 mod server;
 mod sftp;
 mod shell_tty;
