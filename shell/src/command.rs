@@ -258,7 +258,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "/library lists the files you uploaded into library/ (with sftp or scp):\n\
                id prefix, size, whether it is shared, and its path.\n\
                100 files at a time: /more (or --page N) shows the next ones.\n\
-               --json prints {\"id\",\"name\",\"size\",\"shared\"} per file.",
+               --json prints {\"id\",\"name\",\"path\",\"size\",\"shared\"} per file.",
         parse: parse_library,
     },
     CommandSpec {

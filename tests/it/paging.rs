@@ -96,7 +96,7 @@ fn more_continues_the_last_listing_in_the_shell() {
 
     let mut bob = rose.line_session(&b, "bob");
     bob.expect("Welcome to RoseWire");
-    bob.send(&format!("/browse alice --page 2"));
+    bob.send("/browse alice --page 2");
     bob.expect("track199.ogg");
     assert!(!bob.output().contains("track099.ogg"));
     bob.send("/more");
