@@ -264,7 +264,12 @@ impl Library {
         let (file, proven) = blocking(&download.name.clone(), move || {
             open_checked(&source, &checked, identity)
         })
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if let FetchError::Replaced { .. } = e {
+                tracing::warn!(owner = d.owner_id, path = %d.path, "download refused: {e}");
+            }
+        })?;
         if let Some(proven) = proven {
             // The bytes were hashed: remember this file, so the next download need not.
             let hash = download.hash.clone();
