@@ -13,7 +13,11 @@ use std::path::PathBuf;
 
 use crate::config::LibraryConfig;
 use crate::quota::{EntrySlot, Ledger, QuotaError, Reservation, UploadSlot};
-use crate::store::{self, files::FileRecord, Store, StoreError};
+use crate::store::{
+    self,
+    files::{FileIdentity, FileRecord},
+    Store, StoreError,
+};
 
 /// Reservations grow by this much at a time (or by 1/64 of the quota, if less), so an upload
 /// of unknown size reserves as it goes, not the whole quota up front.
@@ -81,7 +85,8 @@ impl Library {
         .map_err(std::io::Error::other)?
     }
 
-    /// Records a finished upload at `path` (relative to `library/`).
+    /// Records a finished upload at `path` (relative to `library/`); `identity` is that of the
+    /// handle renamed into place, which every download compares with the file it opens.
     pub async fn file_added(
         &self,
         user_id: i64,
@@ -89,10 +94,13 @@ impl Library {
         size: u64,
         hash: &str,
         modified: i64,
+        identity: FileIdentity,
     ) -> Result<(), StoreError> {
         let (path, hash) = (path.to_owned(), hash.to_owned());
         self.store
-            .call(move |conn| store::files::upsert(conn, user_id, &path, size, &hash, modified))
+            .call(move |conn| {
+                store::files::upsert(conn, user_id, &path, size, &hash, modified, Some(&identity))
+            })
             .await
             .map(|_| ())
     }
@@ -314,6 +322,10 @@ pub enum FetchError {
     },
     #[error("{name:?} changed on its owner's disk (its content no longer matches id {hash}); nothing was saved")]
     Changed { name: String, hash: String },
+    #[error("{name:?} is no longer shared: its owner unshared, replaced, renamed or removed it; search again")]
+    NotShared { name: String },
+    #[error("{name:?} changed since it was shared (its bytes no longer match id {hash}); nothing was sent; ask its owner to share it again")]
+    Replaced { name: String, hash: String },
     #[error("cannot copy {name:?}: {source}")]
     Io {
         name: String,
@@ -330,7 +342,7 @@ pub const COPY_CHUNK: usize = 256 * 1024;
 
 impl Library {
     /// Where the bytes of a download are on this instance.
-    pub fn source_path(&self, d: &Download) -> PathBuf {
+    fn source_path(&self, d: &Download) -> PathBuf {
         self.library_dir(d.owner_id).join(&d.path)
     }
 
@@ -368,24 +380,152 @@ impl Library {
                 name: d.name.clone(),
                 source,
             })?;
-        let source = self.source_path(d);
+        let Opened { file, download: d } = self.open_download(d).await?;
         let partial = self.partial_dir(user_id);
         let downloads = self.downloads_dir(user_id);
-        let d = d.clone();
-        tokio::task::spawn_blocking(move || {
-            copy_verified(&source, &partial, &downloads, &d, progress)
+        blocking(&d.name.clone(), move || {
+            copy_verified(file, &partial, &downloads, &d, progress)
         })
         .await
-        .map_err(|e| FetchError::Io {
-            name: String::new(),
-            source: std::io::Error::other(e),
-        })?
         .inspect(|_| added.entry_added(user_id))
+    }
+
+    /// Opens a shared file for sending. Every download, into `downloads/` or to an exec
+    /// channel, starts here, and nothing is sent unless this succeeds:
+    ///
+    /// 1. the file must be shared now: `d` is looked up again in the catalog by owner and
+    ///    path, and must still be shared with the same content (an old search result of a
+    ///    file since unshared, replaced, renamed or removed is refused);
+    /// 2. the opened handle must be the catalogued file: its device, inode, size and
+    ///    modification time (`fstat` of the open handle) must be those recorded when it was
+    ///    catalogued. A file that differs (replaced on disk, or catalogued before identities
+    ///    were recorded) is hashed in full from the open handle first: refused if the hash
+    ///    differs, sent (and its identity recorded) if it matches.
+    ///
+    /// The hash is still checked while the bytes are copied or sent, as a last guard against
+    /// an edit in place during the transfer.
+    pub async fn open_download(&self, d: &Download) -> Result<Opened, FetchError> {
+        let (owner_id, path) = (d.owner_id, d.path.clone());
+        let current = self
+            .store
+            .call(move |conn| store::files::shared_at(conn, owner_id, &path))
+            .await?;
+        let (record, identity) = match current {
+            Some((record, identity)) if record.hash == d.hash => (record, identity),
+            _ => {
+                return Err(FetchError::NotShared {
+                    name: d.name.clone(),
+                })
+            }
+        };
+        let download = Download::from(&record);
+        let source = self.source_path(&download);
+        let checked = download.clone();
+        let (file, proven) = blocking(&download.name.clone(), move || {
+            open_checked(&source, &checked, identity)
+        })
+        .await
+        .inspect_err(|e| {
+            if let FetchError::Replaced { .. } = e {
+                tracing::warn!(owner = d.owner_id, path = %d.path, "download refused: {e}");
+            }
+        })?;
+        if let Some(proven) = proven {
+            // The bytes were hashed: remember this file, so the next download need not.
+            let hash = download.hash.clone();
+            let id = record.id;
+            if let Err(e) = self
+                .store
+                .call(move |conn| store::files::record_identity(conn, id, &hash, &proven))
+                .await
+            {
+                tracing::warn!(name = %download.name, "cannot record the file's identity: {e}");
+            }
+        }
+        Ok(Opened { file, download })
     }
 }
 
-fn copy_verified(
+/// A shared file opened by [`Library::open_download`] and proven to be the catalogued one.
+#[derive(Debug)]
+pub struct Opened {
+    /// The open handle: read from it, never from the path again.
+    pub file: std::fs::File,
+    /// The download as the catalog has it now.
+    pub download: Download,
+}
+
+/// Runs blocking file work off the async runtime; a failed task is an I/O error on `name`.
+async fn blocking<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
+) -> Result<T, FetchError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| FetchError::Io {
+            name: name.to_owned(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+/// Opens `source` and proves it holds `d`'s bytes (see [`Library::open_download`]). Returns
+/// the handle, positioned at the start, and the identity to record if it had to be proven
+/// by hashing.
+fn open_checked(
     source: &std::path::Path,
+    d: &Download,
+    recorded: Option<FileIdentity>,
+) -> Result<(std::fs::File, Option<FileIdentity>), FetchError> {
+    use std::io::{Read, Seek};
+    let io = |source: std::io::Error| FetchError::Io {
+        name: d.name.clone(),
+        source,
+    };
+    // No symlink is ever created in a library; were one there, it would lead to another
+    // inode, which is hashed before a byte of it is sent.
+    let mut file = match std::fs::File::open(source) {
+        Ok(file) => file,
+        // Gone (removed, or renamed away) since the catalog was read.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(FetchError::NotShared {
+                name: d.name.clone(),
+            })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    let replaced = || FetchError::Replaced {
+        name: d.name.clone(),
+        hash: d.hash.clone(),
+    };
+    if !meta.is_file() {
+        return Err(replaced());
+    }
+    let identity = FileIdentity::of(&meta);
+    if recorded == Some(identity) {
+        return Ok((file, None));
+    }
+    if identity.size != d.size {
+        return Err(replaced());
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; COPY_CHUNK];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    if hasher.finalize().to_hex().as_str() != d.hash {
+        return Err(replaced());
+    }
+    file.rewind().map_err(io)?;
+    Ok((file, Some(identity)))
+}
+
+fn copy_verified(
+    mut input: std::fs::File,
     partial_dir: &std::path::Path,
     downloads: &std::path::Path,
     d: &Download,
@@ -396,7 +536,6 @@ fn copy_verified(
         name: d.name.clone(),
         source,
     };
-    let mut input = std::fs::File::open(source).map_err(io)?;
     let temp = tempfile::Builder::new()
         .prefix(".get-")
         .tempfile_in(partial_dir)
@@ -542,6 +681,74 @@ mod tests {
         assert_eq!(numbered_name("a.flac", 2), "a (2).flac");
         assert_eq!(numbered_name(".hidden", 1), ".hidden (1)");
         assert_eq!(numbered_name("noext", 1), "noext (1)");
+    }
+
+    /// A file with `bytes` in a temp dir, and the download that catalogues it.
+    fn catalogued(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, Download, FileIdentity) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("song.flac");
+        std::fs::write(&path, bytes).unwrap();
+        // An old modification time, so an edit in place is seen whatever the clock's grain.
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
+            .unwrap();
+        let identity = FileIdentity::of(&file.metadata().unwrap());
+        let d = Download {
+            owner_id: 1,
+            path: "song.flac".into(),
+            name: "song.flac".into(),
+            size: bytes.len() as u64,
+            hash: blake3::hash(bytes).to_hex().to_string(),
+        };
+        (dir, path, d, identity)
+    }
+
+    fn read_all(mut file: std::fs::File) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        file.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_catalogued_file_opens_without_rehashing() {
+        let (_dir, path, d, identity) = catalogued(b"shared bytes");
+        let (file, proven) = open_checked(&path, &d, Some(identity)).unwrap();
+        assert_eq!(proven, None);
+        assert_eq!(read_all(file), b"shared bytes");
+    }
+
+    #[test]
+    fn a_file_edited_in_place_is_refused_before_reading() {
+        let (_dir, path, d, identity) = catalogued(b"shared bytes");
+        std::fs::write(&path, b"secret bytes").unwrap();
+        let err = open_checked(&path, &d, Some(identity)).unwrap_err();
+        assert!(matches!(err, FetchError::Replaced { .. }), "{err}");
+        assert!(err.to_string().contains("share it again"), "{err}");
+    }
+
+    #[test]
+    fn a_replaced_file_with_the_same_bytes_is_proven_by_hash() {
+        let (dir, path, d, identity) = catalogued(b"shared bytes");
+        // A new upload of the same content: a new inode renamed over the old one.
+        let other = dir.path().join("new");
+        std::fs::write(&other, b"shared bytes").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let (file, proven) = open_checked(&path, &d, Some(identity)).unwrap();
+        assert!(proven.is_some_and(|p| p != identity));
+        assert_eq!(read_all(file), b"shared bytes", "read from the start");
+        // A file catalogued before identities were recorded, likewise.
+        let (file, proven) = open_checked(&path, &d, None).unwrap();
+        assert!(proven.is_some());
+        assert_eq!(read_all(file), b"shared bytes");
+    }
+
+    #[test]
+    fn a_missing_file_is_no_longer_shared() {
+        let (_dir, path, d, identity) = catalogued(b"x");
+        std::fs::remove_file(&path).unwrap();
+        let err = open_checked(&path, &d, Some(identity)).unwrap_err();
+        assert!(matches!(err, FetchError::NotShared { .. }), "{err}");
     }
 
     #[test]

@@ -47,8 +47,8 @@ pub enum Command {
     History { count: Option<usize>, json: bool },
     /// `/keys [--json]`, `/keys add KEY...`, `/keys remove FINGERPRINT`
     Keys(KeysCommand),
-    /// `/library [--json]`
-    Library { json: bool },
+    /// `/library [--json] [--page N]`; pages count from 1.
+    Library { json: bool, page: usize },
     /// `/share NAME|GLOB`
     Share { pattern: String },
     /// `/unshare NAME|GLOB`
@@ -59,10 +59,14 @@ pub enum Command {
         json: bool,
         page: usize,
     },
-    /// `/more [--json]`: the next page of the last search.
+    /// `/more [--json]`: the next page of the last listing (search, browse or library).
     More { json: bool },
-    /// `/browse @user@domain [--json]`
-    Browse { user: UserFilter, json: bool },
+    /// `/browse @user@domain [--json] [--page N]`; pages count from 1.
+    Browse {
+        user: UserFilter,
+        json: bool,
+        page: usize,
+    },
     /// `/get ID|N`
     Get { target: GetTarget },
     /// `/quit` (also `/exit`)
@@ -252,11 +256,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "library",
         aliases: &["lib"],
-        usage: "/library [--json]",
+        usage: "/library [--json] [--page N]",
         summary: "list your files and what you share",
         help: "/library lists the files you uploaded into library/ (with sftp or scp):\n\
                id prefix, size, whether it is shared, and its path.\n\
-               --json prints {\"id\",\"name\",\"size\",\"shared\"} per file.",
+               100 files at a time: /more (or --page N) shows the next ones.\n\
+               --json prints {\"id\",\"name\",\"path\",\"size\",\"shared\"} per file.",
         parse: parse_library,
     },
     CommandSpec {
@@ -291,16 +296,18 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "more",
         aliases: &[],
         usage: "/more [--json]",
-        summary: "the next results of the last search",
-        help: "/more shows the next 100 results of your last /search.",
+        summary: "the next page of the last search or listing",
+        help: "/more shows the next 100 lines of your last /search, /browse or /library.",
         parse: parse_more,
     },
     CommandSpec {
         name: "browse",
         aliases: &[],
-        usage: "/browse @user@domain [--json]",
+        usage: "/browse @user@domain [--json] [--page N]",
         summary: "list one user's shared files",
-        help: "/browse @alice@rose.example lists what alice shares; /browse alice for a user here.",
+        help:
+            "/browse @alice@rose.example lists what alice shares; /browse alice for a user here.\n\
+               100 files at a time: /more (or --page N) shows the next ones.",
         parse: parse_browse,
     },
     CommandSpec {
@@ -592,6 +599,35 @@ impl Args<'_> {
         Ok((json, positionals))
     }
 
+    /// Splits off `--json` and `--page N` (listings); any other flag is an error.
+    fn listing_flags(&self, words: Vec<Word>) -> Result<(bool, usize, Vec<Word>), ParseError> {
+        let (mut json, mut page) = (false, 1);
+        let mut positionals = Vec::new();
+        let mut iter = words.into_iter();
+        while let Some(word) = iter.next() {
+            match word.text.as_str() {
+                "--json" => json = true,
+                "--page" => page = self.page_number(iter.next().as_ref())?,
+                _ if word.is_flag() => {
+                    return Err(self.usage(word.offset, format!("unknown option \"{}\"", word.text)))
+                }
+                _ => positionals.push(word),
+            }
+        }
+        Ok((json, page, positionals))
+    }
+
+    /// The number after `--page`: 1 or more.
+    fn page_number(&self, word: Option<&Word>) -> Result<usize, ParseError> {
+        let Some(n) = word else {
+            return Err(self.usage(self.end(), "--page needs a number"));
+        };
+        match n.text.parse::<usize>() {
+            Ok(p) if p >= 1 => Ok(p),
+            _ => Err(self.usage(n.offset, format!("\"{}\" is not a page number", n.text))),
+        }
+    }
+
     /// An error for the first word in `extra`, if any.
     fn no_more(&self, extra: &[Word]) -> Result<(), ParseError> {
         match extra.first() {
@@ -722,9 +758,9 @@ fn parse_keys(args: &Args<'_>) -> Result<Command, ParseError> {
 }
 
 fn parse_library(args: &Args<'_>) -> Result<Command, ParseError> {
-    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    let (json, page, positionals) = args.listing_flags(args.words()?)?;
     args.no_more(&positionals)?;
-    Ok(Command::Library { json })
+    Ok(Command::Library { json, page })
 }
 
 /// A file name or glob: one (possibly quoted) word, or else the rest of the line as typed,
@@ -769,18 +805,11 @@ fn parse_search(args: &Args<'_>) -> Result<Command, ParseError> {
         match word.text.as_str() {
             "--json" => json = true,
             "--page" => {
-                let Some(n) = iter.next() else {
-                    return Err(args.usage(args.end(), "--page needs a number"));
-                };
-                page = match n.text.parse::<usize>() {
-                    Ok(p) if p >= 1 => p,
-                    _ => {
-                        return Err(
-                            args.usage(n.offset, format!("\"{}\" is not a page number", n.text))
-                        )
-                    }
-                };
-                blank(&mut query_text, n);
+                let n = iter.next();
+                page = args.page_number(n)?;
+                if let Some(n) = n {
+                    blank(&mut query_text, n);
+                }
             }
             other => return Err(args.usage(word.offset, format!("unknown option \"{other}\""))),
         }
@@ -798,7 +827,7 @@ fn parse_more(args: &Args<'_>) -> Result<Command, ParseError> {
 }
 
 fn parse_browse(args: &Args<'_>) -> Result<Command, ParseError> {
-    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    let (json, page, positionals) = args.listing_flags(args.words()?)?;
     let Some((who, extra)) = positionals.split_first() else {
         return Err(args.usage(args.end(), "missing user, like @alice@rose.example"));
     };
@@ -823,6 +852,7 @@ fn parse_browse(args: &Args<'_>) -> Result<Command, ParseError> {
             domain: domain.map(str::to_lowercase),
         },
         json,
+        page,
     })
 }
 
@@ -1147,8 +1177,30 @@ mod tests {
             words: w.iter().map(|s| s.to_string()).collect(),
             ..Query::default()
         };
-        check("/library", cmd(Library { json: false }));
-        check("/lib --json", cmd(Library { json: true }));
+        check(
+            "/library",
+            cmd(Library {
+                json: false,
+                page: 1,
+            }),
+        );
+        check(
+            "/lib --json",
+            cmd(Library {
+                json: true,
+                page: 1,
+            }),
+        );
+        check(
+            "/library --page 3 --json",
+            cmd(Library {
+                json: true,
+                page: 3,
+            }),
+        );
+        check("/library --page 0", Want::Usage("library", 16));
+        check("/library --page", Want::Usage("library", 15));
+        check("/library x", Want::Usage("library", 9));
         check(
             "/share *.flac",
             cmd(Share {
@@ -1202,8 +1254,21 @@ mod tests {
                     domain: Some("rose.example".into()),
                 },
                 json: true,
+                page: 1,
             }),
         );
+        check(
+            "/browse bob --page 2",
+            cmd(Browse {
+                user: UserFilter {
+                    nick: "bob".into(),
+                    domain: None,
+                },
+                json: false,
+                page: 2,
+            }),
+        );
+        check("/browse bob --page two", Want::Usage("browse", 19));
         check(
             "/browse bob",
             cmd(Browse {
@@ -1212,6 +1277,7 @@ mod tests {
                     domain: None,
                 },
                 json: false,
+                page: 1,
             }),
         );
         check("/browse @", Want::Usage("browse", 8));

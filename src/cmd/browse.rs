@@ -1,19 +1,25 @@
-//! `/browse @user@domain [--json]`: one user's shared files.
+//! `/browse @user@domain [--json] [--page N]`: one user's shared files, a page at a time.
 
 use rosewire_shell::query::UserFilter;
 use serde_json::json;
 
+use super::more::{self, Continuation};
 use super::{json_line, store_failed, CmdError, Ctx, Output};
 use crate::chat::address;
 use crate::library::human_size;
-use crate::store;
+use crate::store::{self, files::PageStart};
 
-pub async fn run(ctx: &Ctx<'_>, user: &UserFilter, json: bool) -> Result<Output, CmdError> {
-    let domain = ctx.app.domain();
+pub async fn run(
+    ctx: &mut Ctx<'_>,
+    user: &UserFilter,
+    json: bool,
+    page: usize,
+) -> Result<Output, CmdError> {
+    let domain = ctx.app.domain().to_owned();
     if let Some(other) = user
         .domain
         .as_deref()
-        .filter(|d| !d.eq_ignore_ascii_case(domain))
+        .filter(|d| !d.eq_ignore_ascii_case(&domain))
     {
         return Err(CmdError::Failed(format!(
             "@{}@{other} is on another instance; browsing other instances is not available yet",
@@ -24,30 +30,51 @@ pub async fn run(ctx: &Ctx<'_>, user: &UserFilter, json: bool) -> Result<Output,
     let found = ctx
         .app
         .store
+        .call(move |conn| store::users::user_id_by_nick(conn, &nick))
+        .await
+        .map_err(store_failed)?;
+    let Some((owner_id, nick)) = found else {
+        return Err(CmdError::Failed(format!(
+            "no user {} here",
+            address(&user.nick, &domain)
+        )));
+    };
+    let owner = address(&nick, &domain);
+    show(ctx, owner_id, owner, json, page, more::page_start(page)).await
+}
+
+/// Shows page `page` of what `owner` shares, starting at `start`; `/more` continues after it.
+pub(super) async fn show(
+    ctx: &mut Ctx<'_>,
+    owner_id: i64,
+    owner: String,
+    json: bool,
+    page: usize,
+    start: PageStart,
+) -> Result<Output, CmdError> {
+    let from = start.clone();
+    let (listed, shared) = ctx
+        .app
+        .store
         .call(move |conn| {
-            let Some((id, nick)) = store::users::user_id_by_nick(conn, &nick)? else {
-                return Ok(None);
-            };
-            Ok(Some((nick, store::files::list_shared(conn, id)?)))
+            Ok((
+                more::read_page(conn, owner_id, true, &from)?,
+                store::files::count_shared(conn, owner_id)?,
+            ))
         })
         .await
         .map_err(store_failed)?;
-    let Some((nick, files)) = found else {
-        return Err(CmdError::Failed(format!(
-            "no user {} here",
-            address(&user.nick, domain)
-        )));
-    };
-    let owner = address(&nick, domain);
     let lines = if json {
-        files
+        listed
+            .files
             .iter()
             .map(|f| json_line(json!({"id": f.hash, "name": f.name, "path": f.path, "size": f.size, "owner": owner})))
             .collect()
-    } else if files.is_empty() {
+    } else if shared == 0 {
         vec![format!("{owner} shares nothing")]
     } else {
-        files
+        let mut lines: Vec<String> = listed
+            .files
             .iter()
             .map(|f| {
                 format!(
@@ -57,7 +84,20 @@ pub async fn run(ctx: &Ctx<'_>, user: &UserFilter, json: bool) -> Result<Output,
                     f.path
                 )
             })
-            .collect()
+            .collect();
+        if lines.is_empty() {
+            lines.push("no more files".to_owned());
+        }
+        lines.push(format!("{owner} shares {shared} files"));
+        if listed.more {
+            lines.push(format!("more files: /more (or --page {})", page + 1));
+        }
+        lines
     };
+    ctx.session.more = Some(Continuation::Browse {
+        owner_id,
+        owner,
+        cursor: more::cursor_after(page, start, &listed.files),
+    });
     Ok(Output::lines(lines))
 }

@@ -93,7 +93,7 @@ mod tests {
         rt.block_on(app.store.call(move |conn| {
             users::authenticate(conn, "alice", "SHA256:a", "k", 0)?;
             for (i, hash) in hashes.iter().enumerate() {
-                let id = store::files::upsert(conn, 1, &format!("f{i}.bin"), 1, hash, 0)?;
+                let id = store::files::upsert(conn, 1, &format!("f{i}.bin"), 1, hash, 0, None)?;
                 store::files::set_shared(conn, 1, &[id], true)?;
             }
             Ok(())

@@ -1,50 +1,87 @@
-//! `/library [--json]`: the user's own files.
+//! `/library [--json] [--page N]`: the user's own files, a page at a time.
 
 use serde_json::json;
 
-use super::{json_line, my_files, CmdError, Ctx, Output};
+use super::more::{self, Continuation};
+use super::{json_line, store_failed, CmdError, Ctx, Output};
 use crate::library::human_size;
+use crate::store::files::{self, PageStart};
 
 /// Hex digits of an id shown in listings; `/get` accepts any unique prefix of 8 or more.
 pub const SHORT_ID: usize = 12;
 
-pub async fn run(ctx: &Ctx<'_>, json: bool) -> Result<Output, CmdError> {
-    let files = my_files(ctx).await?;
-    let lines = if json {
-        files
-            .iter()
-            .map(|f| {
-                json_line(json!({
-                    "id": f.hash, "name": f.name, "path": f.path, "size": f.size, "shared": f.shared,
-                }))
-            })
-            .collect()
-    } else if files.is_empty() {
-        vec![
+pub async fn run(ctx: &mut Ctx<'_>, json: bool, page: usize) -> Result<Output, CmdError> {
+    show(ctx, json, page, more::page_start(page)).await
+}
+
+/// Shows page `page` of the library, starting at `start`; `/more` continues after it.
+pub(super) async fn show(
+    ctx: &mut Ctx<'_>,
+    json: bool,
+    page: usize,
+    start: PageStart,
+) -> Result<Output, CmdError> {
+    let user_id = ctx.user.id;
+    let from = start.clone();
+    let (listed, totals) = ctx
+        .app
+        .store
+        .call(move |conn| {
+            Ok((
+                more::read_page(conn, user_id, false, &from)?,
+                files::totals(conn, user_id)?,
+            ))
+        })
+        .await
+        .map_err(store_failed)?;
+    ctx.session.more = Some(Continuation::Library(more::cursor_after(
+        page,
+        start,
+        &listed.files,
+    )));
+    if json {
+        return Ok(Output::lines(
+            listed
+                .files
+                .iter()
+                .map(|f| {
+                    json_line(json!({
+                        "id": f.hash, "name": f.name, "path": f.path, "size": f.size, "shared": f.shared,
+                    }))
+                })
+                .collect(),
+        ));
+    }
+    if totals.files == 0 {
+        return Ok(Output::lines(vec![
             "your library is empty; upload with: sftp -P PORT you@host, then put FILE library/"
                 .to_owned(),
-        ]
-    } else {
-        let mut lines: Vec<String> = files
-            .iter()
-            .map(|f| {
-                format!(
-                    "{}  {:>10}  {}  {}",
-                    &f.hash[..SHORT_ID.min(f.hash.len())],
-                    human_size(f.size),
-                    if f.shared { "shared " } else { "private" },
-                    f.path
-                )
-            })
-            .collect();
-        let shared = files.iter().filter(|f| f.shared).count();
-        let total: u64 = files.iter().map(|f| f.size).sum();
-        lines.push(format!(
-            "{} files, {}, {shared} shared",
-            files.len(),
-            human_size(total)
-        ));
-        lines
-    };
+        ]));
+    }
+    let mut lines: Vec<String> = listed
+        .files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}  {:>10}  {}  {}",
+                &f.hash[..SHORT_ID.min(f.hash.len())],
+                human_size(f.size),
+                if f.shared { "shared " } else { "private" },
+                f.path
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push("no more files".to_owned());
+    }
+    lines.push(format!(
+        "{} files, {}, {} shared",
+        totals.files,
+        human_size(totals.bytes),
+        totals.shared
+    ));
+    if listed.more {
+        lines.push(format!("more files: /more (or --page {})", page + 1));
+    }
     Ok(Output::lines(lines))
 }

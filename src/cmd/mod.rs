@@ -9,6 +9,7 @@ mod get;
 mod help;
 pub mod history;
 mod library;
+mod more;
 mod search;
 mod share;
 mod unshare;
@@ -36,6 +37,8 @@ pub struct Ctx<'a> {
 #[derive(Debug, Default)]
 pub struct SessionState {
     pub last_search: Option<search::LastSearch>,
+    /// The last search or listing, which `/more` continues.
+    pub more: Option<more::Continuation>,
 }
 
 /// What a command produced.
@@ -85,12 +88,12 @@ pub async fn run(ctx: &mut Ctx<'_>, command: Command) -> Result<Output, CmdError
         Command::Me { action } => me::run(ctx, &action).await,
         Command::History { count, json } => history::run(ctx, count, json).await,
         Command::Keys(keys) => keys::run(ctx, keys).await,
-        Command::Library { json } => library::run(ctx, json).await,
+        Command::Library { json, page } => library::run(ctx, json, page).await,
         Command::Share { pattern } => share::run(ctx, &pattern).await,
         Command::Unshare { pattern } => unshare::run(ctx, &pattern).await,
         Command::Search { query, json, page } => search::run(ctx, query, json, page).await,
-        Command::More { json } => search::more(ctx, json).await,
-        Command::Browse { user, json } => browse::run(ctx, &user, json).await,
+        Command::More { json } => more::run(ctx, json).await,
+        Command::Browse { user, json, page } => browse::run(ctx, &user, json, page).await,
         Command::Get { target } => get::run(ctx, target).await,
         Command::Quit => Ok(Output {
             quit: true,

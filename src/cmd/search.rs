@@ -36,6 +36,7 @@ pub async fn run(
     let hits = fetch(ctx, &query, page).await?;
     let first_number = (page - 1) * PAGE_SIZE + 1;
     let out = render(ctx, &hits, first_number, json);
+    ctx.session.more = Some(super::more::Continuation::Search);
     ctx.session.last_search = Some(LastSearch {
         query,
         page,

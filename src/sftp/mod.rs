@@ -469,7 +469,14 @@ impl Sftp {
         if let Err(e) = self
             .app
             .library
-            .file_added(self.user.id, &rel, done.size, &done.hash, done.modified)
+            .file_added(
+                self.user.id,
+                &rel,
+                done.size,
+                &done.hash,
+                done.modified,
+                done.identity,
+            )
             .await
         {
             tracing::error!(parent: &self.span, path = %shown, "upload saved but not catalogued: {e}");

@@ -49,6 +49,8 @@ pub struct Finished {
     pub hash: String,
     /// Modification time (unix seconds).
     pub modified: i64,
+    /// Where the file is on disk, from the handle renamed into place (for the catalog).
+    pub identity: crate::store::files::FileIdentity,
 }
 
 pub struct Upload {
@@ -342,6 +344,7 @@ impl Upload {
             size: meta.len(),
             hash: hash.to_hex().to_string(),
             modified: meta.mtime(),
+            identity: crate::store::files::FileIdentity::of(&meta),
         })
     }
 

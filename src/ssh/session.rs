@@ -555,10 +555,14 @@ async fn stream_file(
     download: &Download,
 ) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
-    let path = app.library.source_path(download);
-    let mut file = tokio::fs::File::open(&path)
+    // Shared now, and proven to be the catalogued file, before a byte is sent.
+    let opened = app
+        .library
+        .open_download(download)
         .await
-        .map_err(|e| format!("cannot read {:?}: {e}", download.name))?;
+        .map_err(|e| e.to_string())?;
+    let download = &opened.download;
+    let mut file = tokio::fs::File::from_std(opened.file);
     let mut hasher = blake3::Hasher::new();
     let mut sent = 0u64;
     loop {

@@ -20,8 +20,45 @@ pub struct FileRecord {
     pub shared: bool,
 }
 
+/// Which file on disk a catalog row describes: read with `fstat` from the handle that was
+/// renamed into `library/`, and compared with the handle a download opens before it sends a
+/// byte. A new upload over the path is a new inode; an edit in place changes the size or the
+/// modification time (to the file system's timestamp grain; the hash checked while the bytes
+/// are sent is the last guard). The change time is left out: renaming a file inside the
+/// library changes it without touching the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
+impl FileIdentity {
+    /// The identity of an open file (or of a path), from its metadata.
+    pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+        }
+    }
+}
+
 const SELECT: &str =
     "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared
+     FROM files f JOIN users u ON u.id = f.owner_id";
+
+/// [`SELECT`] and the identity columns after its own (9: device, 10: inode, 11: mtime).
+const SELECT_WITH_IDENTITY: &str =
+    "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared,
+            f.disk_dev, f.disk_ino, f.disk_mtime_ns
      FROM files f JOIN users u ON u.id = f.owner_id";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -87,7 +124,8 @@ fn last_component(path: &str) -> &str {
 }
 
 /// Records a complete file at `path`, replacing what was there. A replaced file keeps its
-/// shared flag only if its content did not change.
+/// shared flag only if its content did not change. `identity` is where the bytes are on disk
+/// (`None` only in tests and imports: such a file is hashed in full before it is sent).
 pub fn upsert(
     conn: &mut Connection,
     owner_id: i64,
@@ -95,6 +133,7 @@ pub fn upsert(
     size: u64,
     hash: &str,
     modified: i64,
+    identity: Option<&FileIdentity>,
 ) -> Result<i64, StoreError> {
     let tx = conn.transaction()?;
     let old: Option<(String, bool)> = tx
@@ -120,9 +159,79 @@ pub fn upsert(
         ],
     )?;
     let id = tx.last_insert_rowid();
+    if let Some(identity) = identity {
+        set_identity(&tx, id, identity)?;
+    }
     index_file(&tx, id, owner_id, path, size)?;
     tx.commit()?;
     Ok(id)
+}
+
+fn set_identity(conn: &Connection, id: i64, identity: &FileIdentity) -> Result<usize, StoreError> {
+    // SQLite integers are signed: device and inode numbers are stored as their bit patterns.
+    Ok(conn
+        .prepare_cached(
+            "UPDATE files SET disk_dev = ?1, disk_ino = ?2, disk_mtime_ns = ?3
+             WHERE id = ?4 AND size = ?5",
+        )?
+        .execute(params![
+            identity.dev as i64,
+            identity.ino as i64,
+            identity.mtime_ns,
+            id,
+            identity.size as i64
+        ])?)
+}
+
+/// Records the identity of a file whose bytes were just proven (by hash) to be those of row
+/// `id`, if that row still holds `hash`. Returns whether it did.
+pub fn record_identity(
+    conn: &Connection,
+    id: i64,
+    hash: &str,
+    identity: &FileIdentity,
+) -> Result<bool, StoreError> {
+    let still: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM files WHERE id = ?1 AND hash = ?2",
+            params![id, hash],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if still.is_none() {
+        return Ok(false);
+    }
+    Ok(set_identity(conn, id, identity)? == 1)
+}
+
+/// The owner's file at `path` if it is shared now, with its recorded identity on disk
+/// (`None` if it was catalogued before identities were recorded).
+pub fn shared_at(
+    conn: &Connection,
+    owner_id: i64,
+    path: &str,
+) -> Result<Option<(FileRecord, Option<FileIdentity>)>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "{SELECT_WITH_IDENTITY} WHERE f.owner_id = ?1 AND f.path = ?2 AND f.shared = 1"
+        ))?
+        .query_row(params![owner_id, path], |r| {
+            let file = record(r)?;
+            let dev: Option<i64> = r.get(9)?;
+            let ino: Option<i64> = r.get(10)?;
+            let mtime_ns: Option<i64> = r.get(11)?;
+            let identity = match (dev, ino, mtime_ns) {
+                (Some(dev), Some(ino), Some(mtime_ns)) => Some(FileIdentity {
+                    dev: dev as u64,
+                    ino: ino as u64,
+                    size: file.size,
+                    mtime_ns,
+                }),
+                _ => None,
+            };
+            Ok((file, identity))
+        })
+        .optional()?)
 }
 
 /// Removes the catalog entry (and its index entry) of the owner's file at `path`, if any;
@@ -189,13 +298,76 @@ pub fn list(conn: &Connection, owner_id: i64) -> Result<Vec<FileRecord>, StoreEr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// A user's shared files, by path.
-pub fn list_shared(conn: &Connection, owner_id: i64) -> Result<Vec<FileRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "{SELECT} WHERE f.owner_id = ?1 AND f.shared = 1 ORDER BY f.path"
-    ))?;
-    let rows = stmt.query_map([owner_id], record)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+/// Where a page of a listing starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageStart {
+    /// After skipping this many files (`--page N`).
+    Offset(usize),
+    /// Right after this path (`/more`, continuing the page that ended there).
+    After(String),
+}
+
+/// One page of a user's files by path (only the shared ones if `shared_only`): at most
+/// `limit`, from `start`. Reads only those rows, walking an index on (owner, [shared,] path).
+pub fn list_page(
+    conn: &Connection,
+    owner_id: i64,
+    shared_only: bool,
+    start: &PageStart,
+    limit: usize,
+) -> Result<Vec<FileRecord>, StoreError> {
+    let shared = if shared_only { "AND f.shared = 1" } else { "" };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // Two statements rather than `(?2 IS NULL OR path > ?2)`, which would hide the range
+    // from the planner and walk the owner's files from the first.
+    let rows = match start {
+        PageStart::Offset(n) => {
+            let offset = i64::try_from(*n).unwrap_or(i64::MAX);
+            conn.prepare_cached(&format!(
+                "{SELECT} WHERE f.owner_id = ?1 {shared} ORDER BY f.path LIMIT ?2 OFFSET ?3"
+            ))?
+            .query_map(params![owner_id, limit, offset], record)?
+            .collect::<Result<_, _>>()?
+        }
+        PageStart::After(path) => conn
+            .prepare_cached(&format!(
+                "{SELECT} WHERE f.owner_id = ?1 {shared} AND f.path > ?2 ORDER BY f.path LIMIT ?3"
+            ))?
+            .query_map(params![owner_id, path, limit], record)?
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(rows)
+}
+
+/// What a user's library holds, counted by the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub files: u64,
+    pub bytes: u64,
+    pub shared: u64,
+}
+
+/// The user's files, bytes and shared files.
+pub fn totals(conn: &Connection, owner_id: i64) -> Result<Totals, StoreError> {
+    let (files, bytes, shared): (i64, i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*), COALESCE(SUM(size), 0), COALESCE(SUM(shared), 0)
+             FROM files WHERE owner_id = ?1",
+        )?
+        .query_row([owner_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(Totals {
+        files: files.max(0) as u64,
+        bytes: bytes.max(0) as u64,
+        shared: shared.max(0) as u64,
+    })
+}
+
+/// How many files the user shares.
+pub fn count_shared(conn: &Connection, owner_id: i64) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM files WHERE owner_id = ?1 AND shared = 1")?
+        .query_row([owner_id], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
 }
 
 /// Sets the shared flag of the files with these ids (all the owner's).
@@ -258,8 +430,8 @@ mod tests {
     fn upsert_rename_remove_keep_the_index_in_step() {
         let mut conn = crate::store::open_in_memory();
         let alice = user(&mut conn, "alice");
-        upsert(&mut conn, alice, "Music/So_What.flac", 10, "aa", 1).unwrap();
-        upsert(&mut conn, alice, "Music/Blue.flac", 20, "bb", 1).unwrap();
+        upsert(&mut conn, alice, "Music/So_What.flac", 10, "aa", 1, None).unwrap();
+        upsert(&mut conn, alice, "Music/Blue.flac", 20, "bb", 1, None).unwrap();
         let matches = |conn: &Connection, q: &str| -> i64 {
             conn.query_row(
                 "SELECT count(*) FROM files_fts WHERE files_fts MATCH ?1",
@@ -288,14 +460,14 @@ mod tests {
     fn replacing_a_file_with_new_content_unshares_it() {
         let mut conn = crate::store::open_in_memory();
         let alice = user(&mut conn, "alice");
-        let id = upsert(&mut conn, alice, "a.txt", 1, "aa", 1).unwrap();
+        let id = upsert(&mut conn, alice, "a.txt", 1, "aa", 1, None).unwrap();
         set_shared(&mut conn, alice, &[id], true).unwrap();
-        upsert(&mut conn, alice, "a.txt", 1, "aa", 2).unwrap();
+        upsert(&mut conn, alice, "a.txt", 1, "aa", 2, None).unwrap();
         assert!(
             list(&conn, alice).unwrap()[0].shared,
             "same content stays shared"
         );
-        upsert(&mut conn, alice, "a.txt", 2, "cc", 3).unwrap();
+        upsert(&mut conn, alice, "a.txt", 2, "cc", 3, None).unwrap();
         assert!(
             !list(&conn, alice).unwrap()[0].shared,
             "new content must be shared again"
@@ -303,11 +475,101 @@ mod tests {
     }
 
     #[test]
+    fn pages_walk_the_library_by_path_without_overlap() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = user(&mut conn, "alice");
+        let bob = user(&mut conn, "bob");
+        let files: Vec<(String, bool)> =
+            (0..250).map(|i| (format!("f{i:03}"), i % 5 == 0)).collect();
+        insert_many(
+            &mut conn,
+            alice,
+            files
+                .iter()
+                .map(|(p, shared)| (p.as_str(), 1, "h", *shared)),
+            0,
+        )
+        .unwrap();
+        upsert(&mut conn, bob, "bob's", 1, "b", 0, None).unwrap();
+        let paths =
+            |page: Vec<FileRecord>| -> Vec<String> { page.into_iter().map(|f| f.path).collect() };
+        let first = paths(list_page(&conn, alice, false, &PageStart::Offset(0), 100).unwrap());
+        let third = paths(list_page(&conn, alice, false, &PageStart::Offset(200), 100).unwrap());
+        assert_eq!((first.len(), third.len()), (100, 50));
+        assert_eq!((first[0].as_str(), third[49].as_str()), ("f000", "f249"));
+        // Continuing after a path gives what the offset gives.
+        let after = paths(
+            list_page(
+                &conn,
+                alice,
+                false,
+                &PageStart::After(first[99].clone()),
+                100,
+            )
+            .unwrap(),
+        );
+        let second = paths(list_page(&conn, alice, false, &PageStart::Offset(100), 100).unwrap());
+        assert_eq!(after, second);
+        assert_eq!(after[0], "f100");
+        let shared = list_page(&conn, alice, true, &PageStart::Offset(0), 100).unwrap();
+        assert_eq!(shared.len(), 50);
+        assert!(shared.iter().all(|f| f.shared && f.owner_id == alice));
+        let beyond = list_page(&conn, alice, true, &PageStart::Offset(usize::MAX), 100).unwrap();
+        assert!(beyond.is_empty());
+        assert_eq!(
+            totals(&conn, alice).unwrap(),
+            Totals {
+                files: 250,
+                bytes: 250,
+                shared: 50
+            }
+        );
+        assert_eq!(count_shared(&conn, alice).unwrap(), 50);
+        assert_eq!(count_shared(&conn, bob).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_shared_file_is_found_with_its_identity_and_only_while_shared() {
+        let mut conn = crate::store::open_in_memory();
+        let alice = user(&mut conn, "alice");
+        let identity = FileIdentity {
+            dev: u64::MAX - 1,
+            ino: 42,
+            size: 3,
+            mtime_ns: 1_700_000_000_123_456_789,
+        };
+        let id = upsert(&mut conn, alice, "a.txt", 3, "aa", 1, Some(&identity)).unwrap();
+        assert!(
+            shared_at(&conn, alice, "a.txt").unwrap().is_none(),
+            "not shared yet"
+        );
+        set_shared(&mut conn, alice, &[id], true).unwrap();
+        let (file, found) = shared_at(&conn, alice, "a.txt").unwrap().unwrap();
+        assert_eq!((file.id, found), (id, Some(identity)));
+        set_shared(&mut conn, alice, &[id], false).unwrap();
+        assert!(
+            shared_at(&conn, alice, "a.txt").unwrap().is_none(),
+            "unshared"
+        );
+
+        // A file catalogued without an identity gets one once its bytes are proven.
+        let old = upsert(&mut conn, alice, "b.txt", 3, "bb", 1, None).unwrap();
+        set_shared(&mut conn, alice, &[old], true).unwrap();
+        assert_eq!(shared_at(&conn, alice, "b.txt").unwrap().unwrap().1, None);
+        assert!(!record_identity(&conn, old, "other hash", &identity).unwrap());
+        assert!(record_identity(&conn, old, "bb", &identity).unwrap());
+        assert_eq!(
+            shared_at(&conn, alice, "b.txt").unwrap().unwrap().1,
+            Some(identity)
+        );
+    }
+
+    #[test]
     fn hash_prefixes_find_shared_files_only() {
         let mut conn = crate::store::open_in_memory();
         let alice = user(&mut conn, "alice");
-        let a = upsert(&mut conn, alice, "a", 1, "abcdef01", 1).unwrap();
-        upsert(&mut conn, alice, "b", 1, "abcdef02", 1).unwrap();
+        let a = upsert(&mut conn, alice, "a", 1, "abcdef01", 1, None).unwrap();
+        upsert(&mut conn, alice, "b", 1, "abcdef02", 1, None).unwrap();
         set_shared(&mut conn, alice, &[a], true).unwrap();
         let found = shared_by_hash_prefix(&conn, "abcdef", 10).unwrap();
         assert_eq!(found.len(), 1);
@@ -493,7 +755,7 @@ mod search_tests {
             (1, "books/kind of blue.epub", 2 << 20, "h5", true),
         ];
         for (owner, path, size, hash, shared) in files {
-            let id = upsert(&mut conn, ids[owner], path, size, hash, 0).unwrap();
+            let id = upsert(&mut conn, ids[owner], path, size, hash, 0, None).unwrap();
             set_shared(&mut conn, ids[owner], &[id], shared).unwrap();
         }
         conn

@@ -52,7 +52,7 @@ const MIGRATIONS: &[&str] = &[
         words, ext, owner, size,
         content='', contentless_delete=1, prefix='2 3', tokenize='unicode61 remove_diacritics 2'
     );",
-    // 3 (h-auth, pending keys): keys proposed with /keys add, waiting for their holder to log in
+    // 3: pending keys: keys proposed with /keys add, waiting for their holder to log in
     // once as NICK+CODE. A pending key belongs to nobody: authentication ignores this table.
     "CREATE TABLE pending_keys (
         code        TEXT PRIMARY KEY,      -- one-time code, uppercase base32
@@ -63,13 +63,23 @@ const MIGRATIONS: &[&str] = &[
         expires_at  INTEGER NOT NULL,      -- unix seconds; past it the code is void
         UNIQUE (user_id, fingerprint)
     );",
-    // 4 (h-auth, nickname skeletons): nick::skeleton of each nickname, unique, so a claim that
+    // 4: nickname skeletons: nick::skeleton of each nickname, unique, so a claim that
     // looks like an existing nickname fails inside the claim's transaction. Existing users
     // whose skeletons collide keep their nicknames: the oldest gets the skeleton, the others
     // NULL (which the unique index allows), and no new look-alike can join them.
     "ALTER TABLE users ADD COLUMN nick_skeleton TEXT;
     CREATE UNIQUE INDEX users_by_skeleton ON users(nick_skeleton);
     UPDATE OR IGNORE users SET nick_skeleton = rosewire_nick_skeleton(nick);",
+    // 5: file identity. Where each catalogued file is on disk (device, inode) and its
+    // modification time in nanoseconds, read from the handle that was renamed into place; a
+    // download compares them (and the size) with the file it opened before sending a byte.
+    // NULL for files catalogued before: those are hashed in full before their first byte is
+    // sent, and their identity is recorded then (`files::record_identity`).
+    "ALTER TABLE files ADD COLUMN disk_dev INTEGER;
+    ALTER TABLE files ADD COLUMN disk_ino INTEGER;
+    ALTER TABLE files ADD COLUMN disk_mtime_ns INTEGER;",
+    // 6: paged listings. `/browse` walks one owner's shared files by path, a page at a time.
+    "CREATE INDEX files_shared_by_owner_path ON files(owner_id, shared, path);",
 ];
 
 /// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use crate::util::*;
 
 /// Uploads `files` (local path, name in library/) with one `sftp -b` batch; asserts success.
-fn upload(rose: &Instance, key: &Key, user: &str, files: &[(&Path, &str)]) {
+pub(crate) fn upload(rose: &Instance, key: &Key, user: &str, files: &[(&Path, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let batch = dir.path().join("batch");
     let mut text = String::new();
@@ -38,13 +38,13 @@ fn upload(rose: &Instance, key: &Key, user: &str, files: &[(&Path, &str)]) {
 }
 
 /// Deterministic bytes of a given length (not all zeros, so a truncation or shift shows).
-fn content(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
         .collect()
 }
 
-fn json_lines(text: &str) -> Vec<serde_json::Value> {
+pub(crate) fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()

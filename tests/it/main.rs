@@ -4,9 +4,11 @@
 mod auth;
 mod chat;
 mod exec;
+mod fetch;
 mod hostile_net;
 mod library;
 mod limits;
+mod paging;
 mod server;
 mod sftp;
 mod shell_tty;

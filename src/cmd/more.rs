@@ -1,0 +1,85 @@
+//! `/more [--json]`: the next page of the session's last search or listing.
+
+use super::{browse, library, search, CmdError, Ctx, Output};
+use crate::store::files::{self, FileRecord, PageStart};
+use crate::store::StoreError;
+
+/// What `/more` continues: the last paged command of the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Continuation {
+    /// The last `/search` (its state is `SessionState::last_search`).
+    Search,
+    /// `/library`.
+    Library(Cursor),
+    /// `/browse` of one owner.
+    Browse {
+        owner_id: i64,
+        /// `@nick@domain`, for the output.
+        owner: String,
+        cursor: Cursor,
+    },
+}
+
+/// Where the next page of a listing starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The page last shown (from 1).
+    pub page: usize,
+    /// Where the page after it starts: after the last path shown.
+    pub next: PageStart,
+}
+
+pub async fn run(ctx: &mut Ctx<'_>, json: bool) -> Result<Output, CmdError> {
+    let Some(what) = ctx.session.more.clone() else {
+        return Err(CmdError::Failed(
+            "nothing to continue; use /search, /browse or /library first".into(),
+        ));
+    };
+    match what {
+        Continuation::Search => search::more(ctx, json).await,
+        Continuation::Library(cursor) => {
+            library::show(ctx, json, cursor.page + 1, cursor.next).await
+        }
+        Continuation::Browse {
+            owner_id,
+            owner,
+            cursor,
+        } => browse::show(ctx, owner_id, owner, json, cursor.page + 1, cursor.next).await,
+    }
+}
+
+/// A page of listing: at most [`search::PAGE_SIZE`] files, and whether more follow.
+pub(super) struct Page {
+    pub files: Vec<FileRecord>,
+    pub more: bool,
+}
+
+/// Reads one page of an owner's files (shared ones only if `shared_only`) on the store
+/// thread. Reads one row more than it shows, to know whether another page follows.
+pub(super) fn read_page(
+    conn: &rusqlite::Connection,
+    owner_id: i64,
+    shared_only: bool,
+    start: &PageStart,
+) -> Result<Page, StoreError> {
+    let mut files = files::list_page(conn, owner_id, shared_only, start, search::PAGE_SIZE + 1)?;
+    let more = files.len() > search::PAGE_SIZE;
+    files.truncate(search::PAGE_SIZE);
+    Ok(Page { files, more })
+}
+
+/// Where page `page` (from 1) of a listing starts.
+pub(super) fn page_start(page: usize) -> PageStart {
+    PageStart::Offset(page.saturating_sub(1).saturating_mul(search::PAGE_SIZE))
+}
+
+/// The cursor after showing `page`: right after its last file, or where it started if it
+/// was empty (past the end; `/more` finds nothing again, until files are added).
+pub(super) fn cursor_after(page: usize, start: PageStart, files: &[FileRecord]) -> Cursor {
+    Cursor {
+        page,
+        next: files
+            .last()
+            .map_or(start, |f| PageStart::After(f.path.clone())),
+    }
+}
