@@ -57,12 +57,15 @@ fn per_key(mut shell: Shell, keys: &[&[u8]], render: bool) -> f64 {
     started.elapsed().as_nanos() as f64 / count as f64
 }
 
+/// A case: its name, the line's length, the keys that place the cursor, the keys repeated.
+type Case<'a> = (&'a str, usize, &'a [u8], &'a [&'a [u8]]);
+
 fn main() {
     let middle = "\x1b[D".repeat(MAX_LINE_BYTES / 2);
     let middle = middle.as_bytes();
     let full = MAX_LINE_BYTES - 1;
     let type_and_erase: &[&[u8]] = &[b"x", b"\x7f"];
-    let cases: [(&str, usize, &[u8], &[&[u8]]); 7] = [
+    let cases: [Case; 7] = [
         ("type+erase, end of a 16-byte line", 16, b"", type_and_erase),
         ("type+erase, end of a full line", full, b"", type_and_erase),
         (
