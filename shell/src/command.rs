@@ -73,6 +73,22 @@ pub enum Command {
     Quit,
 }
 
+impl Command {
+    /// Whether the command was asked for JSON (`--json`): its output lines are JSON objects.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Who { json }
+            | Command::History { json, .. }
+            | Command::Library { json }
+            | Command::Search { json, .. }
+            | Command::More { json }
+            | Command::Browse { json, .. }
+            | Command::Keys(KeysCommand::List { json }) => *json,
+            _ => false,
+        }
+    }
+}
+
 /// What `/get` fetches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GetTarget {
@@ -1387,5 +1403,23 @@ mod tests {
         assert_eq!(edit_distance("whoo", "who"), 1);
         assert_eq!(edit_distance("hlep", "help"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn json_is_known_for_every_command_that_takes_it() {
+        for line in [
+            "who --json",
+            "history 3 --json",
+            "library --json",
+            "search x --json",
+            "more --json",
+            "browse @bob@b.example --json",
+            "keys --json",
+        ] {
+            assert_eq!(parse_exec(line).map(|c| c.json()), Ok(true), "{line}");
+        }
+        for line in ["who", "search x", "say --json", "get 1", "help"] {
+            assert_eq!(parse_exec(line).map(|c| c.json()), Ok(false), "{line}");
+        }
     }
 }

@@ -1,13 +1,23 @@
 //! The input line: a small line editor with history and tab completion.
 //!
-//! The buffer is a `String` edited at grapheme-cluster boundaries (a combining mark stays
-//! with its base character, `日` is one step of two columns). The cursor is a byte offset
-//! that is always on such a boundary. The editor never holds control characters and never
-//! grows beyond [`MAX_LINE_BYTES`].
+//! The line is a `String` cut into grapheme clusters (a combining mark stays with its base
+//! character, `日` is one step of two columns), each with its length and display width, kept
+//! up to date edit by edit. The cursor is a cluster index with its byte offset and column.
+//! The editor never holds control characters and never grows beyond [`MAX_LINE_BYTES`].
+//!
+//! **Invariant: a key costs the same whatever the line holds.** An edit re-segments only the
+//! cluster before it, the text it inserts and the few clusters after it until the new
+//! boundaries meet the old ones ([`MAX_CLUSTER_BYTES`], [`RESEGMENT_BYTES`]); the width and the
+//! cursor column are kept, not recounted; the screen asks only for the visible part
+//! ([`Editor::visible`]); history entries keep their clusters. What still grows with the line
+//! is a `memmove` of at most [`MAX_LINE_BYTES`] when inserting in the middle, and word motions
+//! (Alt-B/F, Ctrl-W), which step over one word. [`Editor::graphemes_visited`] counts the work so
+//! tests can prove it.
 //!
 //! Keys arrive as termwiz [`KeyEvent`]s (decoded by the shell); [`Editor::handle_key`]
 //! applies one and says what the shell should do about it.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 use termwiz::input::{KeyCode, KeyEvent, Modifiers};
@@ -18,6 +28,22 @@ use crate::sanitize::{is_unsafe_char, sanitize};
 
 /// How many submitted lines Up/Down can recall.
 pub const HISTORY_LINES: usize = 100;
+
+/// Longest grapheme cluster the line holds, in bytes. Real clusters are far shorter (a family
+/// emoji with skin tones is 41 bytes, a flag of a region 28); a longer pile of combining marks
+/// is cut here, and marks typed past it are dropped. This bounds how much text one edit
+/// re-segments.
+pub const MAX_CLUSTER_BYTES: usize = 64;
+
+/// How far past an edit the line is re-segmented at most, in bytes, looking for the point
+/// where the new clusters meet the old ones again. Ordinary text meets them within one
+/// cluster; only a run of flags (regional indicators pair up from the start of their run)
+/// can need more, and past this bound the run keeps its old pairs.
+pub const RESEGMENT_BYTES: usize = 2 * MAX_CLUSTER_BYTES;
+
+/// Longest word (in clusters) Tab looks back over: longer than any command name or nickname,
+/// so a longer word has nothing to complete.
+const MAX_COMPLETED_WORD: usize = 64;
 
 /// What the shell should do after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,19 +60,91 @@ pub enum EditorEvent {
     Candidates(Vec<String>),
 }
 
+/// One grapheme cluster of the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cluster {
+    /// Its length in bytes, at most [`MAX_CLUSTER_BYTES`].
+    len: u16,
+    /// Its display width in columns, as the screen draws it.
+    width: u16,
+}
+
+/// A line of text cut into clusters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Line {
+    /// The text.
+    text: String,
+    /// The clusters of `text`, in order; their lengths add up to `text.len()`.
+    clusters: Vec<Cluster>,
+    /// The sum of the clusters' widths, kept so that nothing has to add them up.
+    width: usize,
+}
+
+/// A boundary between two clusters of a [`Line`] (or its start or end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Pos {
+    /// Clusters before it.
+    index: usize,
+    /// Bytes before it.
+    byte: usize,
+    /// Columns before it.
+    column: usize,
+}
+
+impl Line {
+    fn end(&self) -> Pos {
+        Pos {
+            index: self.clusters.len(),
+            byte: self.text.len(),
+            column: self.width,
+        }
+    }
+
+    /// The boundary one cluster before `p`, if any.
+    fn before(&self, p: Pos) -> Option<Pos> {
+        let c = self.clusters.get(p.index.checked_sub(1)?)?;
+        Some(Pos {
+            index: p.index - 1,
+            byte: p.byte - usize::from(c.len),
+            column: p.column - usize::from(c.width),
+        })
+    }
+
+    /// The boundary one cluster after `p`, if any.
+    fn after(&self, p: Pos) -> Option<Pos> {
+        let c = self.clusters.get(p.index)?;
+        Some(Pos {
+            index: p.index + 1,
+            byte: p.byte + usize::from(c.len),
+            column: p.column + usize::from(c.width),
+        })
+    }
+
+    /// Whether the cluster that starts at `p` starts with whitespace.
+    fn is_space_at(&self, p: Pos) -> bool {
+        self.text
+            .get(p.byte..)
+            .and_then(|rest| rest.chars().next())
+            .is_some_and(char::is_whitespace)
+    }
+}
+
 /// The input line, its history and the nicknames it completes.
 #[derive(Debug, Default)]
 pub struct Editor {
     /// The line being typed.
-    text: String,
-    /// Byte offset of the cursor in `text`, on a grapheme boundary.
-    cursor: usize,
-    /// Submitted lines, oldest first, at most [`HISTORY_LINES`].
-    history: VecDeque<String>,
+    line: Line,
+    /// Where the cursor is in `line`.
+    cursor: Pos,
+    /// Submitted lines with their clusters, oldest first, at most [`HISTORY_LINES`].
+    history: VecDeque<Line>,
     /// Which history entry is shown, while browsing with Up/Down.
     history_index: Option<usize>,
     /// The half-typed line that was there before Up, restored by Down past the newest entry.
-    draft: String,
+    draft: Line,
+    /// Graphemes segmented, measured or stepped over so far: the editor's work, which tests
+    /// use to prove that a key costs the same whatever the line holds.
+    visited: Cell<u64>,
 }
 
 impl Editor {
@@ -57,12 +155,60 @@ impl Editor {
 
     /// The line being typed.
     pub fn text(&self) -> &str {
-        &self.text
+        &self.line.text
+    }
+
+    /// The display width of the whole line (wide characters count two).
+    pub fn width(&self) -> usize {
+        self.line.width
     }
 
     /// The display column of the cursor (wide characters count two).
     pub fn cursor_column(&self) -> usize {
-        display_width(&self.text[..self.cursor])
+        self.cursor.column
+    }
+
+    /// How many graphemes the editor has segmented, measured or stepped over since it was
+    /// made: a measure of work that does not depend on the machine (see the module docs).
+    pub fn graphemes_visited(&self) -> u64 {
+        self.visited.get()
+    }
+
+    fn visit(&self) {
+        self.visited.set(self.visited.get() + 1);
+    }
+
+    /// The text shown in columns `from..from + room`: the clusters that fit whole, with a
+    /// wide one cut by the left edge shown as blanks for its visible half, and zero-width
+    /// ones left out. Costs the distance from the cursor to `from`, plus `room`.
+    pub fn visible(&self, from: usize, room: usize) -> String {
+        let line = &self.line;
+        let mut visible = String::new();
+        let mut p = self.cursor;
+        while p.column > from {
+            let Some(before) = line.before(p) else { break };
+            self.visit();
+            p = before;
+        }
+        while p.column < from {
+            let Some(after) = line.after(p) else { break };
+            self.visit();
+            if after.column > from {
+                visible.extend(std::iter::repeat_n(' ', after.column - from));
+            }
+            p = after;
+        }
+        while let Some(after) = line.after(p) {
+            if after.column > from + room {
+                break;
+            }
+            self.visit();
+            if after.column > p.column {
+                visible.push_str(&line.text[p.byte..after.byte]);
+            }
+            p = after;
+        }
+        visible
     }
 
     /// Applies one key. `nicks` are the nicknames `@` completes.
@@ -74,14 +220,14 @@ impl Editor {
             KeyCode::Tab if key.modifiers == Modifiers::NONE => return self.complete(nicks),
             KeyCode::Char('l') if ctrl => return EditorEvent::Redraw,
             KeyCode::Char('d') if ctrl => {
-                if self.text.is_empty() {
+                if self.line.text.is_empty() {
                     return EditorEvent::Quit;
                 }
                 self.delete();
             }
             KeyCode::Char('c') if ctrl => self.clear(),
-            KeyCode::Char('a') if ctrl => self.cursor = 0,
-            KeyCode::Char('e') if ctrl => self.cursor = self.text.len(),
+            KeyCode::Char('a') if ctrl => self.home(),
+            KeyCode::Char('e') if ctrl => self.end(),
             KeyCode::Char('b') if ctrl => self.left(),
             KeyCode::Char('f') if ctrl => self.right(),
             KeyCode::Char('w') if ctrl => self.delete_word_before(),
@@ -101,8 +247,8 @@ impl Editor {
             }
             KeyCode::LeftArrow | KeyCode::ApplicationLeftArrow => self.left(),
             KeyCode::RightArrow | KeyCode::ApplicationRightArrow => self.right(),
-            KeyCode::Home => self.cursor = 0,
-            KeyCode::End => self.cursor = self.text.len(),
+            KeyCode::Home => self.home(),
+            KeyCode::End => self.end(),
             KeyCode::UpArrow | KeyCode::ApplicationUpArrow => self.history_previous(),
             KeyCode::DownArrow | KeyCode::ApplicationDownArrow => self.history_next(),
             _ => {}
@@ -111,7 +257,7 @@ impl Editor {
     }
 
     /// Inserts pasted text: line breaks become spaces, controls are removed, and what does
-    /// not fit in [`MAX_LINE_BYTES`] is dropped.
+    /// not fit in [`MAX_LINE_BYTES`] is dropped. Linear in the paste.
     pub fn paste(&mut self, text: &str) {
         let flat: String = text
             .replace("\r\n", "\n")
@@ -121,9 +267,10 @@ impl Editor {
         self.insert(&sanitize(&flat));
     }
 
-    /// Inserts `text` at the cursor, up to the bound, skipping unsafe characters.
+    /// Inserts `text` at the cursor, up to the bound, skipping unsafe characters. On a full
+    /// line this returns at once.
     fn insert(&mut self, text: &str) {
-        let room = MAX_LINE_BYTES.saturating_sub(self.text.len());
+        let room = MAX_LINE_BYTES.saturating_sub(self.line.text.len());
         let mut fitting = String::new();
         for c in text.chars().filter(|c| !is_unsafe_char(*c)) {
             if fitting.len() + c.len_utf8() > room {
@@ -131,66 +278,156 @@ impl Editor {
             }
             fitting.push(c);
         }
-        self.text.insert_str(self.cursor, &fitting);
-        self.cursor += fitting.len();
-        self.snap_cursor();
+        if !fitting.is_empty() {
+            self.cursor = self.splice(self.cursor, self.cursor, &fitting);
+        }
     }
 
-    /// Moves the cursor forward to a grapheme boundary, in case an insertion (a combining
-    /// mark) merged with the cluster after it.
-    fn snap_cursor(&mut self) {
-        let cursor = self.cursor;
-        let end = self.boundaries().find(|b| *b >= cursor);
-        self.cursor = end.unwrap_or(self.text.len());
+    /// Replaces the clusters from `from` to `to` with `insert` and re-segments around the
+    /// edit: from the cluster before it (whose start cannot move) until the new boundaries
+    /// meet the old ones, at most [`RESEGMENT_BYTES`] past the edit. Zero-width clusters of
+    /// inserted text (a lone combining mark, marks past [`MAX_CLUSTER_BYTES`]) are dropped.
+    /// Returns the first boundary at or after the end of the inserted text.
+    fn splice(&mut self, from: Pos, to: Pos, insert: &str) -> Pos {
+        let start = self.line.before(from).unwrap_or(from);
+        let Line {
+            text,
+            clusters,
+            width,
+        } = &mut self.line;
+        text.replace_range(from.byte..to.byte, insert);
+        let edit_end = from.byte + insert.len();
+        let mut limit = (edit_end + RESEGMENT_BYTES).min(text.len());
+        while !text.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let mut window = Window {
+            text,
+            visited: &self.visited,
+            inserted: from.byte..edit_end,
+            target: edit_end,
+            clusters: Vec::new(),
+            dropped: Vec::new(),
+            kept: Pos::default(),
+            cursor: (edit_end <= start.byte).then_some(Pos::default()),
+        };
+        // The old clusters after the edit, walked as boundaries in the new text.
+        let (mut old_index, mut old_byte, mut old_width) = (to.index, edit_end, 0);
+        let mut graphemes = text[start.byte..limit].grapheme_indices(true);
+        let mut pos = start.byte;
+        let forced = loop {
+            if pos >= edit_end {
+                while old_byte < pos {
+                    let Some(c) = clusters.get(old_index) else {
+                        break;
+                    };
+                    old_byte += usize::from(c.len);
+                    old_width += usize::from(c.width);
+                    old_index += 1;
+                }
+                if old_byte == pos {
+                    break false;
+                }
+            }
+            let Some((i, g)) = graphemes.next() else {
+                break true;
+            };
+            self.visited.set(self.visited.get() + 1);
+            let (s, e) = (start.byte + i, start.byte + i + g.len());
+            if e == limit && limit < text.len() {
+                // The bound may cut this cluster: end the window at an old boundary instead.
+                if s < edit_end {
+                    window.push(s..e);
+                    pos = e;
+                } else {
+                    pos = s;
+                }
+                break true;
+            }
+            window.push(s..e);
+            pos = e;
+        };
+        if forced {
+            while old_byte < pos {
+                let Some(c) = clusters.get(old_index) else {
+                    break;
+                };
+                old_byte += usize::from(c.len);
+                old_width += usize::from(c.width);
+                old_index += 1;
+            }
+            if old_byte > pos {
+                window.push(pos..old_byte);
+            }
+        }
+        let Window {
+            clusters: new,
+            dropped,
+            kept,
+            cursor,
+            ..
+        } = window;
+        *width = *width + kept.column - (to.column - start.column + old_width);
+        clusters.splice(start.index..old_index, new);
+        for range in dropped.into_iter().rev() {
+            text.replace_range(range, "");
+        }
+        let cursor = cursor.unwrap_or(kept);
+        Pos {
+            index: start.index + cursor.index,
+            byte: start.byte + cursor.byte,
+            column: start.column + cursor.column,
+        }
     }
 
-    /// Byte offsets of every grapheme boundary, including 0 and the end.
-    fn boundaries(&self) -> impl Iterator<Item = usize> + '_ {
-        self.text
-            .grapheme_indices(true)
-            .map(|(i, _)| i)
-            .chain(std::iter::once(self.text.len()))
+    fn home(&mut self) {
+        self.cursor = Pos::default();
     }
 
-    fn previous_boundary(&self) -> usize {
-        self.text[..self.cursor]
-            .grapheme_indices(true)
-            .next_back()
-            .map_or(0, |(i, _)| i)
-    }
-
-    fn next_boundary(&self) -> usize {
-        self.text[self.cursor..]
-            .graphemes(true)
-            .next()
-            .map_or(self.cursor, |g| self.cursor + g.len())
+    fn end(&mut self) {
+        self.cursor = self.line.end();
     }
 
     fn left(&mut self) {
-        self.cursor = self.previous_boundary();
+        if let Some(p) = self.line.before(self.cursor) {
+            self.cursor = p;
+        }
     }
 
     fn right(&mut self) {
-        self.cursor = self.next_boundary();
+        if let Some(p) = self.line.after(self.cursor) {
+            self.cursor = p;
+        }
     }
 
     /// Start of the word before the cursor (skipping whitespace first), as readline's Ctrl-W.
-    fn word_start_before(&self) -> usize {
-        let before = &self.text[..self.cursor];
-        let trimmed = before.trim_end();
-        trimmed
-            .char_indices()
-            .rev()
-            .find(|(_, c)| c.is_whitespace())
-            .map_or(0, |(i, c)| i + c.len_utf8())
+    fn word_start_before(&self) -> Pos {
+        let mut p = self.cursor;
+        for space in [true, false] {
+            while let Some(before) = self.line.before(p) {
+                if self.line.is_space_at(before) != space {
+                    break;
+                }
+                self.visit();
+                p = before;
+            }
+        }
+        p
     }
 
-    fn word_end_after(&self) -> usize {
-        let after = &self.text[self.cursor..];
-        let skipped = after.len() - after.trim_start().len();
-        let word = &after[skipped..];
-        let word_len = word.find(char::is_whitespace).unwrap_or(word.len());
-        self.cursor + skipped + word_len
+    /// End of the word after the cursor (skipping whitespace first).
+    fn word_end_after(&self) -> Pos {
+        let mut p = self.cursor;
+        for space in [true, false] {
+            while self.line.is_space_at(p) == space {
+                let Some(after) = self.line.after(p) else {
+                    break;
+                };
+                self.visit();
+                p = after;
+            }
+        }
+        p
     }
 
     fn word_left(&mut self) {
@@ -203,68 +440,70 @@ impl Editor {
 
     fn delete_word_before(&mut self) {
         let start = self.word_start_before();
-        self.text.replace_range(start..self.cursor, "");
-        self.cursor = start;
+        self.cursor = self.splice(start, self.cursor, "");
     }
 
     fn delete_to_start(&mut self) {
-        self.text.replace_range(..self.cursor, "");
-        self.cursor = 0;
+        self.cursor = self.splice(Pos::default(), self.cursor, "");
     }
 
     fn kill_to_end(&mut self) {
-        self.text.truncate(self.cursor);
+        self.cursor = self.splice(self.cursor, self.line.end(), "");
     }
 
     fn backspace(&mut self) {
-        let start = self.previous_boundary();
-        self.text.replace_range(start..self.cursor, "");
-        self.cursor = start;
+        if let Some(start) = self.line.before(self.cursor) {
+            self.cursor = self.splice(start, self.cursor, "");
+        }
     }
 
     fn delete(&mut self) {
-        let end = self.next_boundary();
-        self.text.replace_range(self.cursor..end, "");
+        if let Some(end) = self.line.after(self.cursor) {
+            self.cursor = self.splice(self.cursor, end, "");
+        }
     }
 
     fn clear(&mut self) {
-        self.text.clear();
-        self.cursor = 0;
+        self.line = Line::default();
+        self.cursor = Pos::default();
         self.history_index = None;
     }
 
-    fn set_text(&mut self, text: String) {
-        self.text = text;
-        self.cursor = self.text.len();
+    /// Shows `line` (from the history or the draft), cursor at its end; it keeps its
+    /// clusters, so nothing is segmented again.
+    fn set_line(&mut self, line: Line) {
+        self.line = line;
+        self.cursor = self.line.end();
     }
 
     fn submit(&mut self) -> EditorEvent {
-        let line = std::mem::take(&mut self.text);
+        let line = std::mem::take(&mut self.line);
         self.clear();
-        if line.trim().is_empty() {
+        if line.text.trim().is_empty() {
             return EditorEvent::None;
         }
-        if self.history.back() != Some(&line) {
+        let text = line.text.clone();
+        if self.history.back().map(|l| &l.text) != Some(&text) {
             if self.history.len() == HISTORY_LINES {
                 self.history.pop_front();
             }
-            self.history.push_back(line.clone());
+            self.history.push_back(line);
         }
-        EditorEvent::Submit(line)
+        EditorEvent::Submit(text)
     }
 
     fn history_previous(&mut self) {
         let index = match self.history_index {
             None if self.history.is_empty() => return,
             None => {
-                self.draft = self.text.clone();
+                self.draft = self.line.clone();
                 self.history.len() - 1
             }
             Some(index) => index.saturating_sub(1),
         };
         self.history_index = Some(index);
         if let Some(line) = self.history.get(index) {
-            self.set_text(line.clone());
+            self.set_line(line.clone());
         }
     }
 
@@ -274,22 +513,33 @@ impl Editor {
         };
         if let Some(line) = self.history.get(index + 1) {
             self.history_index = Some(index + 1);
-            self.set_text(line.clone());
+            self.set_line(line.clone());
         } else {
             self.history_index = None;
             let draft = std::mem::take(&mut self.draft);
-            self.set_text(draft);
+            self.set_line(draft);
         }
     }
 
     /// Tab: completes the word before the cursor. `/wh` at the start of the line completes
-    /// command names, `@al` anywhere completes nicknames (case-insensitively).
+    /// command names, `@al` anywhere completes nicknames (case-insensitively). A word longer
+    /// than [`MAX_COMPLETED_WORD`] clusters completes nothing and is not read to its start.
     fn complete(&mut self, nicks: &[String]) -> EditorEvent {
-        let start = self.text[..self.cursor]
-            .rfind(char::is_whitespace)
-            .map_or(0, |i| i + 1);
-        let word = self.text[start..self.cursor].to_owned();
-        let candidates: Vec<String> = if start == 0 && word.starts_with('/') {
+        let mut start = self.cursor;
+        let mut steps = 0;
+        while let Some(before) = self.line.before(start) {
+            if self.line.is_space_at(before) {
+                break;
+            }
+            steps += 1;
+            if steps > MAX_COMPLETED_WORD {
+                return EditorEvent::None;
+            }
+            self.visit();
+            start = before;
+        }
+        let word = self.line.text[start.byte..self.cursor.byte].to_owned();
+        let candidates: Vec<String> = if start.byte == 0 && word.starts_with('/') {
             matching(&word[1..], command_names())
                 .into_iter()
                 .map(|name| format!("/{name}"))
@@ -319,13 +569,71 @@ impl Editor {
     }
 
     /// Replaces `start..cursor` with `replacement`, if the result fits the bound.
-    fn replace_word(&mut self, start: usize, replacement: &str) {
-        let new_len = self.text.len() - (self.cursor - start) + replacement.len();
+    fn replace_word(&mut self, start: Pos, replacement: &str) {
+        let new_len = self.line.text.len() - (self.cursor.byte - start.byte) + replacement.len();
         if new_len > MAX_LINE_BYTES {
             return;
         }
-        self.text.replace_range(start..self.cursor, replacement);
-        self.cursor = start + replacement.len();
+        self.cursor = self.splice(start, self.cursor, replacement);
+    }
+}
+
+/// The clusters of a re-segmented stretch of the line, as [`Editor::splice`] finds them.
+struct Window<'a> {
+    /// The whole line, already edited.
+    text: &'a str,
+    /// The editor's work counter.
+    visited: &'a Cell<u64>,
+    /// The inserted bytes: a zero-width cluster made of them is dropped.
+    inserted: std::ops::Range<usize>,
+    /// Where the cursor goes: the first boundary at or after this byte.
+    target: usize,
+    /// The new clusters, in order.
+    clusters: Vec<Cluster>,
+    /// The byte ranges of dropped clusters, in order.
+    dropped: Vec<std::ops::Range<usize>>,
+    /// The clusters, bytes and columns kept so far (relative to the window's start).
+    kept: Pos,
+    /// The cursor, relative to the window's start, once found.
+    cursor: Option<Pos>,
+}
+
+impl Window<'_> {
+    /// Adds one grapheme cluster, cut into pieces of at most [`MAX_CLUSTER_BYTES`].
+    fn push(&mut self, range: std::ops::Range<usize>) {
+        let mut start = range.start;
+        while start < range.end {
+            let mut end = (start + MAX_CLUSTER_BYTES).min(range.end);
+            while !self.text.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.piece(start..end);
+            start = end;
+        }
+    }
+
+    fn piece(&mut self, range: std::ops::Range<usize>) {
+        let text = &self.text[range.clone()];
+        let width: usize = text
+            .graphemes(true)
+            .inspect(|_| self.visited.set(self.visited.get() + 1))
+            .map(grapheme_width)
+            .sum();
+        let inserted = range.start < self.inserted.end && range.end > self.inserted.start;
+        if width == 0 && inserted {
+            self.dropped.push(range.clone());
+        } else {
+            self.clusters.push(Cluster {
+                len: u16::try_from(text.len()).unwrap_or(u16::MAX),
+                width: u16::try_from(width).unwrap_or(u16::MAX),
+            });
+            self.kept.index += 1;
+            self.kept.byte += text.len();
+            self.kept.column += usize::from(u16::try_from(width).unwrap_or(u16::MAX));
+        }
+        if self.cursor.is_none() && range.end >= self.target {
+            self.cursor = Some(self.kept);
+        }
     }
 }
 
@@ -405,7 +713,7 @@ mod tests {
             );
         }
         let mut shown = editor.text().to_owned();
-        shown.insert(editor.cursor, '|');
+        shown.insert(editor.cursor.byte, '|');
         assert_eq!(shown, expected, "typed {text:?} then {keys:?}");
     }
 
@@ -507,7 +815,10 @@ mod tests {
             EditorEvent::None
         );
         assert_eq!(editor.history.len(), HISTORY_LINES);
-        assert_eq!(editor.history.front().map(String::as_str), Some("line 10"));
+        assert_eq!(
+            editor.history.front().map(|l| l.text.as_str()),
+            Some("line 10")
+        );
     }
 
     #[test]
@@ -543,5 +854,111 @@ mod tests {
         let mut editor = Editor::new();
         typed(&mut editor, "a日本e\u{301}");
         assert_eq!(editor.cursor_column(), 1 + 2 + 2 + 1);
+    }
+
+    /// The clusters as a fresh segmentation would find them, for lines without flag runs or
+    /// over-long clusters; and the kept sums agree with them.
+    fn assert_consistent(editor: &Editor) {
+        let line = &editor.line;
+        let fresh: Vec<Cluster> = line
+            .text
+            .graphemes(true)
+            .map(|g| Cluster {
+                len: g.len() as u16,
+                width: grapheme_width(g) as u16,
+            })
+            .collect();
+        assert_eq!(line.clusters, fresh, "{:?}", line.text);
+        assert_eq!(line.width, display_width(&line.text));
+        let before = &line.text[..editor.cursor.byte];
+        assert_eq!(editor.cursor.index, before.graphemes(true).count());
+        assert_eq!(editor.cursor.column, display_width(before));
+    }
+
+    #[test]
+    fn edits_keep_the_clusters_of_a_fresh_segmentation() {
+        use KeyCode::*;
+        let mut editor = Editor::new();
+        typed(&mut editor, "ab 日本 e");
+        for k in [
+            key(Char('\u{301}')),
+            key(LeftArrow),
+            key(LeftArrow),
+            key(Char('\u{200d}')),
+            key(Backspace),
+            key(Home),
+            key(Delete),
+            key(End),
+        ] {
+            editor.handle_key(&k, &[]);
+            assert_consistent(&editor);
+        }
+        // Deleting what separates two halves of an emoji sequence joins them into one.
+        let mut editor = Editor::new();
+        editor.paste("👩\u{200d}x💻");
+        assert_eq!(editor.line.clusters.len(), 3);
+        editor.handle_key(&key(LeftArrow), &[]);
+        editor.handle_key(&key(Backspace), &[]);
+        assert_eq!(editor.text(), "👩\u{200d}💻");
+        assert_eq!(editor.line.clusters.len(), 1);
+        assert_consistent(&editor);
+    }
+
+    #[test]
+    fn a_mark_with_nothing_to_sit_on_is_dropped() {
+        check("", &[key(KeyCode::Char('\u{301}'))], "|");
+        check(
+            "ab",
+            &[key(KeyCode::Home), key(KeyCode::Char('\u{301}'))],
+            "|ab",
+        );
+        let mut editor = Editor::new();
+        editor.paste("\u{301}x");
+        assert_eq!(editor.text(), "x");
+    }
+
+    #[test]
+    fn marks_past_the_cluster_bound_are_dropped() {
+        let mut editor = Editor::new();
+        typed(&mut editor, &format!("e{}", "\u{301}".repeat(100)));
+        assert_eq!(editor.text(), format!("e{}", "\u{301}".repeat(31)));
+        assert_eq!(editor.line.clusters.len(), 1);
+        let mut pasted = Editor::new();
+        pasted.paste(&format!("e{}f", "\u{301}".repeat(100)));
+        assert_eq!(pasted.text(), format!("{}f", editor.text()));
+        // Typing one more costs a bounded walk however many marks were refused.
+        let before = editor.graphemes_visited();
+        typed(&mut editor, "\u{301}");
+        assert!(editor.graphemes_visited() - before <= 4);
+    }
+
+    #[test]
+    fn a_flag_typed_before_a_long_run_of_flags_re_pairs_only_the_nearest() {
+        let flags = "🇫🇷".repeat(100);
+        let mut editor = Editor::new();
+        editor.paste(&flags);
+        assert_consistent(&editor);
+        editor.handle_key(&key(KeyCode::Home), &[]);
+        let before = editor.graphemes_visited();
+        typed(&mut editor, "🇩");
+        let work = editor.graphemes_visited() - before;
+        assert!(work <= 2 * RESEGMENT_BYTES as u64 / 4, "{work} graphemes");
+        assert_eq!(editor.text(), format!("🇩{flags}"));
+        let lens: usize = editor
+            .line
+            .clusters
+            .iter()
+            .map(|c| usize::from(c.len))
+            .sum();
+        assert_eq!(lens, editor.text().len());
+        let widths: usize = editor
+            .line
+            .clusters
+            .iter()
+            .map(|c| usize::from(c.width))
+            .sum();
+        assert_eq!(widths, editor.width());
+        // The new indicator pairs with the first old one; the cursor is after that pair.
+        assert_eq!(editor.cursor.byte, 8);
     }
 }

@@ -21,6 +21,23 @@ pub fn sanitize(text: &str) -> String {
     out
 }
 
+/// Makes one line of JSON safe for a terminal without changing what it means: every
+/// character [`sanitize`] would drop (controls that JSON allows raw, such as DEL, C1 and bidi
+/// controls; `serde_json` already escapes C0) is written as a `\uXXXX` escape. All of them are
+/// in the Basic Multilingual Plane, and outside strings JSON holds only ASCII, so the result
+/// parses to the same value.
+pub fn escape_unsafe_in_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Whether `c` would be dropped by [`sanitize`] outside any escape sequence.
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control() || is_bidi_control(c)
@@ -172,6 +189,34 @@ mod tests {
         );
         check("عربى", "عربى");
         check("[brackets] ~tilde~", "[brackets] ~tilde~");
+    }
+
+    #[test]
+    fn json_keeps_its_value_and_loses_its_controls() {
+        let value = "name\u{202e}gpj.exe \u{7f}\u{9b}31m \u{1b}[2J \u{2066}x\u{2069} 日本";
+        let line = format!("{{\"name\":{}}}", serde_json_string(value));
+        let safe = escape_unsafe_in_json(&line);
+        assert!(!safe.chars().any(is_unsafe_char), "{safe}");
+        assert!(safe.contains("\\u202e"), "{safe}");
+        assert_eq!(
+            safe,
+            "{\"name\":\"name\\u202egpj.exe \\u007f\\u009b31m \\u001b[2J \\u2066x\\u2069 日本\"}"
+        );
+    }
+
+    /// A JSON string literal as serde_json writes it (C0 escaped, the rest raw).
+    fn serde_json_string(value: &str) -> String {
+        let mut out = String::from("\"");
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
     }
 
     proptest! {

@@ -27,7 +27,7 @@ use termwiz::render::RenderTty;
 use termwiz::surface::{Change, Position, Surface};
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::editor::{display_width, grapheme_width, Editor};
+use crate::editor::{grapheme_width, Editor};
 use crate::message::{Message, Part, NICK_PALETTE};
 use crate::sanitize::sanitize;
 
@@ -321,39 +321,22 @@ impl Screen {
     }
 
     /// The input line (prompt and visible part of the text), the cursor column and the new
-    /// horizontal scroll.
+    /// horizontal scroll. Only the visible part of the line is looked at.
     fn input_row(&self, editor: &Editor) -> (Row, usize, usize) {
         let prompt = if self.cols > PROMPT.len() { PROMPT } else { "" };
         let room = self.cols - prompt.len();
-        let text = editor.text();
         let column = editor.cursor_column();
         let mut hscroll = self.hscroll;
-        if display_width(text) < room {
+        if editor.width() < room {
             hscroll = 0;
         } else if column < hscroll {
             hscroll = column;
         } else if column >= hscroll + room {
             hscroll = column + 1 - room;
         }
-        let mut visible = String::new();
-        let mut start = 0;
-        for g in text.graphemes(true) {
-            let width = grapheme_width(g);
-            let end = start + width;
-            if width == 0 {
-                continue;
-            }
-            if start >= hscroll && end <= hscroll + room {
-                visible.push_str(g);
-            } else if start < hscroll && end > hscroll {
-                // A wide character cut by the left edge: show the visible half as blank.
-                visible.extend(std::iter::repeat_n(' ', end - hscroll));
-            }
-            start = end;
-        }
         let row = vec![
             (CellAttributes::default(), prompt.to_owned()),
-            (CellAttributes::default(), visible),
+            (CellAttributes::default(), editor.visible(hscroll, room)),
         ];
         (row, prompt.len() + column - hscroll, hscroll)
     }

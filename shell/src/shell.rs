@@ -226,6 +226,12 @@ impl Shell {
         self.editor.text()
     }
 
+    /// Graphemes the line editor has segmented, measured or stepped over since the session
+    /// began: its work, independent of the machine (for tests; see [`Editor`]).
+    pub fn graphemes_visited(&self) -> u64 {
+        self.editor.graphemes_visited()
+    }
+
     /// The screen as text, one String per row (for tests).
     pub fn screen_text(&self) -> Vec<String> {
         self.screen.text(&self.editor)

@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rosewire_shell::sanitize::is_unsafe_char;
+
 /// Longest path a client may send, in bytes (Linux's PATH_MAX).
 pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest single name in a path, in bytes (NAME_MAX of common file systems).
@@ -36,6 +38,11 @@ pub enum PathError {
     RootReadOnly(String),
     #[error("symbolic links are not followed: {0}")]
     Symlink(String),
+    #[error(
+        "invalid name {name:?}: {code} is an invisible control that can make a name display \
+         differently from what it is; choose a name without it"
+    )]
+    UnsafeCharacter { name: String, code: String },
 }
 
 /// Which of the user's two trees a path is in.
@@ -146,14 +153,28 @@ pub fn resolve(path: &str) -> Result<VPath, PathError> {
 }
 
 /// Resolves the path of something about to be created or changed: as [`resolve`], but a new
-/// name directly under `/` is refused as a write to the read-only root.
+/// name directly under `/` is refused as a write to the read-only root, and so is a name
+/// holding a character that the shell would strip before showing it (a bidi override such
+/// as U+202E, which makes `gpj.exe` read as `exe.jpg`, or another control): such a name
+/// would show differently in every listing than what it is.
 pub fn resolve_for_write(path: &str) -> Result<VPath, PathError> {
-    match resolve(path) {
+    let resolved = match resolve(path) {
         Err(PathError::OutsideTree(shown)) if shown.matches('/').count() == 1 => {
-            Err(PathError::RootReadOnly(shown))
+            return Err(PathError::RootReadOnly(shown))
         }
-        other => other,
+        other => other?,
+    };
+    if let VPath::In { rel, .. } = &resolved {
+        for name in rel {
+            if let Some(c) = name.chars().find(|c| is_unsafe_char(*c)) {
+                return Err(PathError::UnsafeCharacter {
+                    name: name.clone(),
+                    code: format!("U+{:04X}", u32::from(c)),
+                });
+            }
+        }
     }
+    Ok(resolved)
 }
 
 /// The real folders of one user's two areas.
@@ -268,6 +289,35 @@ mod tests {
             resolve_for_write("/x/y"),
             Err(PathError::OutsideTree("/x/y".into()))
         );
+    }
+
+    #[test]
+    fn new_names_with_bidi_controls_are_refused() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+        ] {
+            let path = format!("/library/photo{c}gpj.exe");
+            let err = resolve_for_write(&path).unwrap_err();
+            let code = format!("U+{:04X}", u32::from(c));
+            assert_eq!(
+                err,
+                PathError::UnsafeCharacter {
+                    name: format!("photo{c}gpj.exe"),
+                    code: code.clone()
+                }
+            );
+            let message = err.to_string();
+            assert!(message.contains(&code), "{message}");
+            assert!(
+                !message.contains(c),
+                "the message shows the raw control: {message}"
+            );
+            assert!(resolve_for_write(&format!("/library/{c}dir/x")).is_err());
+            // Reading (and renaming away from) such a name still works.
+            assert!(resolve(&path).is_ok());
+        }
+        assert!(resolve_for_write("/library/ünïcödé 日本.txt").is_ok());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 
+use rosewire_shell::sanitize::escape_unsafe_in_json;
 use rosewire_shell::{
-    parse_exec, parse_shell_line, Action, Command, Line, Message, Shell, ShellConfig, Status,
+    parse_exec, parse_shell_line, sanitize, Action, Command, Line, Message, Shell, ShellConfig,
+    Status,
 };
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
@@ -475,6 +477,7 @@ async fn exec(
         panic!("deliberate panic requested with {DEV_PANIC_COMMAND} (dev mode)");
     }
     let parsed = parse_exec(&command_line);
+    let json = parsed.as_ref().is_ok_and(Command::json);
     let mut state = SessionState::default();
     let result = match parsed {
         Ok(command) => {
@@ -492,23 +495,42 @@ async fn exec(
             if let Some(download) = &output.download {
                 match stream_file(app, tx, download).await {
                     Ok(()) => finish(tx, b"", b"", 0).await,
-                    Err(e) => finish(tx, b"", format!("rosewire: {e}{eol}").as_bytes(), 1).await,
+                    Err(e) => {
+                        let err = terminal_lines(&[format!("rosewire: {e}")], false, eol);
+                        finish(tx, b"", err.as_bytes(), 1).await;
+                    }
                 }
             }
         }
         Ok(output) => {
-            let mut out = String::new();
-            for line in &output.lines {
-                out.push_str(line);
-                out.push_str(eol);
-            }
+            let out = terminal_lines(&output.lines, json, eol);
             finish(tx, out.as_bytes(), b"", 0).await;
         }
         Err(e) => {
-            let err = format!("rosewire: {e}{eol}");
+            let err = terminal_lines(&[format!("rosewire: {e}")], false, eol);
             finish(tx, b"", err.as_bytes(), e.exit_status()).await;
         }
     }
+}
+
+/// Exec output as a terminal may see it: the one way every exec text (stdout and stderr)
+/// leaves. Plain lines are sanitized as the shell sanitizes messages (a line break inside one,
+/// as in a list of ids, ends a line); JSON lines keep their value, with each control written
+/// as a `\uXXXX` escape, so no bidi override or C1 control reaches the terminal raw.
+fn terminal_lines(lines: &[String], json: bool, eol: &str) -> String {
+    let mut out = String::new();
+    for line in lines {
+        if json {
+            out.push_str(&escape_unsafe_in_json(line));
+            out.push_str(eol);
+            continue;
+        }
+        for part in line.split('\n') {
+            out.push_str(&sanitize(part));
+            out.push_str(eol);
+        }
+    }
+    out
 }
 
 /// Writes the last output, the exit status, and closes the channel.

@@ -2,6 +2,7 @@
 //! (`ssh`, `ssh -T`, `ssh -tt` under tmux) with keys made by `ssh-keygen`.
 
 mod auth;
+mod bidi;
 mod chat;
 mod exec;
 mod fetch;

@@ -1,7 +1,9 @@
 //! Integration tests of the shell core, driven with raw terminal bytes.
 
+mod editor_model;
 mod keys;
 mod props;
+mod reference;
 mod screen;
 mod util;
 mod vt;
