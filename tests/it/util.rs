@@ -481,11 +481,6 @@ impl Instance {
         std::fs::write(&config, toml).expect("write config");
         Instance::start_with(ip, &["--config", config.to_str().expect("utf-8 path")])
     }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("instance is running").id()
-    }
 }
 
 /// A TCP connection to `to` from the loopback address `from`, as a client elsewhere would.
