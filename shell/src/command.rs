@@ -79,7 +79,7 @@ impl Command {
         match self {
             Command::Who { json }
             | Command::History { json, .. }
-            | Command::Library { json }
+            | Command::Library { json, .. }
             | Command::Search { json, .. }
             | Command::More { json }
             | Command::Browse { json, .. }
