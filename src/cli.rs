@@ -214,8 +214,49 @@ fn serve_blocking(config: Config) -> anyhow::Result<()> {
         .block_on(serve(config))
 }
 
+/// File descriptors needed beside the connections: the database and its WAL, listeners,
+/// files being uploaded, read or copied.
+const FD_HEADROOM: u64 = 256;
+
+/// Raises the soft limit on open files to the hard limit (as nginx's `worker_rlimit_nofile`
+/// and Go's runtime do): the default soft limit of 1024 is below what the connection limits
+/// allow. Warns when even the hard limit is below what they need, since accepting then fails
+/// with "too many open files" before the limits refuse anyone.
+fn raise_open_file_limit(config: &Config) {
+    let needed = (config.ssh.max_connections + config.ssh.max_startups.full
+        + config.http.max_connections) as u64
+        + FD_HEADROOM;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    if limit.rlim_cur < needed {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            needed,
+            "the open file limit is below what ssh.max_connections, ssh.max_startups and \
+             http.max_connections allow; raise it (LimitNOFILE= in the systemd unit) or lower them"
+        );
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     ensure_data_dir(&config.data_dir)?;
+    raise_open_file_limit(&config);
     let (host_key, created) =
         crate::keys::load_or_create(&config.host_key_path(), "rosewire host key")?;
     if created {

@@ -16,6 +16,8 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../assets/rosewire.toml");
 
 /// Longest domain name we accept (RFC 1035 limit on a full name).
 const MAX_DOMAIN_LEN: usize = 253;
+/// Highest `ssh.max_sessions` accepted: each session may hold an SFTP session's handles.
+const MAX_SESSIONS_LIMIT: usize = 256;
 /// Most chat lines replayed to a user who joins; more would only scroll past.
 pub const MAX_REPLAY_LINES: usize = 500;
 
@@ -69,6 +71,9 @@ pub struct SshConfig {
     pub inactivity_timeout_secs: u64,
     /// Seconds between keepalive probes to a silent client; 0 turns them off.
     pub keepalive_interval_secs: u64,
+    /// Session channels (shell, exec, sftp) one connection may have open at once, as
+    /// OpenSSH's `MaxSessions`.
+    pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +248,7 @@ impl Default for SshConfig {
             max_startups: MaxStartups::default(),
             inactivity_timeout_secs: 3600,
             keepalive_interval_secs: 30,
+            max_sessions: 10,
         }
     }
 }
@@ -292,6 +298,12 @@ impl Config {
         }
         if self.ssh.max_connections == 0 {
             return invalid("ssh.max_connections must be at least 1".into());
+        }
+        if !(1..=MAX_SESSIONS_LIMIT).contains(&self.ssh.max_sessions) {
+            return invalid(format!(
+                "ssh.max_sessions = {} must be between 1 and {MAX_SESSIONS_LIMIT}",
+                self.ssh.max_sessions
+            ));
         }
         if self.ssh.connections_per_minute_per_address == 0 {
             return invalid("ssh.connections_per_minute_per_address must be at least 1".into());
@@ -458,6 +470,7 @@ mod tests {
         check("[federation]\nbootstrap = [\"http://x\"]", "needs --dev");
         check("[ssh]\nmax_connections = 0", "max_connections");
         check("[ssh]\nlogin_grace_secs = 0", "login_grace_secs");
+        check("[ssh]\nmax_sessions = 0", "ssh.max_sessions = 0");
         check("[http]\nmax_connections = 0", "http.max_connections");
         check("[library]\nmax_entries = 0", "library.max_entries = 0");
         check(

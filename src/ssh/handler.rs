@@ -5,11 +5,13 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use futures::FutureExt;
 use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::sync::watch;
 use tracing::{Instrument, Span};
 
@@ -36,6 +38,20 @@ pub struct Handler {
     refusal: Option<String>,
     /// Moves this connection out of the unauthenticated count once a key is accepted.
     login: super::Login,
+    /// Session channels open on this connection now, at most `ssh.max_sessions`.
+    sessions: Arc<AtomicUsize>,
+}
+
+/// SSH_OPEN_RESOURCE_SHORTAGE (RFC 4254): the reason code for a refused session channel.
+const OPEN_RESOURCE_SHORTAGE: u32 = 4;
+
+/// Gives a session channel's place back when its task ends, panicked or not.
+struct SessionPlace(Arc<AtomicUsize>);
+
+impl Drop for SessionPlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Handler {
@@ -54,6 +70,7 @@ impl Handler {
             user: None,
             refusal: None,
             login,
+            sessions: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -248,6 +265,27 @@ impl russh::server::Handler for Handler {
             drop(reply);
             return Ok(());
         };
+        // As OpenSSH's MaxSessions: each session is a task, and an SFTP session holds up to
+        // MAX_OPEN_HANDLES files, so one connection must not open them without end.
+        let max = self.app.config.ssh.max_sessions;
+        let taken = self
+            .sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        if taken.is_err() {
+            tracing::info!(max, "session channel refused: too many on this connection");
+            reply
+                .reject(ChannelOpenFailure::Other {
+                    code: OPEN_RESOURCE_SHORTAGE,
+                    reason: format!(
+                        "too many sessions on this connection: at most {max}; close one first"
+                    ),
+                })
+                .await;
+            return Ok(());
+        }
+        let place = SessionPlace(self.sessions.clone());
         reply.accept().await;
         let id = channel.id();
         let handle = session.handle();
@@ -262,6 +300,7 @@ impl russh::server::Handler for Handler {
         let span = self.span.clone();
         tokio::spawn(
             async move {
+                let _place = place;
                 // A panic ends this session only: report it to the client and close the channel.
                 if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
                     let what = panic

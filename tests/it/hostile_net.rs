@@ -287,3 +287,100 @@ fn an_http_flood_is_capped_and_leaves_file_descriptors_for_ssh() {
     let _lingering = connect_from("127.0.0.131", (&rose.ip, rose.http_port));
     assert!(rose.stop().success(), "{}", rose.log());
 }
+
+/// OpenSSH's command line with `extra` options before the destination.
+fn ssh_with(rose: &Instance, key: &Key, extra: &[&str], user: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(ssh_options(rose.ssh_port))
+        .arg("-i")
+        .arg(&key.path)
+        .args(extra)
+        .arg(format!("{user}@{}", rose.ip))
+        .args(args);
+    cmd
+}
+
+#[test]
+fn one_connection_opens_at_most_max_sessions_sessions() {
+    let rose = Instance::start_with_config("127.0.0.16", "[ssh]\nmax_sessions = 3\n");
+    let alice = Key::new("alice");
+    assert_exit(&rose.ssh(&alice, "alice", &["who"]), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("mux");
+    let path = format!("ControlPath={}", socket.display());
+    // One connection (the master), then sessions multiplexed over it.
+    let mut master = ssh_with(
+        &rose,
+        &alice,
+        &["-o", "ControlMaster=yes", "-o", &path, "-N"],
+        "alice",
+        &[],
+    )
+    .stdin(Stdio::null())
+    .spawn()
+    .expect("start the master connection");
+    assert!(wait_until(|| socket.exists()), "the master never listened");
+    // ProxyCommand=false: a session the master cannot open must not fall back to a new
+    // connection (OpenSSH's mux client does that by default).
+    let mux = [
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        path.as_str(),
+        "-o",
+        "ProxyCommand=false",
+        "-T",
+    ];
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut session = ssh_with(&rose, &alice, &mux, "alice", &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a multiplexed session");
+        // The session is open once its welcome arrives.
+        let mut first = [0u8; 1];
+        let stdout = session.stdout.as_mut().expect("stdout");
+        assert_eq!(stdout.read(&mut first).expect("read the welcome"), 1);
+        open.push(session);
+    }
+    let refused = ssh_with(&rose, &alice, &mux, "alice", &["who"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh");
+    assert_ne!(
+        refused.status.code(),
+        Some(0),
+        "a fourth session was opened"
+    );
+    assert!(
+        stderr(&refused).contains("Session open refused by peer"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        rose.log()
+            .contains("session channel refused: too many on this connection"),
+        "{}",
+        rose.log()
+    );
+    // A session that ends gives its place back.
+    let mut first = open.remove(0);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(
+        wait_until(|| ssh_with(&rose, &alice, &mux, "alice", &["who"])
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())),
+        "no session could open after one closed; log:\n{}",
+        rose.log()
+    );
+    for mut session in open {
+        let _ = session.kill();
+        let _ = session.wait();
+    }
+    let _ = master.kill();
+    let _ = master.wait();
+}
