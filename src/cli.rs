@@ -223,7 +223,8 @@ const FD_HEADROOM: u64 = 256;
 /// allow. Warns when even the hard limit is below what they need, since accepting then fails
 /// with "too many open files" before the limits refuse anyone.
 fn raise_open_file_limit(config: &Config) {
-    let needed = (config.ssh.max_connections + config.ssh.max_startups.full
+    let needed = (config.ssh.max_connections
+        + config.ssh.max_startups.full
         + config.http.max_connections) as u64
         + FD_HEADROOM;
     let mut limit = libc::rlimit {

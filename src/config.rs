@@ -197,6 +197,11 @@ pub struct LibraryConfig {
     /// Files a user may have open for writing at once, across all their SFTP sessions: each
     /// may hold a copy of the file it changes in `.partial/`.
     pub max_uploads_per_user: usize,
+    /// SFTP handles (open files and folders) a user may hold across all their sessions.
+    pub max_open_files_per_user: usize,
+    /// SFTP handles open on the whole instance: each is a file descriptor, so this keeps
+    /// room for connections under the process's open file limit.
+    pub max_open_files: usize,
 }
 
 /// Most `library.max_entries` may be: keeps the once-per-user count walk short.
@@ -211,6 +216,8 @@ impl Default for LibraryConfig {
             max_file_bytes: 4 << 30,
             max_entries: 10_000,
             max_uploads_per_user: 8,
+            max_open_files_per_user: 256,
+            max_open_files: 16_384,
         }
     }
 }
@@ -349,6 +356,14 @@ impl Config {
                 self.library.max_uploads_per_user
             ));
         }
+        if self.library.max_open_files_per_user == 0
+            || self.library.max_open_files_per_user > self.library.max_open_files
+        {
+            return invalid(format!(
+                "library.max_open_files_per_user = {} must be between 1 and library.max_open_files ({})",
+                self.library.max_open_files_per_user, self.library.max_open_files
+            ));
+        }
         for url in &self.federation.bootstrap {
             let scheme_ok = url.starts_with("https://") || (self.dev && url.starts_with("http://"));
             if !scheme_ok {
@@ -473,6 +488,10 @@ mod tests {
         check("[ssh]\nmax_sessions = 0", "ssh.max_sessions = 0");
         check("[http]\nmax_connections = 0", "http.max_connections");
         check("[library]\nmax_entries = 0", "library.max_entries = 0");
+        check(
+            "[library]\nmax_open_files_per_user = 0",
+            "library.max_open_files_per_user = 0",
+        );
         check(
             "[library]\nmax_uploads_per_user = 1000",
             "library.max_uploads_per_user = 1000",

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use crate::config::LibraryConfig;
-use crate::quota::{EntrySlot, Ledger, QuotaError, Reservation, UploadSlot};
+use crate::quota::{EntrySlot, Ledger, OpenHandles, QuotaError, Reservation, UploadSlot};
 use crate::store::{
     self,
     files::{FileIdentity, FileRecord},
@@ -205,6 +205,12 @@ impl Library {
     ) -> Result<UploadSlot, QuotaError> {
         self.ledger
             .open_upload(user_id, self.limits.max_uploads_per_user, target, replaced)
+    }
+
+    /// What one SFTP session holds against `library.max_open_files_per_user` and
+    /// `library.max_open_files`.
+    pub fn open_handles(&self, user_id: i64) -> OpenHandles {
+        OpenHandles::new(self.ledger.clone(), user_id)
     }
 
     /// Room for one more file or folder, counting the user's entries first if not yet done.

@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::chat::lock;
@@ -36,6 +37,12 @@ pub enum QuotaError {
     TooManyUploads { max: usize },
     #[error("too many files and folders: at most {max} per user in library/ and downloads/ (library.max_entries); remove some first")]
     TooManyEntries { max: u64 },
+    #[error("too many open files: at most {max} per user across sessions (library.max_open_files_per_user); close some first")]
+    TooManyOpenFiles { max: usize },
+    #[error(
+        "the server has too many files open (library.max_open_files = {max}); try again later"
+    )]
+    ServerOpenFiles { max: usize },
     #[error("cannot read quota usage: {0}")]
     Usage(String),
 }
@@ -44,6 +51,9 @@ pub enum QuotaError {
 #[derive(Clone, Default)]
 pub struct Ledger {
     users: Arc<Mutex<HashMap<i64, UserLedger>>>,
+    /// SFTP handles open on the whole instance: each holds a file descriptor or a directory
+    /// stream.
+    handles: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -55,6 +65,8 @@ struct UserLedger {
     released: u64,
     /// Writable handles open, across sessions.
     uploads: usize,
+    /// SFTP handles of any kind open, across sessions.
+    handles: usize,
     /// Targets whose current size is credited to an upload in progress (once per target).
     credited: HashSet<PathBuf>,
     /// Files and folders in `library/` and `downloads/`, once counted.
@@ -149,6 +161,50 @@ impl Ledger {
             credit: if credited.is_some() { replaced } else { 0 },
             credited,
         })
+    }
+
+    /// One more SFTP handle for `user_id`, if fewer than `per_user` are open across their
+    /// sessions and fewer than `total` on the instance. Give it back with
+    /// [`Ledger::close_handles`] (see [`OpenHandles`]).
+    pub fn open_handle(
+        &self,
+        user_id: i64,
+        per_user: usize,
+        total: usize,
+    ) -> Result<(), QuotaError> {
+        let mut users = self.lock();
+        let u = users.entry(user_id).or_default();
+        if u.handles >= per_user {
+            return Err(QuotaError::TooManyOpenFiles { max: per_user });
+        }
+        self.handles
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < total).then_some(n + 1)
+            })
+            .map_err(|_| QuotaError::ServerOpenFiles { max: total })?;
+        u.handles += 1;
+        Ok(())
+    }
+
+    /// Gives back `n` handles of `user_id`.
+    pub fn close_handles(&self, user_id: i64, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut users = self.lock();
+        if let Some(u) = users.get_mut(&user_id) {
+            u.handles = u.handles.saturating_sub(n);
+        }
+        let _ = self
+            .handles
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_sub(n))
+            });
+    }
+
+    /// SFTP handles open on the instance.
+    pub fn open_handles(&self) -> usize {
+        self.handles.load(Ordering::Acquire)
     }
 
     /// The user's entry count, if counted yet.
@@ -270,6 +326,44 @@ impl Drop for EntrySlot {
         if let Some(u) = self.ledger.lock().get_mut(&self.user_id) {
             u.pending_entries = u.pending_entries.saturating_sub(1);
         }
+    }
+}
+
+/// The handles one SFTP session holds in the ledger; all given back when it is dropped.
+pub struct OpenHandles {
+    ledger: Ledger,
+    user_id: i64,
+    held: usize,
+}
+
+impl OpenHandles {
+    pub fn new(ledger: Ledger, user_id: i64) -> OpenHandles {
+        OpenHandles {
+            ledger,
+            user_id,
+            held: 0,
+        }
+    }
+
+    /// Takes one more handle within the per-user and instance limits.
+    pub fn take(&mut self, per_user: usize, total: usize) -> Result<(), QuotaError> {
+        self.ledger.open_handle(self.user_id, per_user, total)?;
+        self.held += 1;
+        Ok(())
+    }
+
+    /// Gives one back (a handle was closed).
+    pub fn give_back(&mut self) {
+        if self.held > 0 {
+            self.held -= 1;
+            self.ledger.close_handles(self.user_id, 1);
+        }
+    }
+}
+
+impl Drop for OpenHandles {
+    fn drop(&mut self) {
+        self.ledger.close_handles(self.user_id, self.held);
     }
 }
 

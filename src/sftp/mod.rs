@@ -39,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::app::{App, User};
-use crate::quota::{EntrySlot, QuotaError, Reservation, UploadSlot};
+use crate::quota::{EntrySlot, OpenHandles, QuotaError, Reservation, UploadSlot};
 use listing::Listing;
 use paths::{Area, PathError, Roots, VPath};
 use upload::{Upload, UploadError};
@@ -253,6 +253,8 @@ struct Sftp {
     /// Where uploads live until complete.
     partial: PathBuf,
     handles: HashMap<String, Handle>,
+    /// The handles above, counted against the user's and the instance's open file limits.
+    held: OpenHandles,
     /// Makes handle names unique within the session.
     next_handle: u64,
     /// The connection's span: russh-sftp runs us in a task of its own.
@@ -268,7 +270,9 @@ impl Sftp {
             downloads: app.library.downloads_dir(user.id),
         };
         let partial = app.library.partial_dir(user.id);
+        let held = app.library.open_handles(user.id);
         Sftp {
+            held,
             app,
             user,
             roots,
@@ -303,6 +307,9 @@ impl Sftp {
 
     fn add_handle(&mut self, handle: Handle) -> Result<String, SftpError> {
         self.room(matches!(handle, Handle::Dir(_)))?;
+        let limits = &self.app.library.limits;
+        self.held
+            .take(limits.max_open_files_per_user, limits.max_open_files)?;
         self.next_handle += 1;
         let name = format!("h{}", self.next_handle);
         self.handles.insert(name.clone(), handle);
@@ -648,7 +655,11 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, SftpError> {
-        match self.handles.remove(&handle) {
+        let removed = self.handles.remove(&handle);
+        if removed.is_some() {
+            self.held.give_back();
+        }
+        match removed {
             None => Err(SftpError::BadHandle(handle)),
             Some(Handle::Upload(writing)) => self.finish_upload(*writing).await.map(|()| ok(id)),
             Some(_) => Ok(ok(id)),

@@ -336,3 +336,48 @@ fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+#[test]
+fn open_files_are_capped_per_user_across_sessions_and_per_instance() {
+    let (rose, _config) = start_with_library(
+        "127.0.0.8",
+        "max_open_files_per_user = 6\nmax_open_files = 10",
+    );
+    let (alice, bob, carol) = (Key::new("alice"), Key::new("bob"), Key::new("carol"));
+    let mut a1 = RawSftp::connect(&rose, &alice, "alice");
+    let mut a2 = RawSftp::connect(&rose, &alice, "alice");
+    let mut b = RawSftp::connect(&rose, &bob, "bob");
+    let mut c = RawSftp::connect(&rose, &carol, "carol");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(a1.opendir("/library").unwrap());
+    }
+    for _ in 0..3 {
+        a2.opendir("/library").unwrap();
+    }
+    // A second session of the same user does not get a fresh allowance.
+    let refused = a2.opendir("/library").unwrap_err();
+    assert!(
+        refused.message.contains("at most 6 per user"),
+        "{refused:?}"
+    );
+    for _ in 0..4 {
+        b.opendir("/library").unwrap();
+    }
+    // Ten open on the instance: nobody gets another, whatever their own count.
+    for raw in [&mut b, &mut c] {
+        let refused = raw.opendir("/library").unwrap_err();
+        assert!(
+            refused.message.contains("too many files open"),
+            "{refused:?}"
+        );
+    }
+    // Closing a handle, or a session going away, gives its places back.
+    a1.close(&held.pop().unwrap()).unwrap();
+    c.opendir("/library").unwrap();
+    a2.kill();
+    assert!(
+        wait_until(|| b.opendir("/library").is_ok()),
+        "a closed session's handles were not given back"
+    );
+}

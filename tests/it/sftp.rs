@@ -757,7 +757,7 @@ impl RawSftp {
     }
 
     /// Cuts the connection as a crashing client would.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
