@@ -2,33 +2,12 @@
 //! hold them (issue 6, finding 10). A name with U+202E (right-to-left override) makes
 //! `photo<U+202E>gpj.exe` read as `photoexe.jpg`.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
+use crate::sftp::sftp_batch;
 use crate::util::*;
 
 const RLO: char = '\u{202E}';
 /// The name as it is stored once slipped into the catalog (and as it reads reversed).
 const EVIL: &str = "photo\u{202E}gpj.exe";
-
-/// Runs `batch` with OpenSSH's `sftp -b`, in `cwd`.
-fn sftp_batch(rose: &Instance, key: &Key, user: &str, cwd: &Path, batch: &str) -> Output {
-    let file = cwd.join("batch");
-    std::fs::write(&file, batch).unwrap();
-    Command::new("sftp")
-        .args(["-P", &rose.ssh_port.to_string()])
-        .args(["-o", &format!("BindAddress={CLIENT_ADDR}")])
-        .args(ssh_options(rose.ssh_port).iter().skip(4))
-        .arg("-i")
-        .arg(&key.path)
-        .arg("-b")
-        .arg(&file)
-        .arg(format!("{user}@{}", rose.ip))
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sftp")
-}
 
 fn assert_no_bidi(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);

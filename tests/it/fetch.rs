@@ -2,7 +2,6 @@
 //! file that was catalogued (issue 6, findings 6 and 7).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::library::{content, upload};
@@ -11,20 +10,7 @@ use crate::util::*;
 /// Runs an `sftp -b` batch as `user`; asserts success.
 fn sftp_batch(rose: &Instance, key: &Key, user: &str, batch: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("batch");
-    std::fs::write(&path, batch).unwrap();
-    let out = Command::new("sftp")
-        .args(["-P", &rose.ssh_port.to_string()])
-        .args(["-o", &format!("BindAddress={CLIENT_ADDR}")])
-        .args(ssh_options(rose.ssh_port).iter().skip(4))
-        .arg("-i")
-        .arg(&key.path)
-        .arg("-b")
-        .arg(&path)
-        .arg(format!("{user}@{}", rose.ip))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sftp");
+    let out = crate::sftp::sftp_batch(rose, key, user, dir.path(), batch);
     assert_exit(&out, 0);
 }
 

@@ -32,7 +32,13 @@ fn copy_options(port: u16) -> Vec<String> {
 }
 
 /// Runs `sftp -b BATCH` as `user`; the batch's lines run from `cwd` (local paths).
-fn sftp_batch(rose: &Instance, key: &Key, user: &str, cwd: &Path, batch: &str) -> Output {
+pub(crate) fn sftp_batch(
+    rose: &Instance,
+    key: &Key,
+    user: &str,
+    cwd: &Path,
+    batch: &str,
+) -> Output {
     let file = cwd.join("batch");
     std::fs::write(&file, batch).unwrap();
     Command::new("sftp")
