@@ -124,9 +124,11 @@ run_part() {
     local warns
     warns=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/server.log" | grep -cE '^\S+ +(ERROR|WARN) ' || true)
     echo "$part: server WARN/ERROR log lines: $warns"
+    log "$part: stopping the server, removing its data"
     stop_pids "$ROSEWIRE_PID"
     ROSEWIRE_PID=
-    rm -rf "$dir/data" # gigabytes after amplify
+    rm -rf "$dir/data" # gigabytes after amplify, 50,000 folders after listing
+    log "$part: done"
 }
 
 mkdir -p "$RESULTS_DIR"
