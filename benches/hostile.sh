@@ -12,7 +12,8 @@
 #
 # Usage: benches/hostile.sh [flood|listing|amplify|typing|browse|all]   (default: all)
 # Knobs (environment): FLOOD=1080 LEGIT_LOGINS=20 FOLDERS=50000 NAME_LEN=200 OPENS=64
-#   SPARSE_MIB=20 QUOTA_MIB=50 TYPED_KIB=256 FILES=40000 BROWSERS=30 UPLOAD_SESSIONS=8
+#   SPARSE_MIB=20 QUOTA_MIB=50 TYPED_KIB=256 KEYS_PER_WRITE=64 BURST_KEYS=4096 FILES=40000
+#   BROWSERS=30 UPLOAD_SESSIONS=8
 #   MIN_AVAILABLE_MIB=2048 (the listing attack lets go when the machine has less free memory)
 #   KEEP=1 (keep the temp dir) NO_BUILD=1 (use target/release/rosewire) ROSEWIRE_BIN=PATH
 #
