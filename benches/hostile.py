@@ -672,7 +672,13 @@ class Typist:
         for k in keys:
             if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
                 break
-            self.ch.sendall(k)
+            while True:
+                try:
+                    self.ch.sendall(k)
+                    break
+                except socket.timeout:  # the server's window is full: it is behind; wait on
+                    if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+                        return n
             n += 1
         return n
 
