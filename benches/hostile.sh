@@ -103,6 +103,11 @@ run_part() {
     local part=$1 dir="$WORK/$1"
     mkdir -p "$dir"
     config_for "$part" >"$dir/config.toml"
+    # BROWSE_LIBRARY: extra [library] lines for the browse part, for a build whose default
+    # library.max_entries (10,000) would refuse the 40,000 files (e.g. "max_entries = 50000").
+    if [ "$part" = browse ] && [ -n "${BROWSE_LIBRARY:-}" ]; then
+        printf '\n[library]\n%s\n' "$BROWSE_LIBRARY" >>"$dir/config.toml"
+    fi
     start_rosewire "$dir" "$SERVER_IP"
     log "$part: rosewire pid $ROSEWIRE_PID on $SERVER_IP:$OURS_PORT"
     local u
