@@ -31,6 +31,22 @@ const LOG_BURST: u32 = 10;
 /// The window over which [`LOG_BURST`] applies.
 const LOG_WINDOW: Duration = Duration::from_secs(10);
 
+/// The address limits are counted against: an IPv4 address, or an IPv6 /64 (one host is
+/// usually given a whole /64, so counting single IPv6 addresses would count nothing).
+pub fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+    }
+}
+
 /// A listener's accept side: retries failed accepts with a growing pause instead of spinning.
 pub struct Acceptor {
     listener: TcpListener,
@@ -282,9 +298,18 @@ impl<S> Cuttable<S> {
             Cut { state },
         )
     }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl Cut {
+    /// Whether [`Cut::cut`] was called.
+    pub fn is_cut(&self) -> bool {
+        self.state.is_cut()
+    }
+
     pub fn cut(&self) {
         self.state.cut.store(true, Ordering::Release);
         self.state.reader.wake();

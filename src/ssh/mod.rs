@@ -12,11 +12,11 @@
 mod handler;
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::accept::{Acceptor, Counter, Cuttable, Drain, LogLimiter, Slot};
+use crate::accept::{self, Acceptor, Counter, Cut, Cuttable, Drain, LogLimiter, Slot};
 use crate::app::App;
 use crate::config::SshConfig;
 
@@ -119,40 +119,134 @@ impl fmt::Display for Refusal {
 }
 
 /// Admission of new connections, which count as unauthenticated until they log in.
+///
+/// Past `max_startups`, OpenSSH drops new connections at random, so a flood from a few
+/// addresses turns most legitimate logins away too. Here a new connection that would be
+/// dropped makes room instead when some address holds more unauthenticated connections than
+/// the newcomer's would after it: the oldest connection of the address holding the most is
+/// cut. A client from an address the flood does not use always gets in; the flood only
+/// displaces itself.
 struct Gate {
     unauthenticated: Counter,
+    /// The same connections, oldest first per address, with the means to cut them.
+    waiting: Waiting,
     per_address: usize,
     startups: crate::config::MaxStartups,
+}
+
+/// A connection's place among the unauthenticated: given back when dropped.
+pub(crate) struct Startup {
+    _slot: Slot,
+    _entry: WaitingEntry,
 }
 
 impl Gate {
     fn new(ssh: &SshConfig) -> Gate {
         Gate {
             unauthenticated: Counter::default(),
+            waiting: Waiting::default(),
             per_address: ssh.max_unauthenticated_per_address,
             startups: ssh.max_startups,
         }
     }
 
-    /// A place among unauthenticated connections for `ip`; `roll` is a number in 0..100
-    /// drawn for this connection (injected so tests can choose it).
-    fn admit(&self, ip: IpAddr, roll: u32) -> Result<Slot, Refusal> {
-        self.unauthenticated.try_take(ip, |total, here| {
+    /// A place among unauthenticated connections for `ip` (see [`accept::source`]); `roll`
+    /// is a number in 0..100 drawn for this connection (injected so tests can choose it);
+    /// `cut` ends the connection if a newcomer displaces it.
+    fn admit(&self, ip: IpAddr, roll: u32, id: u64, cut: &Cut) -> Result<Startup, Refusal> {
+        let per_address = |here: usize| {
             if here >= self.per_address {
                 Err(Refusal::PerAddress)
-            } else if roll < self.startups.drop_percent(total) {
+            } else {
+                Ok(())
+            }
+        };
+        let taken = self.unauthenticated.try_take(ip, |total, here| {
+            per_address(here)?;
+            if roll < self.startups.drop_percent(total) {
                 Err(Refusal::Startups)
             } else {
                 Ok(())
             }
+        });
+        let slot = match taken {
+            Err(Refusal::Startups) if self.waiting.displace(ip) => self
+                .unauthenticated
+                .try_take(ip, |_, here| per_address(here))?,
+            other => other?,
+        };
+        Ok(Startup {
+            _slot: slot,
+            _entry: self.waiting.add(ip, id, cut.clone()),
         })
+    }
+}
+
+/// Unauthenticated connections by address, oldest first.
+#[derive(Clone, Default)]
+struct Waiting(Arc<Mutex<HashMap<IpAddr, VecDeque<(u64, Cut)>>>>);
+
+/// A connection's entry in [`Waiting`], removed when dropped.
+struct WaitingEntry {
+    waiting: Waiting,
+    ip: IpAddr,
+    id: u64,
+}
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<(u64, Cut)>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, ip: IpAddr, id: u64, cut: Cut) -> WaitingEntry {
+        self.lock().entry(ip).or_default().push_back((id, cut));
+        WaitingEntry {
+            waiting: self.clone(),
+            ip,
+            id,
+        }
+    }
+
+    /// Cuts the oldest connection of the address holding the most, if that is more than a
+    /// connection from `ip` would make its own count. Returns whether one was cut.
+    fn displace(&self, ip: IpAddr) -> bool {
+        let mut waiting = self.lock();
+        let after = waiting.get(&ip).map_or(0, VecDeque::len) + 1;
+        let heaviest = waiting
+            .iter_mut()
+            .filter(|(_, conns)| conns.len() > after)
+            .max_by_key(|(_, conns)| conns.len());
+        let Some((_, conns)) = heaviest else {
+            return false;
+        };
+        match conns.pop_front() {
+            Some((_, cut)) => {
+                cut.cut();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for WaitingEntry {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting.lock();
+        if let Some(conns) = waiting.get_mut(&self.ip) {
+            conns.retain(|(id, _)| *id != self.id);
+            if conns.is_empty() {
+                waiting.remove(&self.ip);
+            }
+        }
     }
 }
 
 /// A connection's way from unauthenticated to authenticated, owned by its handler.
 pub(crate) struct Login {
     /// Its place among unauthenticated connections, given back once logged in.
-    startup: Option<Slot>,
+    startup: Option<Startup>,
     /// The authenticated pool (`ssh.max_connections`).
     sessions: Arc<Semaphore>,
     /// Its place in that pool once logged in, held for the connection's life.
@@ -205,13 +299,18 @@ pub async fn serve(
             _ = crate::app::shutting_down(&mut shutdown) => break,
             accepted = acceptor.next() => accepted,
         };
-        let admitted = if rate.allow(peer.ip(), Instant::now()) {
-            gate.admit(peer.ip(), rand::thread_rng().gen_range(0..100))
+        let source = accept::source(peer.ip());
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        // russh runs the session in a task of its own that we cannot abort; cutting the
+        // stream makes it let go (at the login deadline, or when a newcomer displaces it).
+        let (stream, cut) = Cuttable::new(stream);
+        let admitted = if rate.allow(source, Instant::now()) {
+            gate.admit(source, rand::thread_rng().gen_range(0..100), id, &cut)
         } else {
             Err(Refusal::Rate)
         };
         let startup = match admitted {
-            Ok(slot) => slot,
+            Ok(startup) => startup,
             Err(why) => {
                 let unauthenticated = gate.unauthenticated.total();
                 refusals.log(
@@ -221,7 +320,6 @@ pub async fn serve(
                 continue;
             }
         };
-        let id = ids.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, conn = id, "ssh connection accepted");
         let span = tracing::info_span!("ssh", conn = id, %peer, user = tracing::field::Empty);
         let (done, logged_in) = watch::channel(false);
@@ -239,7 +337,16 @@ pub async fn serve(
         tokio::spawn(
             async move {
                 let _live = live;
-                run_connection(config, stream, peer, handler, logged_in, grace, &mut down).await;
+                run_connection(
+                    config,
+                    (stream, cut),
+                    peer,
+                    handler,
+                    logged_in,
+                    grace,
+                    &mut down,
+                )
+                .await;
             }
             .instrument(span),
         );
@@ -263,7 +370,7 @@ async fn login_deadline(mut logged_in: watch::Receiver<bool>, grace: Duration) {
 
 async fn run_connection(
     config: Arc<russh::server::Config>,
-    stream: tokio::net::TcpStream,
+    (stream, cut): (Cuttable<tokio::net::TcpStream>, Cut),
     peer: SocketAddr,
     handler: handler::Handler,
     logged_in: watch::Receiver<bool>,
@@ -271,7 +378,7 @@ async fn run_connection(
     shutdown: &mut watch::Receiver<bool>,
 ) {
     // russh applies `nodelay` only in its own accept loop; this is ours.
-    if let Err(e) = stream.set_nodelay(true) {
+    if let Err(e) = stream.get_ref().set_nodelay(true) {
         tracing::debug!("set_nodelay failed: {e}");
     }
     let authenticated = {
@@ -280,9 +387,6 @@ async fn run_connection(
     };
     let deadline = login_deadline(logged_in, grace);
     tokio::pin!(deadline);
-    // russh runs the session in a task of its own that we cannot abort; cutting the stream
-    // makes it let go.
-    let (stream, cut) = Cuttable::new(stream);
     // Banner exchange: dropping this future closes the socket.
     let session = tokio::select! {
         started = russh::server::run_stream(config, stream, handler) => match started {
@@ -354,6 +458,41 @@ mod tests {
         );
     }
 
+    /// Admits a connection with a fresh cut handle, which the caller does not need.
+    fn admit(gate: &Gate, ip: IpAddr, roll: u32) -> Result<Startup, Refusal> {
+        admit_cut(gate, ip, roll).map(|(startup, _)| startup)
+    }
+
+    fn admit_cut(gate: &Gate, ip: IpAddr, roll: u32) -> Result<(Startup, Cut), Refusal> {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        let (_, cut) = Cuttable::new(());
+        let startup = gate.admit(ip, roll, IDS.fetch_add(1, Ordering::Relaxed), &cut)?;
+        Ok((startup, cut))
+    }
+
+    #[test]
+    fn past_max_startups_a_newcomer_displaces_the_oldest_of_the_heaviest_address() {
+        let gate = gate(10, "4");
+        let flood: IpAddr = [127, 0, 0, 11].into();
+        let other: IpAddr = [127, 0, 0, 12].into();
+        let user: IpAddr = [127, 0, 0, 9].into();
+        let mut held: Vec<(Startup, Cut)> = (0..3)
+            .map(|_| admit_cut(&gate, flood, 99).unwrap())
+            .collect();
+        held.push(admit_cut(&gate, other, 99).unwrap());
+        // Full. A user from a new address cuts the flood's oldest connection, not another's.
+        let (_user, user_cut) = admit_cut(&gate, user, 99).unwrap();
+        let cut: Vec<bool> = held.iter().map(|(_, c)| c.is_cut()).collect();
+        assert_eq!(cut, [true, false, false, false]);
+        drop(held.remove(0));
+        // The flood coming back cannot displace anyone: it would hold as many as the most.
+        assert_eq!(admit(&gate, flood, 99).err(), Some(Refusal::Startups));
+        // Nor can addresses holding one each displace one another.
+        assert_eq!(admit(&gate, other, 99).err(), Some(Refusal::Startups));
+        assert!(!user_cut.is_cut());
+        assert!(held.iter().all(|(_, c)| !c.is_cut()));
+    }
+
     fn gate(per_address: usize, startups: &str) -> Gate {
         let mut ssh = SshConfig {
             max_unauthenticated_per_address: per_address,
@@ -367,12 +506,12 @@ mod tests {
     fn the_gate_caps_unauthenticated_connections_per_address() {
         let gate = gate(2, "100:30:200");
         let ip: IpAddr = [127, 0, 0, 9].into();
-        let held: Vec<Slot> = (0..2).map(|_| gate.admit(ip, 99).unwrap()).collect();
-        assert_eq!(gate.admit(ip, 99).err(), Some(Refusal::PerAddress));
-        assert!(gate.admit([127, 0, 0, 10].into(), 99).is_ok());
+        let held: Vec<Startup> = (0..2).map(|_| admit(&gate, ip, 99).unwrap()).collect();
+        assert_eq!(admit(&gate, ip, 99).err(), Some(Refusal::PerAddress));
+        assert!(admit(&gate, [127, 0, 0, 10].into(), 99).is_ok());
         drop(held);
         assert!(
-            gate.admit(ip, 99).is_ok(),
+            admit(&gate, ip, 99).is_ok(),
             "a closed connection gives its place back"
         );
     }
@@ -381,15 +520,15 @@ mod tests {
     fn the_gate_drops_at_random_past_start_and_always_at_full() {
         let gate = gate(100, "2:50:4");
         let ip: IpAddr = [127, 0, 0, 9].into();
-        let mut held = vec![gate.admit(ip, 0).unwrap(), gate.admit(ip, 0).unwrap()];
+        let mut held = vec![admit(&gate, ip, 0).unwrap(), admit(&gate, ip, 0).unwrap()];
         // At start (2 open) the drop chance is 50%: a roll under it is dropped.
-        assert_eq!(gate.admit(ip, 49).err(), Some(Refusal::Startups));
-        held.push(gate.admit(ip, 50).unwrap());
+        assert_eq!(admit(&gate, ip, 49).err(), Some(Refusal::Startups));
+        held.push(admit(&gate, ip, 50).unwrap());
         // 3 open: 75%.
-        assert_eq!(gate.admit(ip, 74).err(), Some(Refusal::Startups));
-        held.push(gate.admit(ip, 75).unwrap());
+        assert_eq!(admit(&gate, ip, 74).err(), Some(Refusal::Startups));
+        held.push(admit(&gate, ip, 75).unwrap());
         // Full: every roll is dropped.
-        assert_eq!(gate.admit(ip, 99).err(), Some(Refusal::Startups));
+        assert_eq!(admit(&gate, ip, 99).err(), Some(Refusal::Startups));
     }
 
     #[test]
@@ -399,17 +538,17 @@ mod tests {
         let sessions = Arc::new(Semaphore::new(1));
         let (done, logged_in) = watch::channel(false);
         let mut login = Login {
-            startup: Some(gate.admit(ip, 0).unwrap()),
+            startup: Some(admit(&gate, ip, 0).unwrap()),
             sessions: sessions.clone(),
             permit: None,
             done,
         };
-        assert!(gate.admit(ip, 0).is_err());
+        assert!(admit(&gate, ip, 0).is_err());
         assert!(login.complete());
         assert!(*logged_in.borrow());
         assert_eq!(gate.unauthenticated.total(), 0);
         assert!(
-            gate.admit(ip, 0).is_ok(),
+            admit(&gate, ip, 0).is_ok(),
             "no longer counted as unauthenticated"
         );
         assert_eq!(sessions.available_permits(), 0);
