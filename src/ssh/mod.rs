@@ -182,9 +182,12 @@ impl Gate {
     }
 }
 
+/// Unauthenticated connections of each address, oldest first: (connection id, its cut).
+type ByAddress = HashMap<IpAddr, VecDeque<(u64, Cut)>>;
+
 /// Unauthenticated connections by address, oldest first.
 #[derive(Clone, Default)]
-struct Waiting(Arc<Mutex<HashMap<IpAddr, VecDeque<(u64, Cut)>>>>);
+struct Waiting(Arc<Mutex<ByAddress>>);
 
 /// A connection's entry in [`Waiting`], removed when dropped.
 struct WaitingEntry {
@@ -194,7 +197,7 @@ struct WaitingEntry {
 }
 
 impl Waiting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<(u64, Cut)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByAddress> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
