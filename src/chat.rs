@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::rate::RateTable;
 use crate::store::{self, ChatKind, Store, StoreError, StoredLine};
 
 /// Longest chat line in bytes, after sanitizing (ssh-chat uses the same bound).
@@ -83,36 +84,8 @@ pub struct Online {
     pub shells: usize,
 }
 
-/// A token bucket per user, with time as an input so it can be tested without sleeping.
-#[derive(Debug, Default)]
-struct RateLimiter {
-    buckets: HashMap<String, (f64, Instant)>,
-}
-
-impl RateLimiter {
-    fn allow(&mut self, user: &str, now: Instant) -> bool {
-        let (tokens, last) = self
-            .buckets
-            .entry(user.to_owned())
-            .or_insert((f64::from(RATE_BURST), now));
-        let refill = now.saturating_duration_since(*last).as_secs_f64() / RATE_REFILL.as_secs_f64();
-        *tokens = (*tokens + refill).min(f64::from(RATE_BURST));
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Drops full buckets so the map does not grow with every user ever seen.
-    fn forget_idle(&mut self, now: Instant) {
-        let full = RATE_REFILL * RATE_BURST;
-        self.buckets
-            .retain(|_, (_, last)| now.saturating_duration_since(*last) < full);
-    }
-}
+/// Users remembered by the chat rate limit before full buckets are forgotten.
+const RATE_TABLE_LIMIT: usize = 65_536;
 
 /// The chat room of this instance. Cheap to clone.
 #[derive(Clone)]
@@ -121,7 +94,8 @@ pub struct Chat {
     store: Store,
     events: broadcast::Sender<ChatEvent>,
     online: Arc<Mutex<HashMap<String, Online>>>,
-    limiter: Arc<Mutex<RateLimiter>>,
+    /// Chat lines per user: [`RATE_BURST`] at once, then one every [`RATE_REFILL`].
+    limiter: Arc<Mutex<RateTable<String>>>,
 }
 
 impl Chat {
@@ -131,7 +105,11 @@ impl Chat {
             store,
             events: broadcast::channel(EVENT_BUFFER).0,
             online: Arc::default(),
-            limiter: Arc::default(),
+            limiter: Arc::new(Mutex::new(RateTable::new(
+                RATE_BURST,
+                RATE_REFILL,
+                RATE_TABLE_LIMIT,
+            ))),
         }
     }
 
@@ -213,8 +191,7 @@ impl Chat {
         let allowed = {
             let mut limiter = lock(&self.limiter);
             let now = Instant::now();
-            limiter.forget_idle(now);
-            limiter.allow(&nick.to_lowercase(), now)
+            limiter.allow(nick.to_lowercase(), now)
         };
         if !allowed {
             return Err(ChatError::RateLimited {
@@ -279,22 +256,6 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_rate_limit_allows_a_burst_then_one_line_a_second() {
-        let mut rl = RateLimiter::default();
-        let t0 = Instant::now();
-        for _ in 0..RATE_BURST {
-            assert!(rl.allow("alice", t0));
-        }
-        assert!(!rl.allow("alice", t0), "the burst is spent");
-        assert!(rl.allow("bob", t0), "users have their own buckets");
-        assert!(
-            rl.allow("alice", t0 + RATE_REFILL),
-            "one line refills per interval"
-        );
-        assert!(!rl.allow("alice", t0 + RATE_REFILL));
-    }
 
     #[test]
     fn previews_are_short() {

@@ -12,7 +12,8 @@
 //!   - [`chat`]: the chat room, presence, rate limit, delivery to sessions;
 //!   - [`cmd`]: one file per command, run for a verified user;
 //!   - [`library`]: users' files on disk and in the catalog;
-//!   - [`quota`]: per-user reservations (bytes, uploads, entries) for work in progress.
+//!   - [`quota`]: per-user reservations (bytes, uploads, entries) for work in progress;
+//!   - [`rate`]: token buckets keyed by user or address, time passed in.
 //! - [`store`]: SQLite on its own thread: migrations, users and keys, chat lines.
 //! - Adapters:
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
@@ -34,6 +35,7 @@ pub mod keys;
 pub mod library;
 pub mod nick;
 pub mod quota;
+pub mod rate;
 pub mod sftp;
 pub mod ssh;
 pub mod store;

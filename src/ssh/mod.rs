@@ -29,6 +29,7 @@ use tracing::Instrument;
 use crate::accept::{self, Acceptor, Counter, Cut, Cuttable, Drain, LogLimiter, Slot};
 use crate::app::App;
 use crate::config::SshConfig;
+use crate::rate::RateTable;
 
 /// How long sessions get to say goodbye after a shutdown notice before they are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -67,33 +68,6 @@ pub fn russh_config(app: &App, host_key: PrivateKey) -> russh::server::Config {
         max_auth_attempts: MAX_AUTH_ATTEMPTS,
         nodelay: true,
         ..Default::default()
-    }
-}
-
-/// New connections per address: a token bucket refilled at the configured rate per minute.
-struct AddressRate {
-    per_minute: u32,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
-}
-
-impl AddressRate {
-    fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if self.buckets.len() >= RATE_TABLE_LIMIT {
-            let minute = Duration::from_secs(60);
-            self.buckets
-                .retain(|_, (_, last)| now.saturating_duration_since(*last) < minute);
-        }
-        let cap = f64::from(self.per_minute);
-        let (tokens, last) = self.buckets.entry(ip).or_insert((cap, now));
-        *tokens =
-            (*tokens + now.saturating_duration_since(*last).as_secs_f64() * cap / 60.0).min(cap);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }
 
@@ -289,10 +263,8 @@ pub async fn serve(
     let sessions = Arc::new(Semaphore::new(ssh.max_connections));
     let grace = Duration::from_secs(ssh.login_grace_secs);
     let gate = Gate::new(ssh);
-    let mut rate = AddressRate {
-        per_minute: ssh.connections_per_minute_per_address,
-        buckets: HashMap::new(),
-    };
+    // New connections per address: a token bucket refilled at the configured rate a minute.
+    let mut rate = RateTable::per_minute(ssh.connections_per_minute_per_address, RATE_TABLE_LIMIT);
     let mut acceptor = Acceptor::new(listener, "ssh");
     let mut refusals = LogLimiter::new();
     let drain = Drain::new();
@@ -442,24 +414,6 @@ async fn run_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_address_rate_allows_the_configured_burst_then_refills() {
-        let mut rate = AddressRate {
-            per_minute: 3,
-            buckets: HashMap::new(),
-        };
-        let ip: IpAddr = [127, 0, 0, 9].into();
-        let other: IpAddr = [127, 0, 0, 10].into();
-        let t0 = Instant::now();
-        assert!((0..3).all(|_| rate.allow(ip, t0)));
-        assert!(!rate.allow(ip, t0));
-        assert!(rate.allow(other, t0));
-        assert!(
-            rate.allow(ip, t0 + Duration::from_secs(20)),
-            "one token per 20 s at 3/min"
-        );
-    }
 
     /// Admits a connection with a fresh cut handle, which the caller does not need.
     fn admit(gate: &Gate, ip: IpAddr, roll: u32) -> Result<Startup, Refusal> {
