@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{json_line, rfc3339, CmdError, Ctx, Output};
 use crate::chat::unix_now;
 use crate::store::users::{PendingKey, Removed, PENDING_KEY_TTL_SECS};
-use crate::store::{self, StoreError};
+use crate::store::{self, KeyRefusal, StoreError};
 
 /// Characters of a confirmation code: RFC 4648 base32, upper case (no 0, 1, 8 or 9 to
 /// misread).
@@ -161,8 +161,24 @@ async fn remove(ctx: &Ctx<'_>, fingerprint: String) -> Result<Output, CmdError> 
     Ok(Output::lines(vec![format!("{said} {fingerprint}")]))
 }
 
+/// A store error in the user's words: a refusal says what to do instead.
 fn failed(e: StoreError) -> CmdError {
-    CmdError::Failed(e.to_string())
+    CmdError::Failed(match e {
+        StoreError::Keys(KeyRefusal::AlreadyYours { fingerprint }) => {
+            format!("key {fingerprint} is already one of your keys")
+        }
+        StoreError::Keys(KeyRefusal::TooManyPending { waiting }) => format!(
+            "{waiting} keys are already waiting for confirmation; confirm one, or cancel one \
+             with /keys remove FINGERPRINT"
+        ),
+        StoreError::Keys(KeyRefusal::NotYours { fingerprint }) => format!(
+            "no key {fingerprint} among your keys or those waiting for confirmation; see /keys"
+        ),
+        StoreError::Keys(KeyRefusal::OnlyKey { fingerprint }) => {
+            format!("key {fingerprint} is your only key; add another before removing it")
+        }
+        e => e.to_string(),
+    })
 }
 
 /// At most the first 40 characters of what the user pasted, for an error message.

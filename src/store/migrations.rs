@@ -99,10 +99,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let current = usize::try_from(current).unwrap_or(usize::MAX);
     if current > MIGRATIONS.len() {
-        return Err(StoreError::Conflict(format!(
-            "the database is at schema version {current}, newer than this rosewire ({}); upgrade rosewire",
-            MIGRATIONS.len()
-        )));
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: MIGRATIONS.len(),
+        });
     }
     register_functions(conn)?;
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {

@@ -34,8 +34,27 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store is closed")]
     Closed,
-    #[error("{0}")]
-    Conflict(String),
+    /// The database's schema is newer than this binary knows.
+    #[error("the database is at schema version {found}, newer than this rosewire ({known}); upgrade rosewire")]
+    SchemaTooNew { found: usize, known: usize },
+    #[error("cannot start the store thread: {0}")]
+    Thread(String),
+    /// A change to a user's keys that the rules refuse; `cmd/keys.rs` words it for the user.
+    #[error("{0:?}")]
+    Keys(KeyRefusal),
+}
+
+/// Why a change to a user's keys was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// The proposed key is one of the user's keys already.
+    AlreadyYours { fingerprint: String },
+    /// `waiting` keys wait for confirmation already: the most a user may have.
+    TooManyPending { waiting: i64 },
+    /// No key or waiting key of the user has this fingerprint.
+    NotYours { fingerprint: String },
+    /// Removing it would leave the user without a key.
+    OnlyKey { fingerprint: String },
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -80,7 +99,7 @@ impl Store {
                     Err((_, e)) => tracing::error!("database close failed: {e}"),
                 }
             })
-            .map_err(|e| StoreError::Conflict(format!("cannot start the store thread: {e}")))?;
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
         Ok((Store { jobs: tx }, StoreThread { thread }))
     }
 

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::StoreError;
+use super::{KeyRefusal, StoreError};
 use crate::nick;
 
 /// How long a code from `/keys add` stays valid, in seconds (as a one-time login code would).
@@ -184,9 +184,9 @@ pub fn propose_key(
     let tx = conn.transaction()?;
     forget_expired(&tx, now)?;
     if matches!(key_owner(&tx, fingerprint)?, Some((owner_id, _)) if owner_id == user_id) {
-        return Err(StoreError::Conflict(format!(
-            "key {fingerprint} is already one of your keys"
-        )));
+        return Err(StoreError::Keys(KeyRefusal::AlreadyYours {
+            fingerprint: fingerprint.to_owned(),
+        }));
     }
     tx.execute(
         "DELETE FROM pending_keys WHERE user_id = ?1 AND fingerprint = ?2",
@@ -198,10 +198,7 @@ pub fn propose_key(
         |r| r.get(0),
     )?;
     if waiting >= MAX_PENDING_KEYS {
-        return Err(StoreError::Conflict(format!(
-            "{waiting} keys are already waiting for confirmation; confirm one, or cancel one \
-             with /keys remove FINGERPRINT"
-        )));
+        return Err(StoreError::Keys(KeyRefusal::TooManyPending { waiting }));
     }
     let pending = PendingKey {
         code: code.to_ascii_uppercase(),
@@ -331,14 +328,14 @@ pub fn remove_key(
         |r| r.get(0),
     )?;
     if !mine {
-        return Err(StoreError::Conflict(format!(
-            "no key {fingerprint} among your keys or those waiting for confirmation; see /keys"
-        )));
+        return Err(StoreError::Keys(KeyRefusal::NotYours {
+            fingerprint: fingerprint.to_owned(),
+        }));
     }
     if count <= 1 {
-        return Err(StoreError::Conflict(format!(
-            "key {fingerprint} is your only key; add another before removing it"
-        )));
+        return Err(StoreError::Keys(KeyRefusal::OnlyKey {
+            fingerprint: fingerprint.to_owned(),
+        }));
     }
     tx.execute(
         "DELETE FROM user_keys WHERE user_id = ?1 AND fingerprint = ?2",
@@ -480,10 +477,16 @@ mod tests {
         }
         // Asking again for a waiting key replaces its code rather than adding one.
         propose_key(&mut conn, alice, "SHA256:p0", "ssh-ed25519 P", "NEW", 10).unwrap();
-        let err = propose_key(&mut conn, alice, "SHA256:q", "ssh-ed25519 Q", "Q", 10)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("waiting for confirmation"), "{err}");
+        let err = propose_key(&mut conn, alice, "SHA256:q", "ssh-ed25519 Q", "Q", 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Keys(KeyRefusal::TooManyPending {
+                    waiting: MAX_PENDING_KEYS
+                })
+            ),
+            "{err}"
+        );
         assert_eq!(
             remove_key(&mut conn, alice, "SHA256:p1", 11).unwrap(),
             Removed::Pending
@@ -507,20 +510,22 @@ mod tests {
         let alice = claim(&mut conn, "alice", "SHA256:a");
         propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "CODE", 2).unwrap();
         confirm_key(&mut conn, "alice", "CODE", "SHA256:b", 3).unwrap();
-        let err = propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "X", 3)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("already one of your keys"), "{err}");
+        let err = propose_key(&mut conn, alice, "SHA256:b", "ssh-ed25519 B", "X", 3).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Keys(KeyRefusal::AlreadyYours { .. })),
+            "{err}"
+        );
         let b = authenticate(&mut conn, "alice", "SHA256:b", "ssh-ed25519 B", 4).unwrap();
         assert!(matches!(b, AuthOutcome::Known { .. }));
         assert_eq!(
             remove_key(&mut conn, alice, "SHA256:a", 5).unwrap(),
             Removed::Key
         );
-        let err = remove_key(&mut conn, alice, "SHA256:b", 5)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("only key"), "{err}");
+        let err = remove_key(&mut conn, alice, "SHA256:b", 5).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Keys(KeyRefusal::OnlyKey { .. })),
+            "{err}"
+        );
         assert_eq!(keys(&conn, alice), ["SHA256:b"]);
     }
 }
