@@ -1,0 +1,140 @@
+//! One exec command: plain or JSON output, sanitized, on stdout; the reason for a failure on
+//! stderr; `get` streams the file's bytes.
+
+use super::*;
+
+/// Runs one exec command: output on stdout, the reason for a failure on stderr, and the exit
+/// status 0 (success), 1 (the command failed) or 2 (usage error).
+pub(super) async fn exec(
+    app: &App,
+    user: &User,
+    peer: SocketAddr,
+    tx: &ChannelWriteHalf<Msg>,
+    command: Vec<u8>,
+    pty: bool,
+) {
+    let eol = if pty { "\r\n" } else { "\n" };
+    let Ok(command_line) = String::from_utf8(command) else {
+        finish(
+            tx,
+            b"",
+            format!("rosewire: the command is not valid UTF-8{eol}").as_bytes(),
+            2,
+        )
+        .await;
+        return;
+    };
+    // Only the command's name: its arguments are users' words (chat lines, queries, keys).
+    let name: String = command_line
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(16)
+        .collect();
+    tracing::info!(%peer, command = %name, "exec");
+    if app.config.dev && command_line.trim() == DEV_PANIC_COMMAND {
+        panic!("deliberate panic requested with {DEV_PANIC_COMMAND} (dev mode)");
+    }
+    let parsed = parse_exec(&command_line);
+    let json = parsed.as_ref().is_ok_and(Command::json);
+    let mut state = SessionState::default();
+    let result = match parsed {
+        Ok(command) => {
+            let mut ctx = Ctx {
+                app,
+                user,
+                session: &mut state,
+            };
+            cmd::run(&mut ctx, command).await
+        }
+        Err(e) => Err(cmd::CmdError::Usage(e.to_string())),
+    };
+    match result {
+        Ok(output) if output.download.is_some() => {
+            if let Some(download) = &output.download {
+                match stream_file(app, tx, download).await {
+                    Ok(()) => finish(tx, b"", b"", 0).await,
+                    Err(e) => {
+                        let err = terminal_lines(&[format!("rosewire: {e}")], false, eol);
+                        finish(tx, b"", err.as_bytes(), 1).await;
+                    }
+                }
+            }
+        }
+        Ok(output) => {
+            let out = terminal_lines(&output.lines, json, eol);
+            finish(tx, out.as_bytes(), b"", 0).await;
+        }
+        Err(e) => {
+            let err = terminal_lines(&[format!("rosewire: {e}")], false, eol);
+            finish(tx, b"", err.as_bytes(), e.exit_status()).await;
+        }
+    }
+}
+
+/// Exec output as a terminal may see it: the one way every exec text (stdout and stderr)
+/// leaves. Plain lines are sanitized as the shell sanitizes messages (a line break inside one,
+/// as in a list of ids, ends a line); JSON lines keep their value, with each control written
+/// as a `\uXXXX` escape, so no bidi override or C1 control reaches the terminal raw.
+pub(super) fn terminal_lines(lines: &[String], json: bool, eol: &str) -> String {
+    let mut out = String::new();
+    for line in lines {
+        if json {
+            out.push_str(&escape_unsafe_in_json(line));
+            out.push_str(eol);
+            continue;
+        }
+        for part in line.split('\n') {
+            out.push_str(&sanitize(part));
+            out.push_str(eol);
+        }
+    }
+    out
+}
+
+/// Streams a download's bytes to the exec channel's stdout, checking its hash. A client that
+/// stops reading (`| head`) is not an error.
+pub(super) async fn stream_file(
+    app: &App,
+    tx: &ChannelWriteHalf<Msg>,
+    download: &Download,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    // Shared now, and proven to be the catalogued file, before a byte is sent.
+    let opened = app
+        .library
+        .open_download(download)
+        .await
+        .map_err(|e| e.to_string())?;
+    let download = &opened.download;
+    let mut file = tokio::fs::File::from_std(opened.file);
+    let mut hasher = blake3::Hasher::new();
+    let mut sent = 0u64;
+    loop {
+        let mut chunk = vec![0u8; COPY_CHUNK];
+        let n = file
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("cannot read {:?}: {e}", download.name))?;
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        hasher.update(&chunk);
+        if tx.data_bytes(chunk).await.is_err() {
+            tracing::debug!(sent, "client stopped reading");
+            return Ok(());
+        }
+        sent += n as u64;
+    }
+    if hasher.finalize().to_hex().as_str() != download.hash {
+        return Err(format!(
+            "{:?} changed on its owner's disk while it was sent; the bytes do not match id {}",
+            download.name, download.hash
+        ));
+    }
+    tracing::info!(name = %download.name, bytes = sent, "file sent");
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! One task per session channel. It owns everything about the channel: which mode it is in
+//! (interactive shell, plain line mode, exec), the shell state, and the chat subscription.
+//!
+//! - this file: the channel's first requests decide the mode; what the modes share (running
+//!   a submitted line, the opening messages, chat events, presence);
+//! - `shell.rs`: the interactive shell (a pty);
+//! - `line.rs`: plain line mode (a shell without a pty);
+//! - `exec.rs`: one command, its output sanitized, `get` streamed to stdout;
+//! - `transfers.rs`: the downloads a shell runs into `downloads/`, with progress.
+
+mod exec;
+mod line;
+mod shell;
+mod transfers;
+
+use std::net::SocketAddr;
+
+use rosewire_shell::sanitize::escape_unsafe_in_json;
+use rosewire_shell::{
+    parse_exec, parse_shell_line, sanitize, Action, Command, Line, Message, Shell, ShellConfig,
+    Status,
+};
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use tokio::sync::{broadcast, watch};
+
+use crate::app::{App, User};
+use crate::chat::{unix_now, Chat, ChatEvent};
+use crate::cmd::{self, history::message_of, Ctx, SessionState};
+use crate::library::{human_size, Download, FetchError, COPY_CHUNK};
+use exec::exec;
+use line::line_mode;
+use shell::interactive;
+use transfers::{fetch_now, Transfers};
+
+/// The MOTD shown when a shell opens.
+const MOTD: &str = include_str!("../../../assets/motd.txt");
+/// Terminal sizes outside these bounds are clamped: a client cannot make us allocate a
+/// gigantic screen, and a zero size (some clients send it) becomes usable.
+const MIN_COLS: u16 = 20;
+const MAX_COLS: u16 = 1000;
+const MIN_ROWS: u16 = 4;
+const MAX_ROWS: u16 = 500;
+/// The size assumed when a client sends 0x0.
+const DEFAULT_SIZE: (u16, u16) = (80, 24);
+/// Bytes of an unfinished line kept in plain line mode before it is refused.
+const MAX_PENDING_LINE: usize = 4 * rosewire_shell::command::MAX_LINE_BYTES;
+/// In `--dev` mode only, this exec command panics, so tests can check that a panic ends
+/// only its own session.
+const DEV_PANIC_COMMAND: &str = "__panic";
+
+#[derive(Debug, Clone)]
+struct Pty {
+    term: String,
+    cols: u16,
+    rows: u16,
+}
+
+fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {
+    if cols == 0 || rows == 0 {
+        return DEFAULT_SIZE;
+    }
+    let c = cols.clamp(u32::from(MIN_COLS), u32::from(MAX_COLS));
+    let r = rows.clamp(u32::from(MIN_ROWS), u32::from(MAX_ROWS));
+    (c as u16, r as u16)
+}
+
+/// Marks the user online while a shell is open, even if the task unwinds.
+struct Presence<'a> {
+    chat: &'a Chat,
+    nick: String,
+}
+
+impl<'a> Presence<'a> {
+    fn join(chat: &'a Chat, nick: &str) -> Presence<'a> {
+        chat.join(nick);
+        Presence {
+            chat,
+            nick: nick.to_owned(),
+        }
+    }
+}
+
+impl Drop for Presence<'_> {
+    fn drop(&mut self) {
+        self.chat.leave(&self.nick);
+    }
+}
+
+pub async fn run(
+    app: App,
+    user: User,
+    peer: SocketAddr,
+    mut channel: Channel<Msg>,
+    handle: russh::server::Handle,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut pty: Option<Pty> = None;
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                ..
+            } => {
+                let (cols, rows) = clamp_size(col_width, row_height);
+                pty = Some(Pty { term, cols, rows });
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                ..
+            } => {
+                if let Some(p) = pty.as_mut() {
+                    (p.cols, p.rows) = clamp_size(col_width, row_height);
+                }
+            }
+            ChannelMsg::RequestShell { .. } => {
+                let (rx, tx) = channel.split();
+                match pty {
+                    Some(pty) => {
+                        tracing::info!(term = %pty.term, cols = pty.cols, rows = pty.rows, "shell opened");
+                        interactive(&app, &user, rx, tx, pty, shutdown).await;
+                    }
+                    None => {
+                        tracing::info!("line-mode shell opened");
+                        line_mode(&app, &user, rx, tx, shutdown).await;
+                    }
+                }
+                tracing::info!("shell closed");
+                return;
+            }
+            ChannelMsg::Exec { command, .. } => {
+                let (_rx, tx) = channel.split();
+                exec(&app, &user, peer, &tx, command, pty.is_some()).await;
+                return;
+            }
+            ChannelMsg::RequestSubsystem { name, .. } => {
+                if name == "sftp" {
+                    let id = channel.id();
+                    let open = crate::sftp::serve(app, user, channel.into_stream()).await;
+                    tracing::info!("sftp subsystem closed");
+                    // As sshd does: scp and sftp treat a missing exit status as a failure.
+                    let _ = handle.exit_status_request(id, 0).await;
+                    let _ = handle.eof(id).await;
+                    let _ = handle.close(id).await;
+                    drop(open);
+                }
+                return;
+            }
+            ChannelMsg::Eof | ChannelMsg::Close => return,
+            _ => {}
+        }
+    }
+}
+
+/// What submitting a line produced.
+#[derive(Default)]
+struct Reply {
+    messages: Vec<Message>,
+    quit: bool,
+    /// A file the user asked for, to be copied into `downloads/`.
+    download: Option<Download>,
+}
+
+/// Runs a line typed in a shell (interactive or line mode).
+async fn submit(app: &App, user: &User, state: &mut SessionState, line: &str) -> Reply {
+    let now = unix_now();
+    let command = match parse_shell_line(line) {
+        Ok(Line::Empty) => return Reply::default(),
+        Ok(Line::Chat(text)) => Command::Say { text },
+        Ok(Line::Command(command)) => command,
+        Err(e) => {
+            return Reply {
+                messages: vec![Message::error(now, &e.to_string())],
+                ..Reply::default()
+            }
+        }
+    };
+    let mut ctx = Ctx {
+        app,
+        user,
+        session: state,
+    };
+    match cmd::run(&mut ctx, command).await {
+        Ok(out) => Reply {
+            messages: out.lines.iter().map(|l| Message::output(now, l)).collect(),
+            quit: out.quit,
+            download: out.download,
+        },
+        Err(e) => Reply {
+            messages: e
+                .to_string()
+                .lines()
+                .map(|l| Message::error(now, l))
+                .collect(),
+            ..Reply::default()
+        },
+    }
+}
+
+/// Turns a chat event into a message for the message area; `None` for events not shown.
+fn event_message(event: &ChatEvent, last_replayed: i64) -> Option<Message> {
+    match event {
+        ChatEvent::Line(line) if line.id > last_replayed => Some(message_of(line)),
+        ChatEvent::Line(_) => None,
+        ChatEvent::Joined { nick } => Some(Message::notice(unix_now(), &format!("{nick} joined"))),
+        ChatEvent::Left { nick } => Some(Message::notice(unix_now(), &format!("{nick} left"))),
+    }
+}
+
+/// The messages a new shell starts with: the MOTD, then the latest chat lines.
+/// Returns them with the id of the last replayed line (live lines up to it are duplicates).
+async fn opening(app: &App) -> (Vec<Message>, i64) {
+    let now = unix_now();
+    let mut messages: Vec<Message> = MOTD.lines().map(|l| Message::notice(now, l)).collect();
+    let replay = app.config.chat.replay_lines;
+    let history = if replay == 0 {
+        Vec::new()
+    } else {
+        app.chat.history(replay).await.unwrap_or_else(|e| {
+            tracing::warn!("cannot replay history: {e}");
+            Vec::new()
+        })
+    };
+    let last = history.last().map_or(0, |l| l.id);
+    messages.extend(history.iter().map(message_of));
+    (messages, last)
+}
+
+/// Receives the next chat event; a lagging subscriber gets a notice instead of the lines it
+/// missed. `None` when the chat is gone.
+async fn next_event(events: &mut broadcast::Receiver<ChatEvent>) -> Option<Result<ChatEvent, u64>> {
+    match events.recv().await {
+        Ok(event) => Some(Ok(event)),
+        Err(broadcast::error::RecvError::Lagged(n)) => Some(Err(n)),
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
+fn lagged_notice(missed: u64) -> Message {
+    Message::notice(
+        unix_now(),
+        &format!("{missed} chat lines were skipped: this session fell behind"),
+    )
+}
+
+fn shutdown_notice() -> Message {
+    Message::notice(
+        unix_now(),
+        "the server is shutting down; reconnect in a moment",
+    )
+}
+
+fn status(app: &App, transfers: &Transfers) -> Status {
+    Status {
+        instance: app.domain().to_owned(),
+        online: app.chat.online_count(),
+        activity: transfers.activity(),
+    }
+}
+
+fn nicks(app: &App) -> Vec<String> {
+    app.chat.online().into_iter().map(|o| o.nick).collect()
+}
+
+/// Writes the last output, the exit status, and closes the channel.
+async fn finish(tx: &ChannelWriteHalf<Msg>, stdout: &[u8], stderr: &[u8], status: u32) {
+    if !stdout.is_empty() {
+        let _ = tx.data_bytes(stdout.to_vec()).await;
+    }
+    if !stderr.is_empty() {
+        let _ = tx.extended_data_bytes(1, stderr.to_vec()).await;
+    }
+    let _ = tx.exit_status(status).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_sizes_are_clamped() {
+        assert_eq!(clamp_size(0, 0), DEFAULT_SIZE);
+        assert_eq!(clamp_size(5, 2), (MIN_COLS, MIN_ROWS));
+        assert_eq!(clamp_size(100_000, 100_000), (MAX_COLS, MAX_ROWS));
+        assert_eq!(clamp_size(120, 40), (120, 40));
+    }
+}
