@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rosewire_shell::Address;
 use tokio::sync::broadcast;
 
 use crate::rate::RateTable;
@@ -23,25 +24,14 @@ pub const EVENT_BUFFER: usize = 1024;
 /// Most lines `/history` shows at once.
 pub const MAX_HISTORY: usize = 500;
 
-/// `@nick@domain`: a user's network-wide address.
-pub fn address(nick: &str, domain: &str) -> String {
-    format!("@{nick}@{domain}")
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatLine {
     pub id: i64,
     pub at: i64,
-    pub from_nick: String,
-    pub from_domain: String,
+    /// Who said it: `@nick@domain`.
+    pub from: Address,
     pub kind: ChatKind,
     pub text: String,
-}
-
-impl ChatLine {
-    pub fn from_address(&self) -> String {
-        address(&self.from_nick, &self.from_domain)
-    }
 }
 
 impl From<StoredLine> for ChatLine {
@@ -49,8 +39,7 @@ impl From<StoredLine> for ChatLine {
         ChatLine {
             id: l.id,
             at: l.at,
-            from_nick: l.from_nick,
-            from_domain: l.from_domain,
+            from: Address::new(&l.from_nick, &l.from_domain),
             kind: l.kind,
             text: l.text,
         }
@@ -210,8 +199,7 @@ impl Chat {
         let line = Arc::new(ChatLine {
             id,
             at,
-            from_nick: nick.to_owned(),
-            from_domain: self.domain.to_string(),
+            from: Address::new(nick, &self.domain),
             kind,
             text,
         });

@@ -24,7 +24,8 @@ use nom::multi::fold_many0;
 use nom::sequence::{preceded, terminated};
 use nom::{IResult, Parser};
 
-use crate::query::{parse_query, Query, UserFilter};
+use crate::address::Address;
+use crate::query::{parse_query, Query};
 
 /// Upper bound on one input line in bytes (chat lines and commands alike).
 pub const MAX_LINE_BYTES: usize = 1024;
@@ -63,7 +64,7 @@ pub enum Command {
     More { json: bool },
     /// `/browse @user@domain [--json] [--page N]`; pages count from 1.
     Browse {
-        user: UserFilter,
+        user: Address,
         json: bool,
         page: usize,
     },
@@ -848,28 +849,16 @@ fn parse_browse(args: &Args<'_>) -> Result<Command, ParseError> {
         return Err(args.usage(args.end(), "missing user, like @alice@rose.example"));
     };
     args.no_more(extra)?;
-    let bare = who.text.strip_prefix('@').unwrap_or(&who.text);
-    let (nick, domain) = match bare.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (bare, None),
-    };
-    if nick.is_empty() || domain.is_some_and(str::is_empty) {
-        return Err(args.usage(
+    let user = Address::parse(&who.text).map_err(|_| {
+        args.usage(
             who.offset,
             format!(
                 "\"{}\" is not a user address like @alice@rose.example",
                 who.text
             ),
-        ));
-    }
-    Ok(Command::Browse {
-        user: UserFilter {
-            nick: nick.to_owned(),
-            domain: domain.map(str::to_lowercase),
-        },
-        json,
-        page,
-    })
+        )
+    })?;
+    Ok(Command::Browse { user, json, page })
 }
 
 fn parse_get(args: &Args<'_>) -> Result<Command, ParseError> {
@@ -1187,7 +1176,8 @@ mod tests {
 
     #[test]
     fn library_commands() {
-        use crate::query::{Query, UserFilter};
+        use crate::address::Address;
+        use crate::query::Query;
         use Command::*;
         let words = |w: &[&str]| Query {
             words: w.iter().map(|s| s.to_string()).collect(),
@@ -1265,7 +1255,7 @@ mod tests {
         check(
             "/browse @bob@rose.example --json",
             cmd(Browse {
-                user: UserFilter {
+                user: Address {
                     nick: "bob".into(),
                     domain: Some("rose.example".into()),
                 },
@@ -1276,7 +1266,7 @@ mod tests {
         check(
             "/browse bob --page 2",
             cmd(Browse {
-                user: UserFilter {
+                user: Address {
                     nick: "bob".into(),
                     domain: None,
                 },
@@ -1288,7 +1278,7 @@ mod tests {
         check(
             "/browse bob",
             cmd(Browse {
-                user: UserFilter {
+                user: Address {
                     nick: "bob".into(),
                     domain: None,
                 },

@@ -5,6 +5,7 @@
 //! terminal and with the lines the user submitted. Time is an input too (`Message::at`).
 //!
 //! # Layout
+//! - [`address`]: [`Address`], `@nick@domain`, parsed and rendered in one place.
 //! - [`command`]: the command grammar (nom): shell lines (`/who`, plain chat) and exec
 //!   command lines (`who --json`), quoted arguments, errors that point at the token.
 //! - [`sanitize`]: makes untrusted text safe to put on a terminal.
@@ -14,6 +15,7 @@
 //! - [`screen`]: the screen model (message area, status line, input line) rendered with termwiz.
 //! - [`shell`]: [`Shell`], which ties keys, editor and screen together.
 
+pub mod address;
 pub mod command;
 pub mod editor;
 pub mod keys;
@@ -23,6 +25,7 @@ pub mod sanitize;
 pub mod screen;
 pub mod shell;
 
+pub use address::{Address, AddressError};
 pub use command::{parse_exec, parse_shell_line, Command, Line, ParseError};
 pub use message::{Message, MessageKind};
 pub use sanitize::sanitize;

@@ -24,6 +24,8 @@ use nom::combinator::opt;
 use nom::sequence::delimited;
 use nom::{IResult, Parser};
 
+use crate::address::Address;
+
 /// Longest query, in bytes.
 pub const MAX_QUERY_BYTES: usize = 512;
 /// Most terms (words, phrases, filters) in one query.
@@ -45,14 +47,8 @@ pub struct Query {
     /// Largest size in bytes, inclusive.
     pub max_size: Option<u64>,
     /// Only files of this user.
-    pub user: Option<UserFilter>,
-}
-
-/// `user:@nick@domain` (`domain` absent for `user:nick`: this instance).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserFilter {
-    pub nick: String,
-    pub domain: Option<String>,
+    /// `user:@nick@domain` (`domain` absent for `user:nick`: this instance).
+    pub user: Option<Address>,
 }
 
 impl Query {
@@ -183,19 +179,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-fn user_filter(value: &str) -> Result<UserFilter, String> {
-    let value = value.strip_prefix('@').unwrap_or(value);
-    let (nick, domain) = match value.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (value, None),
-    };
-    if nick.is_empty() || domain.is_some_and(str::is_empty) {
-        return Err("a user filter looks like user:@nick@domain".into());
-    }
-    Ok(UserFilter {
-        nick: nick.to_owned(),
-        domain: domain.map(str::to_lowercase),
-    })
+fn user_filter(value: &str) -> Result<Address, String> {
+    Address::parse(value).map_err(|_| "a user filter looks like user:@nick@domain".into())
 }
 
 /// Parses a search query.
@@ -450,7 +435,7 @@ mod tests {
         check(
             "user:@alice@rose.example",
             Query {
-                user: Some(UserFilter {
+                user: Some(Address {
                     nick: "alice".into(),
                     domain: Some("rose.example".into()),
                 }),
@@ -460,7 +445,7 @@ mod tests {
         check(
             "user:bob",
             Query {
-                user: Some(UserFilter {
+                user: Some(Address {
                     nick: "bob".into(),
                     domain: None,
                 }),

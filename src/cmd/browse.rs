@@ -1,29 +1,23 @@
 //! `/browse @user@domain [--json] [--page N]`: one user's shared files, a page at a time.
 
-use rosewire_shell::query::UserFilter;
+use rosewire_shell::Address;
 use serde_json::json;
 
 use super::more::{self, Continuation};
 use super::{json_line, store_failed, CmdError, Ctx, Output};
-use crate::chat::address;
 use crate::library::human_size;
 use crate::store::{self, files::PageStart};
 
 pub async fn run(
     ctx: &mut Ctx<'_>,
-    user: &UserFilter,
+    user: &Address,
     json: bool,
     page: usize,
 ) -> Result<Output, CmdError> {
     let domain = ctx.app.domain().to_owned();
-    if let Some(other) = user
-        .domain
-        .as_deref()
-        .filter(|d| !d.eq_ignore_ascii_case(&domain))
-    {
+    if !user.is_on(&domain) {
         return Err(CmdError::Failed(format!(
-            "@{}@{other} is on another instance; browsing other instances is not available yet",
-            user.nick
+            "{user} is on another instance; browsing other instances is not available yet"
         )));
     }
     let nick = user.nick.clone();
@@ -36,10 +30,10 @@ pub async fn run(
     let Some((owner_id, nick)) = found else {
         return Err(CmdError::Failed(format!(
             "no user {} here",
-            address(&user.nick, &domain)
+            Address::new(&user.nick, &domain)
         )));
     };
-    let owner = address(&nick, &domain);
+    let owner = Address::new(&nick, &domain);
     show(ctx, owner_id, owner, json, page, more::page_start(page)).await
 }
 
@@ -47,7 +41,7 @@ pub async fn run(
 pub(super) async fn show(
     ctx: &mut Ctx<'_>,
     owner_id: i64,
-    owner: String,
+    owner: Address,
     json: bool,
     page: usize,
     start: PageStart,
@@ -68,7 +62,7 @@ pub(super) async fn show(
         listed
             .files
             .iter()
-            .map(|f| json_line(json!({"id": f.hash, "name": f.name, "path": f.path, "size": f.size, "owner": owner})))
+            .map(|f| json_line(json!({"id": f.hash, "name": f.name, "path": f.path, "size": f.size, "owner": owner.to_string()})))
             .collect()
     } else if shared == 0 {
         vec![format!("{owner} shares nothing")]

@@ -37,7 +37,7 @@ fn json_of(line: &ChatLine) -> String {
         ChatKind::Me => "me",
     };
     json_line(json!({
-        "from": line.from_address(),
+        "from": line.from.to_string(),
         "text": line.text,
         "at": rfc3339(line.at),
         "kind": kind,
@@ -47,7 +47,7 @@ fn json_of(line: &ChatLine) -> String {
 /// How a stored chat line looks in the message area.
 pub fn message_of(line: &ChatLine) -> Message {
     match line.kind {
-        ChatKind::Say => Message::chat(line.at, &line.from_nick, &line.text),
-        ChatKind::Me => Message::action(line.at, &line.from_nick, &line.text),
+        ChatKind::Say => Message::chat(line.at, &line.from.nick, &line.text),
+        ChatKind::Me => Message::action(line.at, &line.from.nick, &line.text),
     }
 }

@@ -1,5 +1,7 @@
 //! `/more [--json]`: the next page of the session's last search or listing.
 
+use rosewire_shell::Address;
+
 use super::{browse, library, search, CmdError, Ctx, Output};
 use crate::store::files::{self, FileRecord, PageStart};
 use crate::store::StoreError;
@@ -14,8 +16,8 @@ pub enum Continuation {
     /// `/browse` of one owner.
     Browse {
         owner_id: i64,
-        /// `@nick@domain`, for the output.
-        owner: String,
+        /// Whose files, for the output.
+        owner: Address,
         cursor: Cursor,
     },
 }

@@ -1,10 +1,10 @@
 //! `/search QUERY [--json] [--page N]` and `/more`: find shared files.
 
 use rosewire_shell::query::Query;
+use rosewire_shell::Address;
 use serde_json::json;
 
 use super::{json_line, store_failed, CmdError, Ctx, Output};
-use crate::chat::address;
 use crate::library::human_size;
 use crate::store::{self, files::SearchHit};
 
@@ -105,7 +105,7 @@ fn render(ctx: &Ctx<'_>, hits: &[SearchHit], first_number: usize, json: bool) ->
                         "id": h.file.hash,
                         "name": h.file.name,
                         "size": h.file.size,
-                        "owner": address(&h.file.owner_nick, domain),
+                        "owner": Address::new(&h.file.owner_nick, domain).to_string(),
                     }))
                 })
                 .collect(),
@@ -134,7 +134,7 @@ fn render(ctx: &Ctx<'_>, hits: &[SearchHit], first_number: usize, json: bool) ->
                 &h.file.hash[..super::library::SHORT_ID.min(h.file.hash.len())],
                 human_size(h.file.size),
                 h.file.name,
-                address(&h.file.owner_nick, domain),
+                Address::new(&h.file.owner_nick, domain),
             )
         })
         .collect();

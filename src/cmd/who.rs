@@ -1,9 +1,9 @@
 //! `/who [--json]`: the users with a shell open on this instance.
 
+use rosewire_shell::Address;
 use serde_json::json;
 
 use super::{json_line, Ctx, Output};
-use crate::chat::address;
 
 pub fn run(ctx: &Ctx<'_>, json: bool) -> Output {
     let domain = ctx.app.domain();
@@ -11,7 +11,11 @@ pub fn run(ctx: &Ctx<'_>, json: bool) -> Output {
     let lines = if json {
         online
             .iter()
-            .map(|o| json_line(json!({ "nick": o.nick, "address": address(&o.nick, domain) })))
+            .map(|o| {
+                json_line(
+                    json!({ "nick": o.nick, "address": Address::new(&o.nick, domain).to_string() }),
+                )
+            })
             .collect()
     } else if online.is_empty() {
         vec!["nobody has a shell open".to_owned()]
@@ -19,7 +23,7 @@ pub fn run(ctx: &Ctx<'_>, json: bool) -> Output {
         let width = online.iter().map(|o| o.nick.len()).max().unwrap_or(0);
         let mut lines: Vec<String> = online
             .iter()
-            .map(|o| format!("{:width$}  {}", o.nick, address(&o.nick, domain)))
+            .map(|o| format!("{:width$}  {}", o.nick, Address::new(&o.nick, domain)))
             .collect();
         lines.push(format!("{} online", online.len()));
         lines
