@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use crate::catalog::Catalog;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::library::Library;
-use crate::store::Store;
+use crate::store::users::{self, KeyRecord, PendingKey, Removed};
+use crate::store::{Store, StoreError};
 
 /// Shared state of a running instance. Cheap to clone.
 #[derive(Clone)]
@@ -18,22 +20,98 @@ pub struct App {
     pub chat: Chat,
     /// Users' files on disk and in the catalog.
     pub library: Library,
+    /// Shared files and users' libraries, as commands see them.
+    pub catalog: Catalog,
+    /// Users' keys and profiles, as commands see them.
+    pub users: Users,
 }
 
 impl App {
     pub fn new(config: Config, store: Store) -> App {
         let chat = Chat::new(&config.domain, store.clone());
         let library = Library::new(&config.data_dir, store.clone(), config.library.clone());
+        let catalog = Catalog::new(store.clone(), &config.domain);
+        let users = Users {
+            store: store.clone(),
+        };
         App {
             config: Arc::new(config),
             store,
             chat,
             library,
+            catalog,
+            users,
         }
     }
 
     pub fn domain(&self) -> &str {
         &self.config.domain
+    }
+}
+
+/// Users' keys and profiles: the one place commands reach them, so that remote profiles can
+/// join here later. Cheap to clone.
+#[derive(Clone)]
+pub struct Users {
+    /// The database, where users and keys live.
+    store: Store,
+}
+
+impl Users {
+    /// The local user with this nickname (any case): their id and the nick in display case.
+    pub async fn by_nick(&self, nick: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let nick = nick.to_owned();
+        self.store
+            .call(move |conn| users::user_id_by_nick(conn, &nick))
+            .await
+    }
+
+    /// The user's keys, and those waiting for confirmation at `now`.
+    pub async fn keys(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> Result<(Vec<KeyRecord>, Vec<PendingKey>), StoreError> {
+        self.store
+            .call(move |conn| {
+                Ok((
+                    users::list_keys(conn, user_id)?,
+                    users::list_pending(conn, user_id, now)?,
+                ))
+            })
+            .await
+    }
+
+    /// Records a key waiting for its holder to log in with it as `NICK+code`.
+    pub async fn propose_key(
+        &self,
+        user_id: i64,
+        fingerprint: &str,
+        public_key: &str,
+        code: &str,
+        now: i64,
+    ) -> Result<PendingKey, StoreError> {
+        let (fp, key, code) = (
+            fingerprint.to_owned(),
+            public_key.to_owned(),
+            code.to_owned(),
+        );
+        self.store
+            .call(move |conn| users::propose_key(conn, user_id, &fp, &key, &code, now))
+            .await
+    }
+
+    /// Removes one of the user's keys, or cancels a waiting one.
+    pub async fn remove_key(
+        &self,
+        user_id: i64,
+        fingerprint: &str,
+        now: i64,
+    ) -> Result<Removed, StoreError> {
+        let fp = fingerprint.to_owned();
+        self.store
+            .call(move |conn| users::remove_key(conn, user_id, &fp, now))
+            .await
     }
 }
 

@@ -11,6 +11,7 @@
 //!   - [`nick`]: nickname rules;
 //!   - [`chat`]: the chat room, presence, rate limit, delivery to sessions;
 //!   - [`cmd`]: one file per command, run for a verified user;
+//!   - [`catalog`]: search, browse, lookups by id, share and unshare, as commands see them;
 //!   - [`library`]: users' files on disk and in the catalog;
 //!   - [`quota`]: per-user reservations (bytes, uploads, entries) for work in progress;
 //!   - [`rate`]: token buckets keyed by user or address, time passed in.
@@ -26,6 +27,7 @@
 
 pub mod accept;
 pub mod app;
+pub mod catalog;
 pub mod chat;
 pub mod cli;
 pub mod cmd;
