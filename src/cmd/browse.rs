@@ -6,7 +6,7 @@ use serde_json::json;
 use super::more::{self, Continuation};
 use super::{json_line, store_failed, CmdError, Ctx, Output};
 use crate::library::human_size;
-use crate::store::{self, files::PageStart};
+use crate::catalog::PageStart;
 
 pub async fn run(
     ctx: &mut Ctx<'_>,
@@ -20,11 +20,10 @@ pub async fn run(
             "{user} is on another instance; browsing other instances is not available yet"
         )));
     }
-    let nick = user.nick.clone();
     let found = ctx
         .app
-        .store
-        .call(move |conn| store::users::user_id_by_nick(conn, &nick))
+        .users
+        .by_nick(&user.nick)
         .await
         .map_err(store_failed)?;
     let Some((owner_id, nick)) = found else {
@@ -46,23 +45,17 @@ pub(super) async fn show(
     page: usize,
     start: PageStart,
 ) -> Result<Output, CmdError> {
-    let from = start.clone();
     let (listed, shared) = ctx
         .app
-        .store
-        .call(move |conn| {
-            Ok((
-                more::read_page(conn, owner_id, true, &from)?,
-                store::files::count_shared(conn, owner_id)?,
-            ))
-        })
+        .catalog
+        .browse(owner_id, &start)
         .await
         .map_err(store_failed)?;
     let lines = if json {
         listed
             .files
             .iter()
-            .map(|f| json_line(json!({"id": f.hash, "name": f.name, "path": f.path, "size": f.size, "owner": owner.to_string()})))
+            .map(|f| json_line(json!({"id": f.id, "name": f.name, "path": f.path, "size": f.size, "owner": owner.to_string()})))
             .collect()
     } else if shared == 0 {
         vec![format!("{owner} shares nothing")]
@@ -73,7 +66,7 @@ pub(super) async fn show(
             .map(|f| {
                 format!(
                     "{}  {:>10}  {}",
-                    &f.hash[..super::library::SHORT_ID.min(f.hash.len())],
+                    &f.id[..super::library::SHORT_ID.min(f.id.len())],
                     human_size(f.size),
                     f.path
                 )

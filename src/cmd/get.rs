@@ -5,7 +5,6 @@ use rosewire_shell::command::GetTarget;
 
 use super::{store_failed, CmdError, Ctx, Output};
 use crate::library::{human_size, Download};
-use crate::store;
 
 /// Candidates listed when an id prefix is ambiguous.
 const MAX_CANDIDATES: usize = 10;
@@ -28,7 +27,7 @@ fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<Download, CmdError> {
         )));
     };
     match last.hits.get(n - 1) {
-        Some(hit) if !hit.file.hash.is_empty() => Ok(Download::from(&hit.file)),
+        Some(Some(hit)) => Ok(Download::from(&hit.file)),
         _ => Err(CmdError::Failed(format!(
             "there is no result {n}; the last search showed {}",
             last.hits.len()
@@ -37,14 +36,12 @@ fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<Download, CmdError> {
 }
 
 async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
-    let p = prefix.clone();
-    let mut found = ctx
+    let found = ctx
         .app
-        .store
-        .call(move |conn| store::files::shared_by_hash_prefix(conn, &p, MAX_CANDIDATES * 4))
+        .catalog
+        .resolve_id(&prefix, MAX_CANDIDATES * 4)
         .await
         .map_err(store_failed)?;
-    found.dedup_by(|a, b| a.hash == b.hash);
     match found.as_slice() {
         [] => Err(CmdError::Failed(format!("no shared file has id {prefix}"))),
         [one] => Ok(Download::from(one)),
@@ -52,7 +49,7 @@ async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
             let list: Vec<String> = many
                 .iter()
                 .take(MAX_CANDIDATES)
-                .map(|f| format!("  {}  {}  {}", f.hash, human_size(f.size), f.name))
+                .map(|f| format!("  {}  {}  {}", f.id, human_size(f.size), f.name))
                 .collect();
             Err(CmdError::Failed(format!(
                 "id {prefix} is ambiguous; it starts {} files' ids:\n{}",
@@ -68,6 +65,7 @@ mod tests {
     use super::*;
     use crate::app::{App, User};
     use crate::cmd::{CmdError, SessionState};
+    use crate::store::files::FileIdentity;
     use crate::store::{users, Store};
 
     /// An app over a fresh database in `dir`, with alice sharing files of the given hashes.
@@ -75,12 +73,12 @@ mod tests {
         dir: &std::path::Path,
         hashes: &[&'static str],
     ) -> (App, User, crate::store::StoreThread) {
-        let (store, thread) = Store::open(&dir.join("db")).unwrap();
+        let (db, thread) = Store::open(&dir.join("db")).unwrap();
         let config = crate::config::Config {
             data_dir: dir.to_owned(),
             ..crate::config::Config::default()
         };
-        let app = App::new(config, store);
+        let app = App::new(config, db.clone());
         let user = User {
             id: 1,
             nick: "alice".into(),
@@ -90,14 +88,25 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(app.store.call(move |conn| {
-            users::authenticate(conn, "alice", "SHA256:a", "k", 0)?;
+        rt.block_on(async {
+            // Alice signs up (the login path, outside the commands' reach).
+            db.call(|conn| users::authenticate(conn, "alice", "SHA256:a", "k", 0))
+                .await?;
+            let identity = FileIdentity {
+                dev: 0,
+                ino: 0,
+                size: 1,
+                mtime_ns: 0,
+            };
             for (i, hash) in hashes.iter().enumerate() {
-                let id = store::files::upsert(conn, 1, &format!("f{i}.bin"), 1, hash, 0, None)?;
-                store::files::set_shared(conn, 1, &[id], true)?;
+                let path = format!("f{i}.bin");
+                app.library
+                    .file_added(1, &path, 1, hash, 0, identity)
+                    .await?;
+                app.catalog.set_shared(1, vec![path], true).await?;
             }
-            Ok(())
-        }))
+            Ok::<_, crate::store::StoreError>(())
+        })
         .unwrap();
         (app, user, thread)
     }

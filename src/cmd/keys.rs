@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{json_line, rfc3339, CmdError, Ctx, Output};
 use crate::chat::unix_now;
 use crate::store::users::{PendingKey, Removed, PENDING_KEY_TTL_SECS};
-use crate::store::{self, KeyRefusal, StoreError};
+use crate::store::{KeyRefusal, StoreError};
 
 /// Characters of a confirmation code: RFC 4648 base32, upper case (no 0, 1, 8 or 9 to
 /// misread).
@@ -31,16 +31,10 @@ pub async fn run(ctx: &Ctx<'_>, command: KeysCommand) -> Result<Output, CmdError
 }
 
 async fn list(ctx: &Ctx<'_>, json: bool) -> Result<Output, CmdError> {
-    let (user_id, now) = (ctx.user.id, unix_now());
     let (keys, pending) = ctx
         .app
-        .store
-        .call(move |conn| {
-            Ok((
-                store::users::list_keys(conn, user_id)?,
-                store::users::list_pending(conn, user_id, now)?,
-            ))
-        })
+        .users
+        .keys(ctx.user.id, unix_now())
         .await
         .map_err(failed)?;
     let mut lines: Vec<String> = keys
@@ -111,13 +105,10 @@ async fn add(ctx: &Ctx<'_>, text: &str) -> Result<Output, CmdError> {
     let openssh = key
         .to_openssh()
         .map_err(|e| CmdError::Failed(format!("cannot encode key: {e}")))?;
-    let (user_id, fp, code) = (ctx.user.id, fingerprint.clone(), new_code());
     let pending = ctx
         .app
-        .store
-        .call(move |conn| {
-            store::users::propose_key(conn, user_id, &fp, &openssh, &code, unix_now())
-        })
+        .users
+        .propose_key(ctx.user.id, &fingerprint, &openssh, &new_code(), unix_now())
         .await
         .map_err(failed)?;
     tracing::info!(nick = %ctx.user.nick, %fingerprint, "key proposed");
@@ -145,12 +136,10 @@ fn new_code() -> String {
 }
 
 async fn remove(ctx: &Ctx<'_>, fingerprint: String) -> Result<Output, CmdError> {
-    let user_id = ctx.user.id;
-    let fp = fingerprint.clone();
     let removed = ctx
         .app
-        .store
-        .call(move |conn| store::users::remove_key(conn, user_id, &fp, unix_now()))
+        .users
+        .remove_key(ctx.user.id, &fingerprint, unix_now())
         .await
         .map_err(failed)?;
     let said = match removed {

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::more::{self, Continuation};
 use super::{json_line, store_failed, CmdError, Ctx, Output};
 use crate::library::human_size;
-use crate::store::files::{self, PageStart};
+use crate::catalog::PageStart;
 
 /// Hex digits of an id shown in listings; `/get` accepts any unique prefix of 8 or more.
 pub const SHORT_ID: usize = 12;
@@ -21,17 +21,10 @@ pub(super) async fn show(
     page: usize,
     start: PageStart,
 ) -> Result<Output, CmdError> {
-    let user_id = ctx.user.id;
-    let from = start.clone();
     let (listed, totals) = ctx
         .app
-        .store
-        .call(move |conn| {
-            Ok((
-                more::read_page(conn, user_id, false, &from)?,
-                files::totals(conn, user_id)?,
-            ))
-        })
+        .catalog
+        .library(ctx.user.id, &start)
         .await
         .map_err(store_failed)?;
     ctx.session.more = Some(Continuation::Library(more::cursor_after(
@@ -46,7 +39,7 @@ pub(super) async fn show(
                 .iter()
                 .map(|f| {
                     json_line(json!({
-                        "id": f.hash, "name": f.name, "path": f.path, "size": f.size, "shared": f.shared,
+                        "id": f.id, "name": f.name, "path": f.path, "size": f.size, "shared": f.shared,
                     }))
                 })
                 .collect(),
@@ -64,7 +57,7 @@ pub(super) async fn show(
         .map(|f| {
             format!(
                 "{}  {:>10}  {}  {}",
-                &f.hash[..SHORT_ID.min(f.hash.len())],
+                &f.id[..SHORT_ID.min(f.id.len())],
                 human_size(f.size),
                 if f.shared { "shared " } else { "private" },
                 f.path

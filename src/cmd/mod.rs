@@ -22,6 +22,7 @@ mod who;
 use rosewire_shell::Command;
 
 use crate::app::{App, User};
+use crate::catalog::CatalogFile;
 use crate::library::Download;
 use crate::store::StoreError;
 
@@ -119,10 +120,10 @@ fn rfc3339(at: i64) -> String {
 }
 
 /// The session user's catalogued files.
-async fn my_files(ctx: &Ctx<'_>) -> Result<Vec<crate::store::files::FileRecord>, CmdError> {
+async fn my_files(ctx: &Ctx<'_>) -> Result<Vec<CatalogFile>, CmdError> {
     ctx.app
-        .library
-        .files(ctx.user.id)
+        .catalog
+        .my_files(ctx.user.id)
         .await
         .map_err(store_failed)
 }

@@ -3,8 +3,7 @@
 use rosewire_shell::Address;
 
 use super::{browse, library, search, CmdError, Ctx, Output};
-use crate::store::files::{self, FileRecord, PageStart};
-use crate::store::StoreError;
+use crate::catalog::{CatalogFile, PageStart};
 
 /// What `/more` continues: the last paged command of the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,26 +49,6 @@ pub async fn run(ctx: &mut Ctx<'_>, json: bool) -> Result<Output, CmdError> {
     }
 }
 
-/// A page of listing: at most [`search::PAGE_SIZE`] files, and whether more follow.
-pub(super) struct Page {
-    pub files: Vec<FileRecord>,
-    pub more: bool,
-}
-
-/// Reads one page of an owner's files (shared ones only if `shared_only`) on the store
-/// thread. Reads one row more than it shows, to know whether another page follows.
-pub(super) fn read_page(
-    conn: &rusqlite::Connection,
-    owner_id: i64,
-    shared_only: bool,
-    start: &PageStart,
-) -> Result<Page, StoreError> {
-    let mut files = files::list_page(conn, owner_id, shared_only, start, search::PAGE_SIZE + 1)?;
-    let more = files.len() > search::PAGE_SIZE;
-    files.truncate(search::PAGE_SIZE);
-    Ok(Page { files, more })
-}
-
 /// Where page `page` (from 1) of a listing starts.
 pub(super) fn page_start(page: usize) -> PageStart {
     PageStart::Offset(page.saturating_sub(1).saturating_mul(search::PAGE_SIZE))
@@ -77,7 +56,7 @@ pub(super) fn page_start(page: usize) -> PageStart {
 
 /// The cursor after showing `page`: right after its last file, or where it started if it
 /// was empty (past the end; `/more` finds nothing again, until files are added).
-pub(super) fn cursor_after(page: usize, start: PageStart, files: &[FileRecord]) -> Cursor {
+pub(super) fn cursor_after(page: usize, start: PageStart, files: &[CatalogFile]) -> Cursor {
     Cursor {
         page,
         next: files

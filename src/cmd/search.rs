@@ -1,15 +1,12 @@
 //! `/search QUERY [--json] [--page N]` and `/more`: find shared files.
 
 use rosewire_shell::query::Query;
-use rosewire_shell::Address;
 use serde_json::json;
 
 use super::{json_line, store_failed, CmdError, Ctx, Output};
+use crate::catalog::Hit;
+pub use crate::catalog::PAGE_SIZE;
 use crate::library::human_size;
-use crate::store::{self, files::SearchHit};
-
-/// Results shown at a time.
-pub const PAGE_SIZE: usize = 100;
 /// The deepest page a search may ask for (bounds the work of OFFSET).
 pub const MAX_PAGE: usize = 100;
 
@@ -18,8 +15,9 @@ pub const MAX_PAGE: usize = 100;
 pub struct LastSearch {
     query: Query,
     page: usize,
-    /// Results shown so far, numbered from 1 across pages.
-    pub hits: Vec<SearchHit>,
+    /// Results shown so far, numbered from 1 across pages; `None` for those of pages before
+    /// the first one shown.
+    pub hits: Vec<Option<Hit>>,
 }
 
 pub async fn run(
@@ -35,12 +33,14 @@ pub async fn run(
     }
     let hits = fetch(ctx, &query, page).await?;
     let first_number = (page - 1) * PAGE_SIZE + 1;
-    let out = render(ctx, &hits, first_number, json);
+    let out = render(&hits, first_number, json);
     ctx.session.more = Some(super::more::Continuation::Search);
     ctx.session.last_search = Some(LastSearch {
         query,
         page,
-        hits: placeholders(first_number - 1).chain(hits).collect(),
+        hits: placeholders(first_number - 1)
+            .chain(hits.into_iter().map(Some))
+            .collect(),
     });
     Ok(out)
 }
@@ -67,9 +67,9 @@ pub async fn more(ctx: &mut Ctx<'_>, json: bool) -> Result<Output, CmdError> {
         }
     };
     let first_number = last.hits.len() + 1;
-    let out = render(ctx, &hits, first_number, json);
+    let out = render(&hits, first_number, json);
     let mut all = last.hits;
-    all.extend(hits);
+    all.extend(hits.into_iter().map(Some));
     ctx.session.last_search = Some(LastSearch {
         query: last.query,
         page,
@@ -80,32 +80,28 @@ pub async fn more(ctx: &mut Ctx<'_>, json: bool) -> Result<Output, CmdError> {
 
 /// Results before the first page shown (a search that starts at `--page 3`), which `/get N`
 /// cannot pick; kept as empty entries so numbers stay aligned.
-fn placeholders(count: usize) -> impl Iterator<Item = SearchHit> {
-    std::iter::repeat_n(SearchHit::default(), count)
+fn placeholders(count: usize) -> impl Iterator<Item = Option<Hit>> {
+    std::iter::repeat_n(None, count)
 }
 
-async fn fetch(ctx: &Ctx<'_>, query: &Query, page: usize) -> Result<Vec<SearchHit>, CmdError> {
-    let query = query.clone();
-    let domain = ctx.app.domain().to_owned();
-    let offset = (page - 1) * PAGE_SIZE;
+async fn fetch(ctx: &Ctx<'_>, query: &Query, page: usize) -> Result<Vec<Hit>, CmdError> {
     ctx.app
-        .store
-        .call(move |conn| store::files::search(conn, &query, &domain, PAGE_SIZE, offset))
+        .catalog
+        .search(query, page)
         .await
         .map_err(store_failed)
 }
 
-fn render(ctx: &Ctx<'_>, hits: &[SearchHit], first_number: usize, json: bool) -> Output {
-    let domain = ctx.app.domain();
+fn render(hits: &[Hit], first_number: usize, json: bool) -> Output {
     if json {
         return Output::lines(
             hits.iter()
                 .map(|h| {
                     json_line(json!({
-                        "id": h.file.hash,
+                        "id": h.file.id,
                         "name": h.file.name,
                         "size": h.file.size,
-                        "owner": Address::new(&h.file.owner_nick, domain).to_string(),
+                        "owner": h.file.owner.to_string(),
                     }))
                 })
                 .collect(),
@@ -131,10 +127,10 @@ fn render(ctx: &Ctx<'_>, hits: &[SearchHit], first_number: usize, json: bool) ->
             format!(
                 "{:>3}. {}  {:>10}  {}  {}{copies}",
                 first_number + i,
-                &h.file.hash[..super::library::SHORT_ID.min(h.file.hash.len())],
+                &h.file.id[..super::library::SHORT_ID.min(h.file.id.len())],
                 human_size(h.file.size),
                 h.file.name,
-                Address::new(&h.file.owner_nick, domain),
+                h.file.owner,
             )
         })
         .collect();

@@ -2,7 +2,7 @@
 
 use super::{my_files, store_failed, CmdError, Ctx, Output};
 use crate::library::{glob_match, is_glob};
-use crate::store::{self, files::FileRecord};
+use crate::catalog::CatalogFile;
 
 pub async fn run(ctx: &Ctx<'_>, pattern: &str) -> Result<Output, CmdError> {
     set_shared(ctx, pattern, true).await
@@ -10,7 +10,7 @@ pub async fn run(ctx: &Ctx<'_>, pattern: &str) -> Result<Output, CmdError> {
 
 /// The files a NAME or GLOB means: a glob matches names (or paths, if it has a `/`); a plain
 /// name is an exact path, or else an exact file name.
-pub(super) fn select<'f>(files: &'f [FileRecord], pattern: &str) -> Vec<&'f FileRecord> {
+pub(super) fn select<'f>(files: &'f [CatalogFile], pattern: &str) -> Vec<&'f CatalogFile> {
     let pattern = pattern
         .trim_start_matches('/')
         .trim_start_matches("library/");
@@ -41,7 +41,7 @@ pub(super) async fn set_shared(
             "nothing in your library matches {pattern:?}; see /library"
         )));
     }
-    let to_change: Vec<&FileRecord> = matched
+    let to_change: Vec<&CatalogFile> = matched
         .iter()
         .copied()
         .filter(|f| f.shared != shared)
@@ -56,11 +56,10 @@ pub(super) async fn set_shared(
             "{pattern:?} is {state}; nothing changed"
         )));
     }
-    let ids: Vec<i64> = to_change.iter().map(|f| f.id).collect();
-    let user_id = ctx.user.id;
+    let paths: Vec<String> = to_change.iter().map(|f| f.path.clone()).collect();
     ctx.app
-        .store
-        .call(move |conn| store::files::set_shared(conn, user_id, &ids, shared))
+        .catalog
+        .set_shared(ctx.user.id, paths, shared)
         .await
         .map_err(store_failed)?;
     tracing::info!(nick = %ctx.user.nick, count = to_change.len(), pattern, "{verb}d");
