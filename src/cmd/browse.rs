@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::more::{self, Continuation};
 use super::{json_line, store_failed, CmdError, Ctx, Output};
-use crate::library::human_size;
 use crate::catalog::PageStart;
+use crate::library::human_size;
 
 pub async fn run(
     ctx: &mut Ctx<'_>,

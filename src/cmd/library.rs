@@ -4,8 +4,8 @@ use serde_json::json;
 
 use super::more::{self, Continuation};
 use super::{json_line, store_failed, CmdError, Ctx, Output};
-use crate::library::human_size;
 use crate::catalog::PageStart;
+use crate::library::human_size;
 
 /// Hex digits of an id shown in listings; `/get` accepts any unique prefix of 8 or more.
 pub const SHORT_ID: usize = 12;

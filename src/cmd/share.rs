@@ -1,8 +1,8 @@
 //! `/share NAME|GLOB`: offer files of the library to the network.
 
 use super::{my_files, store_failed, CmdError, Ctx, Output};
-use crate::library::{glob_match, is_glob};
 use crate::catalog::CatalogFile;
+use crate::library::{glob_match, is_glob};
 
 pub async fn run(ctx: &Ctx<'_>, pattern: &str) -> Result<Output, CmdError> {
     set_shared(ctx, pattern, true).await
