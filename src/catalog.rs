@@ -224,3 +224,59 @@ fn read_page(
     records.truncate(PAGE_SIZE);
     Ok((records, more))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::users;
+
+    /// A catalog on `rose.example` over a fresh database in `dir`, where alice has `paths`,
+    /// none shared.
+    fn catalog_with(
+        dir: &std::path::Path,
+        paths: &[&'static str],
+    ) -> (Catalog, crate::store::StoreThread) {
+        let (store, thread) = Store::open(&dir.join("db")).unwrap();
+        let paths = paths.to_vec();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(store.call(move |conn| {
+                users::authenticate(conn, "Alice", "SHA256:a", "k", 0)?;
+                for (i, path) in paths.iter().enumerate() {
+                    files::upsert(conn, 1, path, 1, &format!("{i:064x}"), 0, None)?;
+                }
+                Ok(())
+            }))
+            .unwrap();
+        (Catalog::new(store, "rose.example"), thread)
+    }
+
+    #[test]
+    fn sharing_by_path_changes_only_those_files_and_owners_carry_their_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, _thread) = catalog_with(dir.path(), &["a.txt", "b.txt", "sub/a.txt"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let changed = rt
+            .block_on(catalog.set_shared(1, vec!["a.txt".into(), "sub/a.txt".into()], true))
+            .unwrap();
+        assert_eq!(changed, 2);
+        let (page, shared) = rt
+            .block_on(catalog.browse(1, &PageStart::Offset(0)))
+            .unwrap();
+        assert_eq!(shared, 2);
+        let paths: Vec<&str> = page.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a.txt", "sub/a.txt"]);
+        assert_eq!(page.files[0].owner.to_string(), "@Alice@rose.example");
+        assert_eq!(page.files[0].name, "a.txt");
+        let mine = rt.block_on(catalog.my_files(1)).unwrap();
+        let private: Vec<&str> = mine
+            .iter()
+            .filter(|f| !f.shared)
+            .map(|f| f.path.as_str())
+            .collect();
+        assert_eq!(private, ["b.txt"]);
+    }
+}
