@@ -122,13 +122,6 @@ impl Library {
             .await
     }
 
-    /// The user's catalogued files.
-    pub async fn files(&self, user_id: i64) -> Result<Vec<FileRecord>, StoreError> {
-        self.store
-            .call(move |conn| store::files::list(conn, user_id))
-            .await
-    }
-
     /// Bytes counted against the user's quota, apart from reservations: the library (from the
     /// catalog) plus everything in `downloads/`. (What is in `.partial/` is reserved.)
     pub async fn usage(&self, user_id: i64) -> Result<u64, StoreError> {
