@@ -202,11 +202,6 @@ impl Ledger {
             });
     }
 
-    /// SFTP handles open on the instance.
-    pub fn open_handles(&self) -> usize {
-        self.handles.load(Ordering::Acquire)
-    }
-
     /// The user's entry count, if counted yet.
     pub fn entries(&self, user_id: i64) -> Option<u64> {
         self.lock().get(&user_id).and_then(|u| u.entries)
