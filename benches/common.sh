@@ -36,6 +36,14 @@ stop_pids() { # TERM, then up to 10 s for them to go, then KILL
     wait "$@" 2>/dev/null || true
 }
 
+drop_work() { # drop_work RC: removes $WORK, or keeps it (and says where) with KEEP or a failure
+    if [ -n "${KEEP:-}" ] || [ "$1" -ne 0 ]; then
+        log "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+
 free_port() { # an unused TCP port on address $1 (the race with other programs is harmless here)
     python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"
 }

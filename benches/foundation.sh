@@ -44,11 +44,7 @@ cleanup() {
     stop_pids "${SESSION_PIDS[@]}"
     stop_pids $ROSEWIRE_PID $SSHD_PID
     exec 9>&-
-    if [ -n "${KEEP:-}" ] || [ $rc -ne 0 ]; then
-        log "work directory kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
+    drop_work $rc
     exit $rc
 }
 trap cleanup EXIT

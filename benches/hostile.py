@@ -221,6 +221,21 @@ def first_line(e):
     return text.splitlines()[0][:160] if text else type(e).__name__
 
 
+def tally(stats, lock, attempt):
+    """Runs one attempt, counting it in stats["ok"] or, with its error, stats["refused"].
+    Returns what the attempt returned, or None when it was refused."""
+    try:
+        result = attempt()
+    except Exception as e:
+        with lock:
+            stats["refused"] += 1
+            stats["errors"].add(first_line(e))
+        return None
+    with lock:
+        stats["ok"] += 1
+    return result
+
+
 # --- 1. pre-authentication flood ------------------------------------------------------------
 class Flood:
     """Holds `total` connections that never log in: even slots send nothing at all, odd slots
@@ -456,16 +471,9 @@ def part_listing(t):
                     with lock:
                         stats["errors"].add("stopped early: the machine ran short of memory")
                     break
-                try:
-                    sftp._request(CMD_OPENDIR, "/library/big")
-                    with lock:
-                        stats["ok"] += 1
-                except Exception as e:
-                    with lock:
-                        stats["refused"] += 1
-                        stats["errors"].add(first_line(e))
-                    if not tr.is_active():
-                        break
+                opened = tally(stats, lock, lambda: sftp._request(CMD_OPENDIR, "/library/big") or True)
+                if opened is None and not tr.is_active():
+                    break
         try:
             ready.wait(timeout=900)
         except threading.BrokenBarrierError:
@@ -578,16 +586,11 @@ def part_amplify(t):
         if tr is not None:
             conns.append(tr)
             for _ in range(opens):
-                try:
-                    files.append(sftp.open("/library/sparse.bin", "r+"))
-                    with lock:
-                        stats["ok"] += 1
-                except Exception as e:
-                    with lock:
-                        stats["refused"] += 1
-                        stats["errors"].add(first_line(e))
-                    if not tr.is_active():
-                        break
+                opened = tally(stats, lock, lambda: sftp.open("/library/sparse.bin", "r+"))
+                if opened is not None:
+                    files.append(opened)
+                elif not tr.is_active():
+                    break
         try:
             ready.wait(timeout=900)
         except threading.BrokenBarrierError:

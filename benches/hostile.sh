@@ -64,11 +64,7 @@ cleanup() {
     trap - EXIT INT TERM
     [ -z "$CLIENT_PID" ] || kill -- -"$CLIENT_PID" 2>/dev/null || true
     stop_pids $CLIENT_PID $ROSEWIRE_PID
-    if [ -n "${KEEP:-}" ] || [ $rc -ne 0 ]; then
-        log "work directory kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
+    drop_work $rc
     exit $rc
 }
 trap cleanup EXIT

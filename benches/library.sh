@@ -51,11 +51,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop_pids $ROSEWIRE_PID $SSHD_PID
-    if [ -n "${KEEP:-}" ] || [ $rc -ne 0 ]; then
-        log "work directory kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
+    drop_work $rc
     exit $rc
 }
 trap cleanup EXIT
