@@ -291,6 +291,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for http on {}", config.http.listen))?;
     let ssh_addr = ssh_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let mut config = config;
+    config.settle_domain(http_addr.port());
     let fingerprint = host_key
         .public_key()
         .fingerprint(russh::keys::HashAlg::Sha256);
@@ -313,7 +315,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%ssh_addr, %http_addr, domain = %config.domain, dev = config.dev, "serving");
 
     // The addresses actually bound (a port of 0 picks a free one).
-    let mut config = config;
     config.ssh.listen = ssh_addr;
     config.http.listen = http_addr;
     let app = App::new(config, store);

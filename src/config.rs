@@ -392,9 +392,28 @@ impl Config {
         self.data_dir.join("rosewire.db")
     }
 
+    /// In dev mode a domain `HOST:0` names the HTTP listener's port once it is bound (tests
+    /// start instances on ephemeral ports and need a domain that reaches them).
+    pub fn settle_domain(&mut self, http_port: u16) {
+        if let Some(host) = self.domain.strip_suffix(":0") {
+            self.domain = format!("{host}:{http_port}");
+        }
+    }
+
+    /// Where this instance's HTTP API is reached: `https://DOMAIN`, or `http://` in dev mode.
+    pub fn base_url(&self) -> String {
+        base_url(&self.domain, self.dev)
+    }
+
     pub fn config_path_in_data_dir(data_dir: &Path) -> PathBuf {
         data_dir.join("rosewire.toml")
     }
+}
+
+/// Where an instance named `domain` is reached: `https://DOMAIN`, or `http://` in dev mode.
+pub fn base_url(domain: &str, dev: bool) -> String {
+    let scheme = if dev { "http" } else { "https" };
+    format!("{scheme}://{domain}")
 }
 
 /// A host name of letters, digits, `-` and `.`; in dev mode also `host:port`.
@@ -412,7 +431,8 @@ fn valid_domain(domain: &str, dev: bool) -> bool {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+    // Port 0 (dev only) stands for the port the HTTP listener gets: see `Config::settle_domain`.
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
     host_ok && port_ok
 }
 
@@ -539,6 +559,18 @@ mod tests {
         assert_eq!(m.drop_percent(5000), 100);
         let single: MaxStartups = "4".parse().unwrap();
         assert_eq!((single.drop_percent(3), single.drop_percent(4)), (0, 100));
+    }
+
+    #[test]
+    fn a_dev_domain_with_port_zero_takes_the_http_port() {
+        let mut config = parse("dev = true\ndomain = \"127.0.0.3:0\"").unwrap();
+        config.settle_domain(8443);
+        assert_eq!(config.domain, "127.0.0.3:8443");
+        assert_eq!(config.base_url(), "http://127.0.0.3:8443");
+        assert!(
+            parse("domain = \"127.0.0.3:0\"").is_err(),
+            "a port needs --dev"
+        );
     }
 
     #[test]
