@@ -80,6 +80,35 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE files ADD COLUMN disk_mtime_ns INTEGER;",
     // 6: paged listings. `/browse` walks one owner's shared files by path, a page at a time.
     "CREATE INDEX files_shared_by_owner_path ON files(owner_id, shared, path);",
+    // 7: federation. Peers and their delivery schedule; the outbox (each activity once, with
+    // a delivery row per peer still owed it, so a peer gets what it missed in order); the ids
+    // of activities already applied, so a repeated one is dropped.
+    "CREATE TABLE peers (
+        domain           TEXT PRIMARY KEY,  -- lowercase; host[:port] in dev mode
+        added_at         INTEGER NOT NULL,  -- unix seconds
+        last_seen        INTEGER,           -- unix seconds of the last successful exchange
+        state            TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('ok', 'backoff', 'unavailable')),
+        failures         INTEGER NOT NULL DEFAULT 0,
+        first_failure_ms INTEGER,           -- unix ms; start of the current run of failures
+        next_attempt_ms  INTEGER NOT NULL DEFAULT 0,
+        catalog_pulled   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE outbox (
+        seq         INTEGER PRIMARY KEY,
+        activity_id TEXT NOT NULL UNIQUE,
+        envelope    TEXT NOT NULL,          -- the JSON body posted to inboxes
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE deliveries (
+        peer TEXT NOT NULL REFERENCES peers(domain) ON DELETE CASCADE,
+        seq  INTEGER NOT NULL REFERENCES outbox(seq) ON DELETE CASCADE,
+        PRIMARY KEY (peer, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE inbox_seen (
+        activity_id TEXT PRIMARY KEY,
+        received_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX inbox_seen_by_time ON inbox_seen(received_at);",
 ];
 
 /// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that

@@ -5,6 +5,7 @@
 //! single connection, which is also the single writer SQLite wants.
 
 pub mod chat;
+pub mod fed;
 pub mod files;
 mod migrations;
 pub mod users;

@@ -1,0 +1,251 @@
+//! Federation state: peers and their delivery schedule, the outbox, and the ids of activities
+//! already applied.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreError;
+
+/// Activities owed to one peer before the oldest are dropped: a peer away for long gets the
+/// newest this many, in order, and the drop is logged.
+pub const MAX_PENDING_PER_PEER: i64 = 100_000;
+/// The pending bound is checked every this many activities (so a peer may briefly hold a
+/// little more).
+const PENDING_CHECK_EVERY: i64 = 256;
+/// How long applied activity ids are remembered, in seconds: longer than any retry schedule
+/// (an unavailable peer is retried for weeks at most), so a repeat is always recognised.
+pub const SEEN_KEEP_SECS: i64 = 60 * 24 * 3600;
+/// Applied activity ids remembered at most; past it the oldest are forgotten first.
+pub const MAX_SEEN: i64 = 2_000_000;
+
+/// A peer and its delivery schedule, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRow {
+    pub domain: String,
+    pub added_at: i64,
+    pub last_seen: Option<i64>,
+    pub state: String,
+    pub failures: i64,
+    pub first_failure_ms: Option<i64>,
+    pub next_attempt_ms: i64,
+    pub catalog_pulled: bool,
+}
+
+/// Adds a peer; returns whether it is new.
+pub fn add_peer(conn: &Connection, domain: &str, now: i64) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO peers (domain, added_at) VALUES (?1, ?2)",
+        params![domain, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Forgets a peer and what it was owed.
+pub fn remove_peer(conn: &Connection, domain: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM peers WHERE domain = ?1", [domain])?;
+    Ok(())
+}
+
+pub fn peers(conn: &Connection) -> Result<Vec<PeerRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT domain, added_at, last_seen, state, failures, first_failure_ms,
+                next_attempt_ms, catalog_pulled
+         FROM peers ORDER BY domain",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(PeerRow {
+            domain: r.get(0)?,
+            added_at: r.get(1)?,
+            last_seen: r.get(2)?,
+            state: r.get(3)?,
+            failures: r.get(4)?,
+            first_failure_ms: r.get(5)?,
+            next_attempt_ms: r.get(6)?,
+            catalog_pulled: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Stores a peer's schedule after an attempt; `seen` is set after a success.
+pub fn set_schedule(
+    conn: &Connection,
+    domain: &str,
+    state: &str,
+    failures: i64,
+    first_failure_ms: Option<i64>,
+    next_attempt_ms: i64,
+    seen: Option<i64>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE peers SET state = ?2, failures = ?3, first_failure_ms = ?4, next_attempt_ms = ?5,
+                last_seen = COALESCE(?6, last_seen)
+         WHERE domain = ?1",
+        params![domain, state, failures, first_failure_ms, next_attempt_ms, seen],
+    )?;
+    Ok(())
+}
+
+pub fn set_catalog_pulled(conn: &Connection, domain: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE peers SET catalog_pulled = 1 WHERE domain = ?1",
+        [domain],
+    )?;
+    Ok(())
+}
+
+/// Puts an activity in the outbox, owed to every peer; returns the peers it is owed to.
+/// Peers owed more than [`MAX_PENDING_PER_PEER`] lose their oldest.
+pub fn enqueue(
+    conn: &mut Connection,
+    activity_id: &str,
+    envelope: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO outbox (activity_id, envelope, created_at) VALUES (?1, ?2, ?3)",
+        params![activity_id, envelope, now],
+    )?;
+    let seq = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO deliveries (peer, seq) SELECT domain, ?1 FROM peers",
+        [seq],
+    )?;
+    let owed: Vec<String> = {
+        let mut stmt = tx.prepare_cached("SELECT peer FROM deliveries WHERE seq = ?1")?;
+        let rows = stmt.query_map([seq], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    // Over the bound: drop the oldest owed (a rare, logged event). Counting costs a scan of
+    // what a peer is owed, so it runs every PENDING_CHECK_EVERY activities.
+    if seq % PENDING_CHECK_EVERY == 0 {
+        for peer in &owed {
+            let excess = owed_count(&tx, peer)? - MAX_PENDING_PER_PEER;
+            if excess > 0 {
+                tx.execute(
+                    "DELETE FROM deliveries WHERE peer = ?1 AND seq IN
+                       (SELECT seq FROM deliveries WHERE peer = ?1 ORDER BY seq LIMIT ?2)",
+                    params![peer, excess],
+                )?;
+                tracing::warn!(%peer, dropped = excess, "peer owed more than {MAX_PENDING_PER_PEER} activities: dropped its oldest");
+            }
+        }
+    }
+    if owed.is_empty() {
+        tx.execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+    }
+    tx.commit()?;
+    Ok(owed)
+}
+
+/// The oldest `limit` activities owed to `peer`, in order: (seq, envelope).
+pub fn owed(conn: &Connection, peer: &str, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.seq, o.envelope FROM deliveries d JOIN outbox o ON o.seq = d.seq
+         WHERE d.peer = ?1 ORDER BY d.seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![peer, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many activities `peer` is owed.
+pub fn owed_count(conn: &Connection, peer: &str) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE peer = ?1",
+        [peer],
+        |r| r.get(0),
+    )?)
+}
+
+/// Records that `peer` accepted activity `seq`; the activity leaves the outbox once every
+/// peer has it.
+pub fn delivered(conn: &Connection, peer: &str, seq: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM deliveries WHERE peer = ?1 AND seq = ?2",
+        params![peer, seq],
+    )?;
+    conn.execute(
+        "DELETE FROM outbox WHERE seq = ?1
+           AND NOT EXISTS (SELECT 1 FROM deliveries WHERE seq = ?1)",
+        [seq],
+    )?;
+    Ok(())
+}
+
+/// Remembers an applied activity id; returns false if it was seen before (drop it).
+pub fn first_sight(conn: &Connection, activity_id: &str, now: i64) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO inbox_seen (activity_id, received_at) VALUES (?1, ?2)",
+        params![activity_id, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Forgets applied ids older than [`SEEN_KEEP_SECS`], and the oldest past [`MAX_SEEN`].
+pub fn prune_seen(conn: &Connection, now: i64) -> Result<usize, StoreError> {
+    let old = conn.execute(
+        "DELETE FROM inbox_seen WHERE received_at < ?1",
+        [now - SEEN_KEEP_SECS],
+    )?;
+    let excess = conn.execute(
+        "DELETE FROM inbox_seen WHERE activity_id IN (
+            SELECT activity_id FROM inbox_seen ORDER BY received_at
+            LIMIT MAX(0, (SELECT COUNT(*) FROM inbox_seen) - ?1))",
+        [MAX_SEEN],
+    )?;
+    Ok(old + excess)
+}
+
+/// The activity with this id in the outbox, if still there.
+pub fn outbox_seq(conn: &Connection, activity_id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT seq FROM outbox WHERE activity_id = ?1",
+            [activity_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_peer_gets_each_activity_once_in_order() {
+        let mut conn = crate::store::open_in_memory();
+        add_peer(&conn, "b.test", 0).unwrap();
+        add_peer(&conn, "c.test", 0).unwrap();
+        assert!(!add_peer(&conn, "b.test", 1).unwrap(), "added once");
+        for i in 0..3 {
+            let owed_to = enqueue(&mut conn, &format!("id{i}"), &format!("e{i}"), 0).unwrap();
+            assert_eq!(owed_to, ["b.test", "c.test"]);
+        }
+        let b = owed(&conn, "b.test", 10).unwrap();
+        let bodies: Vec<_> = b.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(bodies, ["e0", "e1", "e2"]);
+        delivered(&conn, "b.test", b[0].0).unwrap();
+        assert_eq!(owed_count(&conn, "b.test").unwrap(), 2);
+        assert!(outbox_seq(&conn, "id0").unwrap().is_some(), "c still owed");
+        delivered(&conn, "c.test", b[0].0).unwrap();
+        assert!(outbox_seq(&conn, "id0").unwrap().is_none(), "everyone has it");
+        remove_peer(&conn, "c.test").unwrap();
+        assert_eq!(owed_count(&conn, "c.test").unwrap(), 0);
+    }
+
+    #[test]
+    fn without_peers_nothing_stays_in_the_outbox() {
+        let mut conn = crate::store::open_in_memory();
+        assert!(enqueue(&mut conn, "id", "e", 0).unwrap().is_empty());
+        assert!(outbox_seq(&conn, "id").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_activity_id_is_applied_once() {
+        let conn = crate::store::open_in_memory();
+        assert!(first_sight(&conn, "x", 0).unwrap());
+        assert!(!first_sight(&conn, "x", 5).unwrap());
+        assert_eq!(prune_seen(&conn, SEEN_KEEP_SECS + 1).unwrap(), 1);
+        assert!(first_sight(&conn, "x", SEEN_KEEP_SECS + 2).unwrap());
+    }
+}
