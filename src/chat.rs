@@ -32,16 +32,28 @@ pub struct ChatLine {
     pub from: Address,
     pub kind: ChatKind,
     pub text: String,
+    /// Said on another instance: shells show the full address, not just the nick.
+    pub remote: bool,
 }
 
-impl From<StoredLine> for ChatLine {
-    fn from(l: StoredLine) -> Self {
+impl ChatLine {
+    fn stored(l: StoredLine, local_domain: &str) -> ChatLine {
         ChatLine {
             id: l.id,
             at: l.at,
+            remote: !l.from_domain.eq_ignore_ascii_case(local_domain),
             from: Address::new(&l.from_nick, &l.from_domain),
             kind: l.kind,
             text: l.text,
+        }
+    }
+
+    /// How the speaker is shown: the nick for a local user, `@nick@domain` for a remote one.
+    pub fn speaker(&self) -> String {
+        if self.remote {
+            self.from.to_string()
+        } else {
+            self.from.nick.clone()
         }
     }
 }
@@ -202,6 +214,55 @@ impl Chat {
             from: Address::new(nick, &self.domain),
             kind,
             text,
+            remote: false,
+        });
+        let _ = self.events.send(ChatEvent::Line(line.clone()));
+        Ok(line)
+    }
+
+    /// Takes a line said on another instance (its inbox checked the activity): sanitized and
+    /// bounded exactly like a local line, rate-limited per remote user like a local one, then
+    /// stored and delivered to every open shell. `at` is when it was said (clamped to now).
+    pub async fn receive(
+        &self,
+        from: Address,
+        kind: ChatKind,
+        text: &str,
+        at: i64,
+    ) -> Result<Arc<ChatLine>, ChatError> {
+        let text = rosewire_shell::sanitize(text).trim().to_owned();
+        if text.is_empty() {
+            return Err(ChatError::Empty);
+        }
+        if text.len() > MAX_LINE_BYTES {
+            return Err(ChatError::TooLong { len: text.len() });
+        }
+        let allowed = lock(&self.limiter).allow(from.to_string().to_lowercase(), Instant::now());
+        if !allowed {
+            return Err(ChatError::RateLimited {
+                preview: preview(&text),
+            });
+        }
+        let at = at.min(unix_now());
+        let from_domain = from
+            .domain
+            .clone()
+            .unwrap_or_else(|| self.domain.to_string());
+        let (from_nick, stored_domain, stored_text) =
+            (from.nick.clone(), from_domain.clone(), text.clone());
+        let id = self
+            .store
+            .call(move |conn| {
+                store::chat::insert_line(conn, at, &from_nick, &stored_domain, kind, &stored_text)
+            })
+            .await?;
+        let line = Arc::new(ChatLine {
+            id,
+            at,
+            remote: !from_domain.eq_ignore_ascii_case(&self.domain),
+            from: Address::new(&from.nick, &from_domain),
+            kind,
+            text,
         });
         let _ = self.events.send(ChatEvent::Line(line.clone()));
         Ok(line)
@@ -214,7 +275,10 @@ impl Chat {
             .store
             .call(move |conn| store::chat::recent_lines(conn, count))
             .await?;
-        Ok(lines.into_iter().map(ChatLine::from).collect())
+        Ok(lines
+            .into_iter()
+            .map(|l| ChatLine::stored(l, &self.domain))
+            .collect())
     }
 }
 

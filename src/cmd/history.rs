@@ -47,7 +47,7 @@ fn json_of(line: &ChatLine) -> String {
 /// How a stored chat line looks in the message area.
 pub fn message_of(line: &ChatLine) -> Message {
     match line.kind {
-        ChatKind::Say => Message::chat(line.at, &line.from.nick, &line.text),
-        ChatKind::Me => Message::action(line.at, &line.from.nick, &line.text),
+        ChatKind::Say => Message::chat(line.at, &line.speaker(), &line.text),
+        ChatKind::Me => Message::action(line.at, &line.speaker(), &line.text),
     }
 }

@@ -80,7 +80,14 @@ pub fn set_schedule(
         "UPDATE peers SET state = ?2, failures = ?3, first_failure_ms = ?4, next_attempt_ms = ?5,
                 last_seen = COALESCE(?6, last_seen)
          WHERE domain = ?1",
-        params![domain, state, failures, first_failure_ms, next_attempt_ms, seen],
+        params![
+            domain,
+            state,
+            failures,
+            first_failure_ms,
+            next_attempt_ms,
+            seen
+        ],
     )?;
     Ok(())
 }
@@ -228,7 +235,10 @@ mod tests {
         assert_eq!(owed_count(&conn, "b.test").unwrap(), 2);
         assert!(outbox_seq(&conn, "id0").unwrap().is_some(), "c still owed");
         delivered(&conn, "c.test", b[0].0).unwrap();
-        assert!(outbox_seq(&conn, "id0").unwrap().is_none(), "everyone has it");
+        assert!(
+            outbox_seq(&conn, "id0").unwrap().is_none(),
+            "everyone has it"
+        );
         remove_peer(&conn, "c.test").unwrap();
         assert_eq!(owed_count(&conn, "c.test").unwrap(), 0);
     }
