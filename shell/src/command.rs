@@ -70,6 +70,8 @@ pub enum Command {
     },
     /// `/get ID|N`
     Get { target: GetTarget },
+    /// `/peers [--json]`
+    Peers { json: bool },
     /// `/quit` (also `/exit`)
     Quit,
 }
@@ -79,6 +81,7 @@ impl Command {
     pub fn json(&self) -> bool {
         match self {
             Command::Who { json }
+            | Command::Peers { json }
             | Command::History { json, .. }
             | Command::Library { json, .. }
             | Command::Search { json, .. }
@@ -229,6 +232,17 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "/who lists the people online on this instance.\n\
                --json prints one JSON object per person (handy with `ssh host who --json`).",
         parse: parse_who,
+    },
+    CommandSpec {
+        name: "peers",
+        aliases: &[],
+        usage: "/peers [--json]",
+        summary: "list the instances this one knows",
+        help: "/peers lists the other instances this one knows, with their state:\n\
+               ok (reachable), backoff (failing, retried with growing pauses) or\n\
+               unavailable (failing for days, tried rarely), and when each was last seen.\n\
+               --json prints one object per peer: {\"domain\",\"state\",\"last_seen\"}.",
+        parse: parse_peers,
     },
     CommandSpec {
         name: "say",
@@ -700,6 +714,12 @@ fn parse_who(args: &Args<'_>) -> Result<Command, ParseError> {
     Ok(Command::Who { json })
 }
 
+fn parse_peers(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    args.no_more(&positionals)?;
+    Ok(Command::Peers { json })
+}
+
 fn parse_say(args: &Args<'_>) -> Result<Command, ParseError> {
     Ok(Command::Say {
         text: args.required_text("text")?,
@@ -990,6 +1010,9 @@ mod tests {
         check("  /who  ", cmd(Who { json: false }));
         check("/WHO", cmd(Who { json: false }));
         check("/who --json", cmd(Who { json: true }));
+        check("/peers", cmd(Peers { json: false }));
+        check("/peers --json", cmd(Peers { json: true }));
+        check("/peers x", Want::Usage("peers", 7));
         check("/who \"--json\"", Want::Usage("who", 5));
         check("/who --xml", Want::Usage("who", 5));
         check("/who everyone", Want::Usage("who", 5));

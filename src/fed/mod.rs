@@ -1,4 +1,213 @@
 //! Federation: how instances find each other, sign what they send, and share chat, catalogs
 //! and profiles.
+//!
+//! **Boundary:** the cores here are sans-IO (`gossip`, `schedule`, `activity`, `signature`,
+//! `policy`); [`Federation`] is the runtime that drives them with the database, the clock
+//! and the HTTP client, and `http.rs` serves the endpoints that reach it.
 
 pub mod activity;
+pub mod inbox;
+pub mod outbox;
+pub mod peers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{watch, Notify};
+
+use crate::catalog::Catalog;
+use crate::rate::RateTable;
+use crate::store::Store;
+use client::Client;
+use gossip::Gossip;
+use identity::InstanceKey;
+use policy::Policy;
+use schedule::{PeerSchedule, ScheduleTiming};
+use verify::Verifier;
+
+/// The federation runtime of an instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Federation {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub domain: String,
+    pub base_url: String,
+    pub dev: bool,
+    pub key: Arc<InstanceKey>,
+    pub client: Client,
+    pub verifier: Verifier,
+    pub store: Store,
+    pub catalog: Catalog,
+    pub policy: Policy,
+    pub timing: ScheduleTiming,
+    pub gossip_interval: std::time::Duration,
+    pub bootstrap: Vec<String>,
+    pub schedules: Mutex<HashMap<String, PeerSchedule>>,
+    pub last_seen_written: Mutex<HashMap<String, i64>>,
+    pub workers: Mutex<HashMap<String, Arc<Notify>>>,
+    pub gossip: Mutex<Gossip>,
+    pub inbox_rate: Mutex<RateTable<String>>,
+}
+
+impl Federation {
+    pub fn new(
+        config: &crate::config::Config,
+        key: Arc<InstanceKey>,
+        store: Store,
+        catalog: Catalog,
+    ) -> anyhow::Result<Federation> {
+        let client = Client::new(
+            key.clone(),
+            config.dev,
+            config.federation.dev_trusted_root.clone(),
+        )?;
+        let policy = Policy::from_config(&config.federation);
+        let verifier = Verifier::new(store.clone(), client.clone(), config.base_url(), config.dev);
+        let gossip = Gossip::new(&config.domain, policy.clone());
+        Ok(Federation {
+            inner: Arc::new(Inner {
+                domain: config.domain.clone(),
+                base_url: config.base_url(),
+                dev: config.dev,
+                key,
+                client,
+                verifier,
+                store,
+                catalog,
+                policy,
+                timing: ScheduleTiming::for_mode(config.dev),
+                gossip_interval: config.federation.effective_gossip_interval(config.dev),
+                bootstrap: config.federation.bootstrap.clone(),
+                schedules: Mutex::default(),
+                last_seen_written: Mutex::default(),
+                workers: Mutex::default(),
+                gossip: Mutex::new(gossip),
+                inbox_rate: Mutex::new(RateTable::new(
+                    inbox::INBOX_BURST,
+                    inbox::INBOX_REFILL,
+                    inbox::INBOX_RATE_TABLE,
+                )),
+            }),
+        })
+    }
+
+    pub fn key(&self) -> &InstanceKey {
+        &self.inner.key
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.verifier
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Starts the background work: known peers' delivery workers, the bootstrap peers, the
+    /// gossip rounds, and the pruning of old activity ids. Everything stops on `shutdown`.
+    pub fn start(&self, shutdown: watch::Receiver<bool>) {
+        let fed = self.clone();
+        tokio::spawn(async move {
+            fed.load_peers(&shutdown).await;
+            for url in fed.inner.bootstrap.clone() {
+                match target::domain_from_url(&url, fed.inner.dev) {
+                    Ok(domain) => {
+                        if !fed.learn(&domain, &shutdown).await {
+                            tracing::warn!(%url, "bootstrap peer not reachable yet; gossip will retry");
+                            crate::chat::lock(&fed.inner.gossip).add_bootstrap(&domain);
+                        }
+                    }
+                    Err(e) => tracing::warn!(%url, "bad bootstrap peer: {e}"),
+                }
+            }
+            fed.gossip_loop(shutdown).await;
+        });
+    }
+
+    async fn gossip_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut next_prune = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = crate::app::shutting_down(&mut shutdown) => return,
+                _ = tokio::time::sleep(self.inner.gossip_interval) => {}
+            }
+            let ask = {
+                let mut gossip = crate::chat::lock(&self.inner.gossip);
+                gossip.tick(peers_now_ms(), &mut rand::thread_rng())
+            };
+            if let Some(peer) = ask {
+                self.gossip_with(&peer, &shutdown).await;
+            }
+            if std::time::Instant::now() >= next_prune {
+                next_prune = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+                let _ = self
+                    .inner
+                    .store
+                    .call(|conn| crate::store::fed::prune_seen(conn, crate::chat::unix_now()))
+                    .await;
+            }
+        }
+    }
+
+    /// Asks `peer` for its peers and learns the new ones.
+    async fn gossip_with(&self, peer: &str, shutdown: &watch::Receiver<bool>) {
+        let url = format!(
+            "{}/api/s2s/peers",
+            crate::config::base_url(peer, self.inner.dev)
+        );
+        let reply: Result<PeersReply, _> = self.inner.client.get_json(&url).await;
+        match reply {
+            Ok(reply) => {
+                if !crate::chat::lock(&self.inner.schedules).contains_key(peer) {
+                    // A bootstrap peer that answers now.
+                    self.learn(peer, shutdown).await;
+                }
+                let candidates = crate::chat::lock(&self.inner.gossip).on_reply(
+                    peer,
+                    reply.peers,
+                    peers_now_ms(),
+                );
+                for candidate in candidates {
+                    self.learn(&candidate, shutdown).await;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "gossip failed: {e}");
+                crate::chat::lock(&self.inner.gossip).on_unreachable(peer, peers_now_ms());
+            }
+        }
+    }
+
+    /// A signed request from `domain` reached us: learn it if it is new (in the background).
+    pub fn heard_from(&self, domain: &str, shutdown: &watch::Receiver<bool>) {
+        let new = crate::chat::lock(&self.inner.gossip).on_asked_by(domain, peers_now_ms());
+        if let Some(domain) = new {
+            let fed = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                fed.learn(&domain, &shutdown).await;
+            });
+        }
+    }
+
+    /// What we answer to `GET /api/s2s/peers`.
+    pub fn peers_reply(&self) -> PeersReply {
+        let peers = crate::chat::lock(&self.inner.gossip).reply(gossip::GOSSIP_REPLY_MAX);
+        PeersReply { peers }
+    }
+}
+
+/// `GET /api/s2s/peers`: `{"peers": ["domain", ...]}`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PeersReply {
+    pub peers: Vec<String>,
+}
+
+fn peers_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
