@@ -5,6 +5,8 @@ use std::sync::Arc;
 use crate::catalog::Catalog;
 use crate::chat::Chat;
 use crate::config::Config;
+use crate::fed::identity::InstanceKey;
+use crate::fed::Federation;
 use crate::library::Library;
 use crate::store::users::{self, KeyRecord, PendingKey, Removed};
 use crate::store::{Store, StoreError};
@@ -24,24 +26,29 @@ pub struct App {
     pub catalog: Catalog,
     /// Users' keys and profiles, as commands see them.
     pub users: Users,
+    /// Peers, the outbox and the inbox: the network.
+    pub fed: Federation,
 }
 
 impl App {
-    pub fn new(config: Config, store: Store) -> App {
+    /// The application of an instance signing with `key`.
+    pub fn new(config: Config, store: Store, key: Arc<InstanceKey>) -> anyhow::Result<App> {
         let chat = Chat::new(&config.domain, store.clone());
         let library = Library::new(&config.data_dir, store.clone(), config.library.clone());
         let catalog = Catalog::new(store.clone(), &config.domain);
         let users = Users {
             store: store.clone(),
         };
-        App {
+        let fed = Federation::new(&config, key, store.clone(), catalog.clone())?;
+        Ok(App {
             config: Arc::new(config),
             store,
             chat,
             library,
             catalog,
             users,
-        }
+            fed,
+        })
     }
 
     pub fn domain(&self) -> &str {

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -263,7 +264,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if created {
         tracing::info!(path = %config.host_key_path().display(), "created the ssh host key");
     }
-    crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
+    let (instance_key, _) =
+        crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
     let (store, store_thread) = Store::open(&config.database_path()).with_context(|| {
         format!(
             "cannot open the database {}",
@@ -317,7 +319,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The addresses actually bound (a port of 0 picks a free one).
     config.ssh.listen = ssh_addr;
     config.http.listen = http_addr;
-    let app = App::new(config, store);
+    let instance_key = Arc::new(
+        crate::fed::identity::InstanceKey::new(&instance_key, &config.base_url())
+            .context("cannot use the instance key")?,
+    );
+    let app = App::new(config, store, instance_key)?;
     let (down_tx, down_rx) = watch::channel(false);
     let ssh_task = tokio::spawn(crate::ssh::serve(
         app.clone(),
@@ -325,6 +331,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         host_key,
         down_rx.clone(),
     ));
+    app.fed.start(down_rx.clone());
     let http_task = tokio::spawn(crate::http::serve(app.clone(), http_listener, down_rx));
 
     wait_for_signal().await?;

@@ -78,7 +78,10 @@ mod tests {
             data_dir: dir.to_owned(),
             ..crate::config::Config::default()
         };
-        let app = App::new(config, db.clone());
+        let key = std::sync::Arc::new(crate::fed::identity::InstanceKey::generate(
+            &config.base_url(),
+        ));
+        let app = App::new(config, db.clone(), key).unwrap();
         let user = User {
             id: 1,
             nick: "alice".into(),

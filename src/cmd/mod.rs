@@ -10,6 +10,7 @@ mod help;
 pub mod history;
 mod library;
 mod more;
+mod peers;
 mod search;
 mod share;
 mod unshare;
@@ -85,6 +86,7 @@ pub async fn run(ctx: &mut Ctx<'_>, command: Command) -> Result<Output, CmdError
     match command {
         Command::Help { topic } => help::run(topic.as_deref()),
         Command::Who { json } => Ok(who::run(ctx, json)),
+        Command::Peers { json } => Ok(peers::run(ctx, json).await),
         Command::Say { text } => say::run(ctx, &text).await,
         Command::Me { action } => me::run(ctx, &action).await,
         Command::History { count, json } => history::run(ctx, count, json).await,

@@ -2,6 +2,7 @@
 
 use super::{my_files, store_failed, CmdError, Ctx, Output};
 use crate::catalog::CatalogFile;
+use crate::fed::activity::{Payload, SharedFile, UnsharedFile, MAX_FILES_PER_ACTIVITY};
 use crate::library::{glob_match, is_glob};
 
 pub async fn run(ctx: &Ctx<'_>, pattern: &str) -> Result<Output, CmdError> {
@@ -62,6 +63,7 @@ pub(super) async fn set_shared(
         .set_shared(ctx.user.id, paths, shared)
         .await
         .map_err(store_failed)?;
+    announce(ctx, &to_change, shared).await;
     tracing::info!(nick = %ctx.user.nick, count = to_change.len(), pattern, "{verb}d");
     let mut lines: Vec<String> = to_change
         .iter()
@@ -71,4 +73,36 @@ pub(super) async fn set_shared(
         lines.push(format!("{} files {verb}d", to_change.len()));
     }
     Ok(Output::lines(lines))
+}
+
+/// Tells the other instances, in activities of at most [`MAX_FILES_PER_ACTIVITY`] files.
+async fn announce(ctx: &Ctx<'_>, files: &[&CatalogFile], shared: bool) {
+    for chunk in files.chunks(MAX_FILES_PER_ACTIVITY) {
+        let payload = if shared {
+            Payload::Share {
+                files: chunk
+                    .iter()
+                    .map(|f| SharedFile {
+                        id: f.id.clone(),
+                        name: f.name.clone(),
+                        path: f.path.clone(),
+                        size: f.size,
+                    })
+                    .collect(),
+            }
+        } else {
+            Payload::Unshare {
+                files: chunk
+                    .iter()
+                    .map(|f| UnsharedFile {
+                        id: f.id.clone(),
+                        path: f.path.clone(),
+                    })
+                    .collect(),
+            }
+        };
+        if let Err(e) = ctx.app.fed.publish(&ctx.user.nick, payload).await {
+            tracing::warn!("cannot queue the change for other instances: {e}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod activity;
 pub mod inbox;
 pub mod outbox;
 pub mod peers;
+pub mod routes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,8 @@ pub(crate) struct Inner {
     pub workers: Mutex<HashMap<String, Arc<Notify>>>,
     pub gossip: Mutex<Gossip>,
     pub inbox_rate: Mutex<RateTable<String>>,
+    /// Turns true when the instance shuts down (forwarded by [`Federation::start`]).
+    pub down: watch::Sender<bool>,
 }
 
 impl Federation {
@@ -89,6 +92,7 @@ impl Federation {
                     inbox::INBOX_REFILL,
                     inbox::INBOX_RATE_TABLE,
                 )),
+                down: watch::channel(false).0,
             }),
         })
     }
@@ -107,14 +111,20 @@ impl Federation {
 
     /// Starts the background work: known peers' delivery workers, the bootstrap peers, the
     /// gossip rounds, and the pruning of old activity ids. Everything stops on `shutdown`.
-    pub fn start(&self, shutdown: watch::Receiver<bool>) {
+    pub fn start(&self, mut shutdown: watch::Receiver<bool>) {
         let fed = self.clone();
         tokio::spawn(async move {
-            fed.load_peers(&shutdown).await;
+            crate::app::shutting_down(&mut shutdown).await;
+            let _ = fed.inner.down.send(true);
+        });
+        let shutdown = self.shutdown();
+        let fed = self.clone();
+        tokio::spawn(async move {
+            fed.load_peers().await;
             for url in fed.inner.bootstrap.clone() {
                 match target::domain_from_url(&url, fed.inner.dev) {
                     Ok(domain) => {
-                        if !fed.learn(&domain, &shutdown).await {
+                        if !fed.learn(&domain).await {
                             tracing::warn!(%url, "bootstrap peer not reachable yet; gossip will retry");
                             crate::chat::lock(&fed.inner.gossip).add_bootstrap(&domain);
                         }
@@ -138,7 +148,7 @@ impl Federation {
                 gossip.tick(peers_now_ms(), &mut rand::thread_rng())
             };
             if let Some(peer) = ask {
-                self.gossip_with(&peer, &shutdown).await;
+                self.gossip_with(&peer).await;
             }
             if std::time::Instant::now() >= next_prune {
                 next_prune = std::time::Instant::now() + std::time::Duration::from_secs(3600);
@@ -152,7 +162,7 @@ impl Federation {
     }
 
     /// Asks `peer` for its peers and learns the new ones.
-    async fn gossip_with(&self, peer: &str, shutdown: &watch::Receiver<bool>) {
+    async fn gossip_with(&self, peer: &str) {
         let url = format!(
             "{}/api/s2s/peers",
             crate::config::base_url(peer, self.inner.dev)
@@ -162,7 +172,7 @@ impl Federation {
             Ok(reply) => {
                 if !crate::chat::lock(&self.inner.schedules).contains_key(peer) {
                     // A bootstrap peer that answers now.
-                    self.learn(peer, shutdown).await;
+                    self.learn(peer).await;
                 }
                 let candidates = crate::chat::lock(&self.inner.gossip).on_reply(
                     peer,
@@ -170,7 +180,7 @@ impl Federation {
                     peers_now_ms(),
                 );
                 for candidate in candidates {
-                    self.learn(&candidate, shutdown).await;
+                    self.learn(&candidate).await;
                 }
             }
             Err(e) => {
@@ -181,15 +191,19 @@ impl Federation {
     }
 
     /// A signed request from `domain` reached us: learn it if it is new (in the background).
-    pub fn heard_from(&self, domain: &str, shutdown: &watch::Receiver<bool>) {
+    pub fn heard_from(&self, domain: &str) {
         let new = crate::chat::lock(&self.inner.gossip).on_asked_by(domain, peers_now_ms());
         if let Some(domain) = new {
             let fed = self.clone();
-            let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                fed.learn(&domain, &shutdown).await;
+                fed.learn(&domain).await;
             });
         }
+    }
+
+    /// The instance's shutdown flag.
+    pub(crate) fn shutdown(&self) -> watch::Receiver<bool> {
+        self.inner.down.subscribe()
     }
 
     /// What we answer to `GET /api/s2s/peers`.

@@ -46,7 +46,8 @@ impl Federation {
     }
 
     /// Starts the delivery worker of `peer` unless it runs.
-    pub(super) fn start_worker(&self, peer: &str, shutdown: watch::Receiver<bool>) {
+    pub(super) fn start_worker(&self, peer: &str) {
+        let shutdown = self.shutdown();
         let wake = {
             let mut workers = crate::chat::lock(&self.inner.workers);
             if workers.contains_key(peer) {

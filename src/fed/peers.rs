@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::schedule::{PeerSchedule, PeerState};
 use super::Federation;
 use crate::chat::{lock, unix_now};
@@ -34,7 +32,7 @@ fn now_ms() -> i64 {
 
 impl Federation {
     /// Loads the known peers and starts their delivery workers.
-    pub(super) async fn load_peers(&self, shutdown: &watch::Receiver<bool>) {
+    pub(super) async fn load_peers(&self) {
         let rows = match self.inner.store.call(|conn| db::peers(conn)).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -57,7 +55,7 @@ impl Federation {
             .unwrap_or_default();
             lock(&self.inner.schedules).insert(row.domain.clone(), schedule);
             lock(&self.inner.gossip).on_verified(&row.domain, now_ms());
-            self.start_worker(&row.domain, shutdown.clone());
+            self.start_worker(&row.domain);
             if !row.catalog_pulled {
                 self.spawn_catalog_pull(&row.domain);
             }
@@ -67,7 +65,7 @@ impl Federation {
     /// Learns `domain` as a peer if policy allows and it proves itself: its address passes the
     /// SSRF check and its instance document names it, with a key we pin. Returns whether it
     /// is a peer now.
-    pub async fn learn(&self, domain: &str, shutdown: &watch::Receiver<bool>) -> bool {
+    pub async fn learn(&self, domain: &str) -> bool {
         let domain = domain.to_ascii_lowercase();
         if domain == self.inner.domain || !self.inner.policy.allows(&domain) {
             return false;
@@ -104,7 +102,7 @@ impl Federation {
         if added {
             tracing::info!(peer = %domain, "new peer");
         }
-        self.start_worker(&domain, shutdown.clone());
+        self.start_worker(&domain);
         self.spawn_catalog_pull(&domain);
         true
     }
