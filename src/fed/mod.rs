@@ -174,11 +174,13 @@ impl Federation {
                     // A bootstrap peer that answers now.
                     self.learn(peer).await;
                 }
+                let offered = reply.peers.len();
                 let candidates = crate::chat::lock(&self.inner.gossip).on_reply(
                     peer,
                     reply.peers,
                     peers_now_ms(),
                 );
+                tracing::debug!(%peer, offered, new = candidates.len(), "gossip: asked");
                 for candidate in candidates {
                     self.learn(&candidate).await;
                 }

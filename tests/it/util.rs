@@ -35,6 +35,10 @@ pub struct Instance {
     pub http_port: u16,
     child: Option<Child>,
     pub stdout: Arc<Mutex<String>>,
+    /// Federated instances are named by `IP:HTTP_PORT` and keep their ports across restarts.
+    federated: bool,
+    /// Arguments given at the first start, given again on restarts.
+    extra: Vec<String>,
 }
 
 impl Instance {
@@ -54,9 +58,35 @@ impl Instance {
             http_port: 0,
             child: None,
             stdout: Arc::default(),
+            federated: false,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         instance.spawn(extra);
         instance
+    }
+
+    /// Starts an instance on `ip` for federation tests: named `IP:PORT` (its HTTP port, which
+    /// it keeps across restarts), in dev mode.
+    pub fn start_federated(ip: &str, extra: &[&str]) -> Instance {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut instance = Instance {
+            dir,
+            ip: ip.to_owned(),
+            domain: format!("{ip}:0"),
+            ssh_port: 0,
+            http_port: 0,
+            child: None,
+            stdout: Arc::default(),
+            federated: true,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        instance.spawn(extra);
+        instance
+    }
+
+    /// This instance's HTTP base URL (`http://IP:PORT`), for `--bootstrap`.
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.ip, self.http_port)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -87,8 +117,8 @@ impl Instance {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--domain", &self.domain])
-            .args(["--ssh-listen", &format!("{}:0", self.ip)])
-            .args(["--http-listen", &format!("{}:0", self.ip)])
+            .args(["--ssh-listen", &format!("{}:{}", self.ip, self.ssh_port)])
+            .args(["--http-listen", &format!("{}:{}", self.ip, self.http_port)])
             .arg("--dev")
             .args(extra)
             .env("ROSEWIRE_LOG", "info,rosewire=debug")
@@ -123,6 +153,9 @@ impl Instance {
         };
         self.ssh_port = port("ssh=");
         self.http_port = port("http=");
+        if self.federated {
+            self.domain = format!("{}:{}", self.ip, self.http_port);
+        }
         self.child = Some(child);
     }
 
@@ -150,12 +183,31 @@ impl Instance {
             "clean exit expected; log:\n{}",
             self.log()
         );
-        self.spawn(&[]);
+        self.respawn();
     }
 
     /// Starts again after [`Instance::stop`].
     pub fn restart_after_stop(&mut self) {
-        self.spawn(&[]);
+        self.respawn();
+    }
+
+    /// Stops and starts again with other arguments (a federated instance keeps its domain).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        assert!(self.stop().success(), "clean exit expected; log:\n{}", self.log());
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.respawn();
+    }
+
+    /// Starts the process again; a federated instance keeps its ports (and so its domain),
+    /// the others get new ones.
+    fn respawn(&mut self) {
+        if !self.federated {
+            self.ssh_port = 0;
+            self.http_port = 0;
+        }
+        let extra = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        self.spawn(&extra);
     }
 
     /// `ssh ... user@instance ARGS` with `key`, no terminal, stdin closed.
