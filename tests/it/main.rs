@@ -6,6 +6,7 @@ mod bidi;
 mod chat;
 mod exec;
 mod federation;
+mod federation_refusals;
 mod fetch;
 mod hostile_net;
 mod library;
