@@ -80,6 +80,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE files ADD COLUMN disk_mtime_ns INTEGER;",
     // 6: paged listings. `/browse` walks one owner's shared files by path, a page at a time.
     "CREATE INDEX files_shared_by_owner_path ON files(owner_id, shared, path);",
+    // 7: federation: each peer's Ed25519 key, pinned on first contact (fed/verify.rs) and
+    // replaced only by a fresh fetch of its instance document from the peer itself.
+    "CREATE TABLE peer_keys (
+        domain         TEXT PRIMARY KEY,   -- the peer's domain (host, or host:port in dev)
+        key_id         TEXT NOT NULL,      -- {base_url}/api/s2s/instance#main-key
+        public_key_pem TEXT NOT NULL,      -- SPKI PEM
+        pinned_at      INTEGER NOT NULL    -- unix seconds
+    );",
 ];
 
 /// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that

@@ -7,6 +7,7 @@
 pub mod chat;
 pub mod files;
 mod migrations;
+pub mod peer_keys;
 pub mod users;
 
 use std::path::Path;
