@@ -444,3 +444,317 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
         .collect();
     (!values.is_empty()).then(|| values.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    use tokio::net::TcpListener;
+    use warp::filters::BoxedFilter;
+    use warp::reply::Response;
+
+    use super::*;
+    use crate::fed::client::InstanceDoc;
+    use crate::fed::identity::InstanceKey;
+    use crate::fed::signature::{sign, SignatureHeaders};
+    use crate::store::StoreThread;
+
+    /// The largest body the test route takes.
+    const MAX_BODY: u64 = 1024;
+    const PATH: &str = "/api/s2s/test";
+
+    /// One instance on 127.0.0.1: it serves its own instance document (counting fetches) and
+    /// a signed test route; it signs with `key` and verifies with `verifier`, so it can talk
+    /// to itself as a peer would.
+    struct Net {
+        domain: String,
+        base: String,
+        key: Arc<InstanceKey>,
+        fetches: Arc<AtomicUsize>,
+        store: Store,
+        verifier: Verifier,
+        client: Client,
+        _thread: StoreThread,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn net() -> Net {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let domain = addr.to_string();
+        let base = format!("http://{domain}");
+        let key = Arc::new(InstanceKey::generate(&base));
+        let doc = InstanceDoc::of(&domain, &key);
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let dir = tempfile::tempdir().unwrap();
+        let (store, thread) = Store::open(&dir.path().join("db")).unwrap();
+        let client = Client::new(key.clone(), true, None).unwrap();
+        let verifier = Verifier::new(store.clone(), client.clone(), base.clone());
+        let count = fetches.clone();
+        let instance = warp::path!("api" / "s2s" / "instance").map(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            warp::reply::json(&doc).into_response()
+        });
+        let routes = instance.or(route(verifier.clone())).unify().boxed();
+        serve(listener, routes);
+        Net {
+            domain,
+            base,
+            key,
+            fetches,
+            store,
+            verifier,
+            client,
+            _thread: thread,
+            _dir: dir,
+        }
+    }
+
+    /// `PATH` (any method, any query), signed: answers the signer's domain and body length.
+    fn route(verifier: Verifier) -> BoxedFilter<(Response,)> {
+        warp::path!("api" / "s2s" / "test")
+            .and(signed(verifier, MAX_BODY))
+            .map(|s: Signed| {
+                warp::reply::json(&serde_json::json!({"domain": s.domain, "len": s.body.len()}))
+                    .into_response()
+            })
+            .recover(recover)
+            .map(Reply::into_response)
+            .boxed()
+    }
+
+    fn serve(listener: TcpListener, routes: BoxedFilter<(Response,)>) {
+        let service = warp::service(routes);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = TowerToHyperService::new(service.clone());
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+    }
+
+    impl Net {
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+
+        fn url(&self) -> String {
+            format!("{}{PATH}", self.base)
+        }
+
+        /// Headers for a POST of `body` to the test route, signed by `key` at `created`.
+        fn sign_with(&self, key: &InstanceKey, body: &[u8], created: i64) -> SignatureHeaders {
+            let nonce = signature::new_nonce();
+            sign(key, "POST", &self.url(), Some(body), created, &nonce).unwrap()
+        }
+
+        /// Sends a signed POST through the route in memory (warp::test).
+        async fn post(&self, headers: Option<&SignatureHeaders>, body: &[u8]) -> (u16, String) {
+            let mut req = warp::test::request().method("POST").path(PATH).body(body);
+            if let Some(h) = headers {
+                for (name, value) in h.pairs() {
+                    req = req.header(name, value);
+                }
+            }
+            let res = req.reply(&route(self.verifier.clone())).await;
+            (
+                res.status().as_u16(),
+                String::from_utf8_lossy(res.body()).into_owned(),
+            )
+        }
+
+        async fn pinned_pem(&self) -> Option<String> {
+            let domain = self.domain.clone();
+            self.store
+                .call(move |conn| peer_keys::get(conn, &domain))
+                .await
+                .unwrap()
+                .map(|k| k.public_key_pem)
+        }
+
+        async fn pin(&self, key: &InstanceKey) {
+            let record = PeerKey {
+                domain: self.domain.clone(),
+                key_id: key.key_id().to_owned(),
+                public_key_pem: key.public_key_pem(),
+                pinned_at: 0,
+            };
+            self.store
+                .call(move |conn| peer_keys::pin(conn, &record))
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_is_accepted_and_the_key_pinned_on_first_contact() {
+        let net = net().await;
+        assert_eq!(net.pinned_pem().await, None);
+        let answer: serde_json::Value = net
+            .client
+            .get_json(&format!("{}?after=x&limit=2", net.url()))
+            .await
+            .unwrap();
+        assert_eq!(answer, serde_json::json!({"domain": net.domain, "len": 0}));
+        assert_eq!(net.pinned_pem().await, Some(net.key.public_key_pem()));
+        net.client.post_json(&net.url(), b"{\"a\":1}".to_vec()).await.unwrap();
+        // The pinned key serves from then on: one fetch in all.
+        assert_eq!(net.fetches(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_requests_fetch_the_key_once() {
+        let net = net().await;
+        let url = net.url();
+        let calls = (0..5).map(|_| net.client.get_json::<serde_json::Value>(&url));
+        for answer in futures::future::join_all(calls).await {
+            assert_eq!(answer.unwrap()["domain"], net.domain.as_str());
+        }
+        assert_eq!(net.fetches(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_replayed_request_is_refused() {
+        let net = net().await;
+        let h = net.sign_with(&net.key, b"{}", unix_now());
+        assert_eq!(net.post(Some(&h), b"{}").await.0, 200);
+        assert_eq!(net.post(Some(&h), b"{}").await, (401, "replayed nonce\n".into()));
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_request_is_refused() {
+        let net = net().await;
+        assert_eq!(
+            net.post(None, b"{}").await,
+            (401, "missing signature-input header\n".into())
+        );
+        assert_eq!(net.fetches(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_forged_signature_is_refused_and_refetches_the_key_at_most_once() {
+        let net = net().await;
+        net.pin(&net.key).await;
+        let h = net.sign_with(&net.key, b"{}", unix_now());
+        assert_eq!(net.post(Some(&h), b"{}").await.0, 200);
+        assert_eq!(net.fetches(), 0);
+        // Someone else's key, claiming our key id.
+        let forger = InstanceKey::generate(&net.base);
+        let forged = net.sign_with(&forger, b"{}", unix_now());
+        assert_eq!(net.post(Some(&forged), b"{}").await, (401, "bad signature\n".into()));
+        // Fetched again once (a rotation?): the same key, so still refused...
+        assert_eq!(net.fetches(), 1);
+        let forged = net.sign_with(&forger, b"{}", unix_now());
+        assert_eq!(net.post(Some(&forged), b"{}").await, (401, "bad signature\n".into()));
+        // ...and not fetched again within the interval.
+        assert_eq!(net.fetches(), 1);
+        assert_eq!(net.pinned_pem().await, Some(net.key.public_key_pem()));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_fetched_again_and_pinned() {
+        let net = net().await;
+        let old = InstanceKey::generate(&net.base);
+        net.pin(&old).await;
+        // The peer now serves `net.key`; a request signed with it fails the pinned key.
+        let h = net.sign_with(&net.key, b"{}", unix_now());
+        assert_eq!(net.post(Some(&h), b"{}").await.0, 200);
+        assert_eq!(net.fetches(), 1);
+        assert_eq!(net.pinned_pem().await, Some(net.key.public_key_pem()));
+        // The old key no longer verifies.
+        let stale = net.sign_with(&old, b"{}", unix_now());
+        assert_eq!(net.post(Some(&stale), b"{}").await.0, 401);
+    }
+
+    #[tokio::test]
+    async fn an_expired_or_future_request_is_refused() {
+        let net = net().await;
+        let now = unix_now();
+        let old = net.sign_with(&net.key, b"{}", now - 2 * signature::CREATED_WINDOW_SECS);
+        assert_eq!(net.post(Some(&old), b"{}").await, (401, "signature expired\n".into()));
+        let future = net.sign_with(&net.key, b"{}", now + 2 * signature::CREATED_WINDOW_SECS);
+        assert_eq!(
+            net.post(Some(&future), b"{}").await,
+            (401, "signature created in the future\n".into())
+        );
+        assert_eq!(net.fetches(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_body_is_refused() {
+        let net = net().await;
+        let h = net.sign_with(&net.key, b"{\"text\":\"hi\"}", unix_now());
+        assert_eq!(
+            net.post(Some(&h), b"{\"text\":\"HI\"}").await,
+            (401, "content-digest does not match the body\n".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_blocked_signer_is_refused_without_a_fetch() {
+        let net = net().await;
+        let blocked = net.domain.clone();
+        net.verifier.set_allow(Arc::new(move |d: &str| d != blocked));
+        let h = net.sign_with(&net.key, b"{}", unix_now());
+        let (status, reason) = net.post(Some(&h), b"{}").await;
+        assert_eq!((status, reason.as_str()), (403, format!("{} is blocked here\n", net.domain).as_str()));
+        assert_eq!(net.fetches(), 0);
+        assert_eq!(net.pinned_pem().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused() {
+        let net = net().await;
+        let body = vec![b'x'; MAX_BODY as usize + 1];
+        let h = net.sign_with(&net.key, &body, unix_now());
+        assert_eq!(
+            net.post(Some(&h), &body).await,
+            (413, format!("body over {MAX_BODY} bytes\n"))
+        );
+        // Over the real wire too, through the client.
+        let err = net.client.post_json(&net.url(), body).await.unwrap_err();
+        assert!(matches!(err, FetchError::Status(413, _)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_signer_is_refused() {
+        let net = net().await;
+        // Nothing listens on port 1.
+        let stranger = InstanceKey::generate("http://127.0.0.1:1");
+        let h = net.sign_with(&stranger, b"{}", unix_now());
+        assert_eq!(
+            net.post(Some(&h), b"{}").await,
+            (401, "cannot fetch the signer's key\n".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_id_of_the_wrong_shape_is_refused() {
+        let net = net().await;
+        // https in dev mode (the client reaches peers over http), and a path of our own.
+        for base in [format!("https://{}", net.domain), format!("{}/x", net.base)] {
+            let key = InstanceKey::generate(&base);
+            let h = net.sign_with(&key, b"{}", unix_now());
+            assert_eq!(
+                net.post(Some(&h), b"{}").await,
+                (401, "keyid is not an instance key id\n".into()),
+                "{base}"
+            );
+        }
+        assert_eq!(net.fetches(), 0);
+    }
+
+    #[test]
+    fn an_actor_of_another_domain_is_forbidden() {
+        assert_eq!(require_actor_domain("a.example", "a.example"), Ok(()));
+        assert_eq!(require_actor_domain("a.example", "A.example"), Ok(()));
+        let refusal = require_actor_domain("a.example", "b.example").unwrap_err();
+        assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+        assert_eq!(refusal.reason, "actor domain b.example is not the signer a.example");
+    }
+}
