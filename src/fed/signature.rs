@@ -638,3 +638,66 @@ mod tests {
         check_ok(&req, &key);
     }
 }
+
+#[cfg(test)]
+mod worked_example {
+    //! The worked example of docs/signature-example.md, checked: run with `--nocapture` to
+    //! print it.
+    use super::*;
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+
+    #[test]
+    fn the_documented_worked_example_holds() {
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+            MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n\
+            -----END PRIVATE KEY-----\n";
+        let seed = ed25519_dalek::SigningKey::from_pkcs8_pem(pem).unwrap().to_bytes();
+        let key = InstanceKey::from_seed(seed, "https://a.example");
+        let body = br#"{"hello":"world"}"#;
+        let nonce = BASE64.encode((0u8..16).collect::<Vec<u8>>());
+        let target = "https://b.example/api/s2s/inbox";
+        let h = sign(&key, "POST", target, Some(body), 1_700_000_000, &nonce).unwrap();
+        let checked = check(
+            &Incoming {
+                method: "POST",
+                target_uri: target,
+                signature_input: Some(&h.signature_input),
+                signature: Some(&h.signature),
+                content_digest: h.content_digest.as_deref(),
+                body,
+            },
+            1_700_000_010,
+        )
+        .unwrap();
+        assert!(checked.verify(&key.public_key()));
+        let base = String::from_utf8(checked.base().to_vec()).unwrap();
+        println!("public key:\n{}", key.public_key_pem());
+        println!("Content-Digest: {}", h.content_digest.as_deref().unwrap_or(""));
+        println!("Signature-Input: {}", h.signature_input);
+        println!("Signature: {}", h.signature);
+        println!("base:\n{base}");
+        assert_eq!(
+            h.content_digest.as_deref(),
+            Some("sha-256=:k6I5cakU5erL8KjSUVTNownDwccvu5kU1Hxg88toFYg=:")
+        );
+        assert_eq!(
+            h.signature_input,
+            "sig1=(\"@method\" \"@target-uri\" \"content-digest\");created=1700000000;\
+             keyid=\"https://a.example/api/s2s/instance#main-key\";\
+             nonce=\"AAECAwQFBgcICQoLDA0ODw==\";alg=\"ed25519\""
+        );
+        assert_eq!(
+            h.signature,
+            "sig1=:0b7drfyMZEEdPr7qRJ9TbInkc7g5VWWzTcLV65nK0u/vq+RipuA/Mpbn1atihoTdLn8w1XjrUoV+b6ZZdhRwDA==:"
+        );
+        assert_eq!(
+            base,
+            "\"@method\": POST\n\
+             \"@target-uri\": https://b.example/api/s2s/inbox\n\
+             \"content-digest\": sha-256=:k6I5cakU5erL8KjSUVTNownDwccvu5kU1Hxg88toFYg=:\n\
+             \"@signature-params\": (\"@method\" \"@target-uri\" \"content-digest\");\
+             created=1700000000;keyid=\"https://a.example/api/s2s/instance#main-key\";\
+             nonce=\"AAECAwQFBgcICQoLDA0ODw==\";alg=\"ed25519\""
+        );
+    }
+}
