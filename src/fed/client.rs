@@ -9,7 +9,9 @@ use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::identity::{key_id_domain, key_id_for, plausible_domain, InstanceKey, PublicKey, INSTANCE_PATH};
+use super::identity::{
+    key_id_domain, key_id_for, plausible_domain, InstanceKey, PublicKey, INSTANCE_PATH,
+};
 use super::signature;
 
 /// Time to open the TCP connection (and finish the TLS handshake's connect step).
@@ -155,8 +157,9 @@ impl Client {
         url: &str,
     ) -> Result<T, FetchError> {
         let body = self.call("GET", url, None).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Invalid(format!("the answer of {url} is not the json expected: {e}")))
+        serde_json::from_slice(&body).map_err(|e| {
+            FetchError::Invalid(format!("the answer of {url} is not the json expected: {e}"))
+        })
     }
 
     /// A signed POST of the JSON `body` to `url`; any 2xx is success.
@@ -269,9 +272,9 @@ fn read_roots(path: &std::path::Path) -> anyhow::Result<Vec<ureq::tls::Certifica
         .with_context(|| format!("cannot read federation.dev_trusted_root {}", path.display()))?;
     let mut roots = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
-        if let ureq::tls::PemItem::Certificate(cert) = item.with_context(|| {
-            format!("federation.dev_trusted_root {} is not PEM", path.display())
-        })? {
+        if let ureq::tls::PemItem::Certificate(cert) = item
+            .with_context(|| format!("federation.dev_trusted_root {} is not PEM", path.display()))?
+        {
             roots.push(cert);
         }
     }
@@ -303,14 +306,20 @@ mod tests {
     #[test]
     fn an_instance_document_gives_its_key() {
         let (d, key) = doc("127.0.0.2:8080", "http://127.0.0.2:8080");
-        assert_eq!(d.key_for("127.0.0.2:8080", "http://127.0.0.2:8080").unwrap(), key.public_key());
+        assert_eq!(
+            d.key_for("127.0.0.2:8080", "http://127.0.0.2:8080")
+                .unwrap(),
+            key.public_key()
+        );
         assert_eq!(d.software, "rosewire");
     }
 
     #[test]
     fn an_instance_document_naming_another_domain_is_refused() {
         let (d, _) = doc("evil.example", "https://evil.example");
-        let err = d.key_for("rose.example", "https://rose.example").unwrap_err();
+        let err = d
+            .key_for("rose.example", "https://rose.example")
+            .unwrap_err();
         assert!(err.to_string().contains("names \"evil.example\""), "{err}");
         // The right domain, but a key id of another instance.
         let (mut d, _) = doc("rose.example", "https://evil.example");
@@ -325,7 +334,10 @@ mod tests {
     async fn plain_http_is_refused_outside_dev_mode() {
         let key = Arc::new(InstanceKey::generate("https://a.example"));
         let client = Client::new(key, false, None).unwrap();
-        let err = client.post_json("http://127.0.0.1:9/x", vec![]).await.unwrap_err();
+        let err = client
+            .post_json("http://127.0.0.1:9/x", vec![])
+            .await
+            .unwrap_err();
         assert!(matches!(err, FetchError::Invalid(_)), "{err}");
     }
 
@@ -334,7 +346,10 @@ mod tests {
         let key = Arc::new(InstanceKey::generate("http://a.example"));
         let client = Client::new(key, true, None).unwrap();
         for bad in ["evil.example/x?", "user@evil.example", ""] {
-            assert!(matches!(client.instance(bad).await, Err(FetchError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(client.instance(bad).await, Err(FetchError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -344,7 +359,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
-        let err = Client::new(key.clone(), false, Some(path.clone())).err().unwrap();
+        let err = Client::new(key.clone(), false, Some(path.clone()))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("set dev = true"), "{err}");
         let err = Client::new(key, true, Some(path)).err().unwrap();
         assert!(err.to_string().contains("holds no certificate"), "{err:#}");

@@ -126,9 +126,7 @@ impl PublicKey {
     /// SPKI PEM, LF line endings.
     pub fn to_pem(&self) -> String {
         // Encoding 32 bytes into a fixed SPKI structure cannot fail.
-        self.0
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap_or_default()
+        self.0.to_public_key_pem(LineEnding::LF).unwrap_or_default()
     }
 }
 
@@ -157,7 +155,10 @@ mod tests {
 
     #[test]
     fn a_garbage_pem_is_refused() {
-        assert!(PublicKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(PublicKey::from_pem(
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+        )
+        .is_err());
         assert!(PublicKey::from_pem("").is_err());
     }
 
@@ -175,7 +176,10 @@ mod tests {
     #[test]
     fn the_key_id_names_the_instance_document_and_its_domain() {
         let key = InstanceKey::generate("http://127.0.0.2:8080");
-        assert_eq!(key.key_id(), "http://127.0.0.2:8080/api/s2s/instance#main-key");
+        assert_eq!(
+            key.key_id(),
+            "http://127.0.0.2:8080/api/s2s/instance#main-key"
+        );
         assert_eq!(key_id_domain(key.key_id()), Some("127.0.0.2:8080"));
         assert_eq!(
             key_id_domain("https://rose.example/api/s2s/instance#main-key"),

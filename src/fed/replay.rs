@@ -69,10 +69,10 @@ impl NonceCache {
         self.seen.is_empty()
     }
 
-    /// Forgets nonces that arrived at least [`NONCE_KEEP_SECS`] before `now`.
+    /// Forgets nonces that arrived more than [`NONCE_KEEP_SECS`] before `now`.
     fn expire(&mut self, now: i64) {
         while let Some((at, _)) = self.order.front() {
-            if now.saturating_sub(*at) < NONCE_KEEP_SECS {
+            if now.saturating_sub(*at) <= NONCE_KEEP_SECS {
                 break;
             }
             if let Some((_, nonce)) = self.order.pop_front() {
@@ -100,15 +100,25 @@ mod tests {
         let mut cache = NonceCache::new(10);
         assert_eq!(cache.check_and_insert("a", 100), Seen::Fresh);
         assert_eq!(
-            cache.check_and_insert("a", 100 + NONCE_KEEP_SECS - 1),
+            cache.check_and_insert("a", 100 + NONCE_KEEP_SECS),
             Seen::Replayed
         );
-        assert_eq!(cache.check_and_insert("a", 100 + NONCE_KEEP_SECS), Seen::Fresh);
+        assert_eq!(
+            cache.check_and_insert("a", 100 + NONCE_KEEP_SECS + 1),
+            Seen::Fresh
+        );
     }
 
     #[test]
-    fn the_keep_time_covers_both_sides_of_the_created_window() {
-        assert!(NONCE_KEEP_SECS >= 2 * crate::fed::signature::CREATED_WINDOW_SECS);
+    fn a_nonce_is_remembered_while_its_signature_is_still_accepted() {
+        use crate::fed::signature::CREATED_WINDOW_SECS;
+        let created = 10_000;
+        // The first instant a signature is accepted (created in our future) and the last
+        // (created in our past).
+        let (first, last) = (created - CREATED_WINDOW_SECS, created + CREATED_WINDOW_SECS);
+        let mut cache = NonceCache::new(10);
+        assert_eq!(cache.check_and_insert("a", first), Seen::Fresh);
+        assert_eq!(cache.check_and_insert("a", last), Seen::Replayed);
     }
 
     #[test]
@@ -122,8 +132,15 @@ mod tests {
         assert_eq!(cache.check_and_insert("a", 10), Seen::Replayed);
         assert_eq!(cache.len(), 3);
         // Once the oldest is old enough to forget, there is room again.
-        assert_eq!(cache.check_and_insert("d", NONCE_KEEP_SECS), Seen::Fresh);
-        assert_eq!(cache.check_and_insert("b", NONCE_KEEP_SECS), Seen::Replayed);
+        assert_eq!(cache.check_and_insert("d", NONCE_KEEP_SECS), Seen::Full);
+        assert_eq!(
+            cache.check_and_insert("d", NONCE_KEEP_SECS + 1),
+            Seen::Fresh
+        );
+        assert_eq!(
+            cache.check_and_insert("b", NONCE_KEEP_SECS + 1),
+            Seen::Replayed
+        );
     }
 
     #[test]

@@ -498,13 +498,22 @@ mod tests {
         let (_, h) = signed(Some(b"x"), NOW);
         let mut req = incoming(&h, "POST", b"x");
         req.signature = None;
-        assert_eq!(check(&req, NOW).unwrap_err(), SigError::MissingHeader("signature"));
+        assert_eq!(
+            check(&req, NOW).unwrap_err(),
+            SigError::MissingHeader("signature")
+        );
         let mut req = incoming(&h, "POST", b"x");
         req.signature_input = None;
-        assert_eq!(check(&req, NOW).unwrap_err(), SigError::MissingHeader("signature-input"));
+        assert_eq!(
+            check(&req, NOW).unwrap_err(),
+            SigError::MissingHeader("signature-input")
+        );
         let mut req = incoming(&h, "POST", b"x");
         req.content_digest = None;
-        assert_eq!(check(&req, NOW).unwrap_err(), SigError::MissingHeader("content-digest"));
+        assert_eq!(
+            check(&req, NOW).unwrap_err(),
+            SigError::MissingHeader("content-digest")
+        );
     }
 
     #[test]
@@ -514,7 +523,9 @@ mod tests {
         let checked = check(&incoming(&h, "GET", b""), NOW).unwrap();
         assert!(!checked.verify(&other.public_key()));
         // A flipped bit in the signature itself.
-        let mut sig = BASE64.decode(&h.signature["sig1=:".len()..h.signature.len() - 1]).unwrap();
+        let mut sig = BASE64
+            .decode(&h.signature["sig1=:".len()..h.signature.len() - 1])
+            .unwrap();
         sig[10] ^= 1;
         let forged = format!("sig1=:{}:", BASE64.encode(sig));
         let mut req = incoming(&h, "GET", b"");
@@ -552,11 +563,17 @@ mod tests {
     #[test]
     fn an_expired_or_future_signature_is_refused() {
         let (_, old) = signed(None, NOW - CREATED_WINDOW_SECS - 1);
-        assert_eq!(check(&incoming(&old, "GET", b""), NOW).unwrap_err(), SigError::Expired);
+        assert_eq!(
+            check(&incoming(&old, "GET", b""), NOW).unwrap_err(),
+            SigError::Expired
+        );
         let (_, edge) = signed(None, NOW - CREATED_WINDOW_SECS);
         assert!(check(&incoming(&edge, "GET", b""), NOW).is_ok());
         let (_, future) = signed(None, NOW + CREATED_WINDOW_SECS + 1);
-        assert_eq!(check(&incoming(&future, "GET", b""), NOW).unwrap_err(), SigError::Future);
+        assert_eq!(
+            check(&incoming(&future, "GET", b""), NOW).unwrap_err(),
+            SigError::Future
+        );
     }
 
     fn with_input(input: &str, sig: &SignatureHeaders, body: &[u8]) -> Result<Checked, SigError> {
@@ -568,13 +585,18 @@ mod tests {
     #[test]
     fn a_wrong_alg_is_refused() {
         let (_, h) = signed(None, NOW);
-        let input = h.signature_input.replace("alg=\"ed25519\"", "alg=\"rsa-v1_5-sha256\"");
+        let input = h
+            .signature_input
+            .replace("alg=\"ed25519\"", "alg=\"rsa-v1_5-sha256\"");
         assert_eq!(
             with_input(&input, &h, b"").unwrap_err(),
             SigError::WrongAlg("rsa-v1_5-sha256".into())
         );
         let input = h.signature_input.replace(";alg=\"ed25519\"", "");
-        assert_eq!(with_input(&input, &h, b"").unwrap_err(), SigError::MissingParam("alg"));
+        assert_eq!(
+            with_input(&input, &h, b"").unwrap_err(),
+            SigError::MissingParam("alg")
+        );
     }
 
     #[test]
@@ -603,28 +625,57 @@ mod tests {
         let (_, h) = signed(None, NOW);
         for (from, to, err) in [
             (";nonce=", ";x=", SigError::UnknownParam("x".into())),
-            ("created=", "created2=", SigError::UnknownParam("created2".into())),
-            ("\"@method\"", "\"@method\";req", SigError::UnsupportedComponent("@method".into())),
-            ("\"@method\"", "\"@path\"", SigError::UnsupportedComponent("@path".into())),
-            ("\"@method\"", "\"@target-uri\"", SigError::UnsupportedComponent("@target-uri".into())),
+            (
+                "created=",
+                "created2=",
+                SigError::UnknownParam("created2".into()),
+            ),
+            (
+                "\"@method\"",
+                "\"@method\";req",
+                SigError::UnsupportedComponent("@method".into()),
+            ),
+            (
+                "\"@method\"",
+                "\"@path\"",
+                SigError::UnsupportedComponent("@path".into()),
+            ),
+            (
+                "\"@method\"",
+                "\"@target-uri\"",
+                SigError::UnsupportedComponent("@target-uri".into()),
+            ),
             ("sig1=", "sig2=", SigError::NoLabel),
             ("(", "", SigError::Malformed("signature-input")),
         ] {
             let input = h.signature_input.replacen(from, to, 1);
             assert_eq!(with_input(&input, &h, b"").unwrap_err(), err, "{input}");
         }
-        let input = h.signature_input.replacen("created=1700000000", "created=\"1700000000\"", 1);
-        assert_eq!(with_input(&input, &h, b"").unwrap_err(), SigError::MissingParam("created"));
+        let input = h
+            .signature_input
+            .replacen("created=1700000000", "created=\"1700000000\"", 1);
+        assert_eq!(
+            with_input(&input, &h, b"").unwrap_err(),
+            SigError::MissingParam("created")
+        );
         let long = "n".repeat(NONCE_MAX_LEN + 1);
-        let input = h.signature_input.replacen("nonce=\"", &format!("nonce=\"{long}"), 1);
-        assert_eq!(with_input(&input, &h, b"").unwrap_err(), SigError::MissingParam("nonce"));
+        let input = h
+            .signature_input
+            .replacen("nonce=\"", &format!("nonce=\"{long}"), 1);
+        assert_eq!(
+            with_input(&input, &h, b"").unwrap_err(),
+            SigError::MissingParam("nonce")
+        );
     }
 
     #[test]
     fn an_oversized_header_is_refused_before_parsing() {
         let (_, h) = signed(None, NOW);
         let input = format!("{}, {}", h.signature_input, "x=1, ".repeat(FIELD_MAX_LEN));
-        assert_eq!(with_input(&input, &h, b"").unwrap_err(), SigError::Malformed("signature-input"));
+        assert_eq!(
+            with_input(&input, &h, b"").unwrap_err(),
+            SigError::Malformed("signature-input")
+        );
     }
 
     #[test]
@@ -651,7 +702,9 @@ mod worked_example {
         let pem = "-----BEGIN PRIVATE KEY-----\n\
             MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n\
             -----END PRIVATE KEY-----\n";
-        let seed = ed25519_dalek::SigningKey::from_pkcs8_pem(pem).unwrap().to_bytes();
+        let seed = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .unwrap()
+            .to_bytes();
         let key = InstanceKey::from_seed(seed, "https://a.example");
         let body = br#"{"hello":"world"}"#;
         let nonce = BASE64.encode((0u8..16).collect::<Vec<u8>>());
@@ -672,7 +725,10 @@ mod worked_example {
         assert!(checked.verify(&key.public_key()));
         let base = String::from_utf8(checked.base().to_vec()).unwrap();
         println!("public key:\n{}", key.public_key_pem());
-        println!("Content-Digest: {}", h.content_digest.as_deref().unwrap_or(""));
+        println!(
+            "Content-Digest: {}",
+            h.content_digest.as_deref().unwrap_or("")
+        );
         println!("Signature-Input: {}", h.signature_input);
         println!("Signature: {}", h.signature);
         println!("base:\n{base}");

@@ -104,9 +104,7 @@ pub fn signed(
     verifier: Verifier,
     max_body: u64,
 ) -> impl Filter<Extract = (Signed,), Error = Rejection> + Clone {
-    let query = warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify();
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
         .and(query)
@@ -125,7 +123,10 @@ pub fn signed(
                     } else {
                         format!("{}?{query}", path.as_str())
                     };
-                    match verifier.verify(method.as_str(), &target, &headers, &body).await {
+                    match verifier
+                        .verify(method.as_str(), &target, &headers, &body)
+                        .await
+                    {
                         Ok(domain) => Ok(Signed { domain, body }),
                         Err(refusal) => Err(warp::reject::custom(refusal)),
                     }
@@ -359,7 +360,13 @@ impl Verifier {
 
     /// The key pinned for `domain`, from memory or the table.
     async fn pinned(&self, domain: &str) -> Result<Option<PublicKey>, Refusal> {
-        if let Some(key) = self.inner.pinned.lock().ok().and_then(|m| m.get(domain).cloned()) {
+        if let Some(key) = self
+            .inner
+            .pinned
+            .lock()
+            .ok()
+            .and_then(|m| m.get(domain).cloned())
+        {
             return Ok(Some(key));
         }
         let d = domain.to_owned();
@@ -602,7 +609,10 @@ mod tests {
             .unwrap();
         assert_eq!(answer, serde_json::json!({"domain": net.domain, "len": 0}));
         assert_eq!(net.pinned_pem().await, Some(net.key.public_key_pem()));
-        net.client.post_json(&net.url(), b"{\"a\":1}".to_vec()).await.unwrap();
+        net.client
+            .post_json(&net.url(), b"{\"a\":1}".to_vec())
+            .await
+            .unwrap();
         // The pinned key serves from then on: one fetch in all.
         assert_eq!(net.fetches(), 1);
     }
@@ -623,7 +633,10 @@ mod tests {
         let net = net().await;
         let h = net.sign_with(&net.key, b"{}", unix_now());
         assert_eq!(net.post(Some(&h), b"{}").await.0, 200);
-        assert_eq!(net.post(Some(&h), b"{}").await, (401, "replayed nonce\n".into()));
+        assert_eq!(
+            net.post(Some(&h), b"{}").await,
+            (401, "replayed nonce\n".into())
+        );
     }
 
     #[tokio::test]
@@ -646,11 +659,17 @@ mod tests {
         // Someone else's key, claiming our key id.
         let forger = InstanceKey::generate(&net.base);
         let forged = net.sign_with(&forger, b"{}", unix_now());
-        assert_eq!(net.post(Some(&forged), b"{}").await, (401, "bad signature\n".into()));
+        assert_eq!(
+            net.post(Some(&forged), b"{}").await,
+            (401, "bad signature\n".into())
+        );
         // Fetched again once (a rotation?): the same key, so still refused...
         assert_eq!(net.fetches(), 1);
         let forged = net.sign_with(&forger, b"{}", unix_now());
-        assert_eq!(net.post(Some(&forged), b"{}").await, (401, "bad signature\n".into()));
+        assert_eq!(
+            net.post(Some(&forged), b"{}").await,
+            (401, "bad signature\n".into())
+        );
         // ...and not fetched again within the interval.
         assert_eq!(net.fetches(), 1);
         assert_eq!(net.pinned_pem().await, Some(net.key.public_key_pem()));
@@ -676,7 +695,10 @@ mod tests {
         let net = net().await;
         let now = unix_now();
         let old = net.sign_with(&net.key, b"{}", now - 2 * signature::CREATED_WINDOW_SECS);
-        assert_eq!(net.post(Some(&old), b"{}").await, (401, "signature expired\n".into()));
+        assert_eq!(
+            net.post(Some(&old), b"{}").await,
+            (401, "signature expired\n".into())
+        );
         let future = net.sign_with(&net.key, b"{}", now + 2 * signature::CREATED_WINDOW_SECS);
         assert_eq!(
             net.post(Some(&future), b"{}").await,
@@ -699,10 +721,14 @@ mod tests {
     async fn a_blocked_signer_is_refused_without_a_fetch() {
         let net = net().await;
         let blocked = net.domain.clone();
-        net.verifier.set_allow(Arc::new(move |d: &str| d != blocked));
+        net.verifier
+            .set_allow(Arc::new(move |d: &str| d != blocked));
         let h = net.sign_with(&net.key, b"{}", unix_now());
         let (status, reason) = net.post(Some(&h), b"{}").await;
-        assert_eq!((status, reason.as_str()), (403, format!("{} is blocked here\n", net.domain).as_str()));
+        assert_eq!(
+            (status, reason.as_str()),
+            (403, format!("{} is blocked here\n", net.domain).as_str())
+        );
         assert_eq!(net.fetches(), 0);
         assert_eq!(net.pinned_pem().await, None);
     }
@@ -755,6 +781,9 @@ mod tests {
         assert_eq!(require_actor_domain("a.example", "A.example"), Ok(()));
         let refusal = require_actor_domain("a.example", "b.example").unwrap_err();
         assert_eq!(refusal.status, StatusCode::FORBIDDEN);
-        assert_eq!(refusal.reason, "actor domain b.example is not the signer a.example");
+        assert_eq!(
+            refusal.reason,
+            "actor domain b.example is not the signer a.example"
+        );
     }
 }

@@ -67,9 +67,18 @@ mod tests {
         assert_eq!(get(&conn, "a.example").unwrap(), None);
         pin(&conn, &key("a.example", "one", 1)).unwrap();
         pin(&conn, &key("b.example", "other", 1)).unwrap();
-        assert_eq!(get(&conn, "a.example").unwrap(), Some(key("a.example", "one", 1)));
+        assert_eq!(
+            get(&conn, "a.example").unwrap(),
+            Some(key("a.example", "one", 1))
+        );
         pin(&conn, &key("a.example", "two", 5)).unwrap();
-        assert_eq!(get(&conn, "a.example").unwrap(), Some(key("a.example", "two", 5)));
-        assert_eq!(get(&conn, "b.example").unwrap(), Some(key("b.example", "other", 1)));
+        assert_eq!(
+            get(&conn, "a.example").unwrap(),
+            Some(key("a.example", "two", 5))
+        );
+        assert_eq!(
+            get(&conn, "b.example").unwrap(),
+            Some(key("b.example", "other", 1))
+        );
     }
 }

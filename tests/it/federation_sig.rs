@@ -11,7 +11,9 @@ use crate::util::{file_mode, Instance};
 fn json_body(response: &str) -> InstanceDoc {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
-        response.to_ascii_lowercase().contains("content-type: application/json"),
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
         "{response}"
     );
     let (_, body) = response.split_once("\r\n\r\n").expect("a body");
@@ -33,7 +35,9 @@ fn each_instance_serves_its_key_named_for_its_domain() {
             format!("http://{}/api/s2s/instance#main-key", instance.domain)
         );
         assert_eq!(doc.software, "rosewire");
-        assert!(doc.public_key_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        assert!(doc
+            .public_key_pem
+            .starts_with("-----BEGIN PUBLIC KEY-----\n"));
         let key = PublicKey::from_pem(&doc.public_key_pem).expect("the key parses");
         // The key checks out against its own domain, as a peer checks it.
         let base = format!("http://{}", instance.domain);
@@ -58,6 +62,8 @@ fn a_peer_fetches_the_instance_document_with_a_signed_get() {
         .enable_all()
         .build()
         .unwrap();
-    let doc = rt.block_on(client.instance(&a.domain)).expect("the document");
+    let doc = rt
+        .block_on(client.instance(&a.domain))
+        .expect("the document");
     assert_eq!(doc, json_body(&a.http_get("/api/s2s/instance")));
 }
