@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::catalog::Catalog;
 use crate::chat::Chat;
 use crate::config::Config;
+use crate::fed::identity::InstanceKey;
 use crate::library::Library;
 use crate::store::users::{self, KeyRecord, PendingKey, Removed};
 use crate::store::{Store, StoreError};
@@ -24,10 +25,13 @@ pub struct App {
     pub catalog: Catalog,
     /// Users' keys and profiles, as commands see them.
     pub users: Users,
+    /// The instance's federation signing key (the instance key file), named for
+    /// `config.base_url()`.
+    pub fed_key: Arc<InstanceKey>,
 }
 
 impl App {
-    pub fn new(config: Config, store: Store) -> App {
+    pub fn new(config: Config, store: Store, fed_key: Arc<InstanceKey>) -> App {
         let chat = Chat::new(&config.domain, store.clone());
         let library = Library::new(&config.data_dir, store.clone(), config.library.clone());
         let catalog = Catalog::new(store.clone(), &config.domain);
@@ -41,6 +45,7 @@ impl App {
             library,
             catalog,
             users,
+            fed_key,
         }
     }
 

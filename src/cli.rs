@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::config::{Config, DEFAULT_CONFIG_TOML};
+use crate::fed::identity::InstanceKey;
 use crate::store::Store;
 
 /// The log filter used when `ROSEWIRE_LOG` is not set.
@@ -263,7 +265,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if created {
         tracing::info!(path = %config.host_key_path().display(), "created the ssh host key");
     }
-    crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
+    let (instance_key, _) =
+        crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
     let (store, store_thread) = Store::open(&config.database_path()).with_context(|| {
         format!(
             "cannot open the database {}",
@@ -317,7 +320,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The addresses actually bound (a port of 0 picks a free one).
     config.ssh.listen = ssh_addr;
     config.http.listen = http_addr;
-    let app = App::new(config, store);
+    // Named for the settled domain: the key id is `{base_url}/api/s2s/instance#main-key`.
+    let fed_key = Arc::new(InstanceKey::new(&instance_key, &config.base_url())?);
+    drop(instance_key);
+    let app = App::new(config, store, fed_key);
     let (down_tx, down_rx) = watch::channel(false);
     let ssh_task = tokio::spawn(crate::ssh::serve(
         app.clone(),

@@ -227,6 +227,9 @@ impl Default for LibraryConfig {
 pub struct FederationConfig {
     /// Peers to contact first (base URLs such as `https://rose.example`).
     pub bootstrap: Vec<String>,
+    /// Development and tests only (needs `dev = true`): a PEM CA certificate trusted for
+    /// peers' `https://` instead of the public roots, such as a test CA.
+    pub dev_trusted_root: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -377,6 +380,20 @@ impl Config {
                 ));
             }
         }
+        if let Some(root) = &self.federation.dev_trusted_root {
+            if !self.dev {
+                return invalid(format!(
+                    "federation.dev_trusted_root = {:?} is for development only; set dev = true or remove it",
+                    root.display().to_string()
+                ));
+            }
+            if !root.is_file() {
+                return invalid(format!(
+                    "federation.dev_trusted_root = {:?} is not a file; give a PEM CA certificate",
+                    root.display().to_string()
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -503,6 +520,14 @@ mod tests {
         check("domain = \"a.example:8080\"", "a.example:8080");
         check("[chat]\nreplay_lines = 100000", "100000");
         check("[federation]\nbootstrap = [\"http://x\"]", "needs --dev");
+        check(
+            "[federation]\ndev_trusted_root = \"/etc/hostname\"",
+            "for development only",
+        );
+        check(
+            "dev = true\n[federation]\ndev_trusted_root = \"/no/such/ca.pem\"",
+            "\"/no/such/ca.pem\" is not a file",
+        );
         check("[ssh]\nmax_connections = 0", "max_connections");
         check("[ssh]\nlogin_grace_secs = 0", "login_grace_secs");
         check("[ssh]\nmax_sessions = 0", "ssh.max_sessions = 0");

@@ -1,4 +1,5 @@
-//! The HTTP side: federation will live here. For now it answers `GET /healthz` and `GET /`.
+//! The HTTP side: `GET /healthz`, the landing page `GET /`, and federation's
+//! `GET /api/s2s/instance` (the instance document: domain, key id, public key).
 //!
 //! warp 0.4 has no TLS and hides its acceptor, so we run our own accept loop (hyper-util
 //! serving `warp::service(routes)`) to log every connection's peer address and to bound
@@ -33,7 +34,12 @@ pub fn routes(
     let landing = warp::path::end()
         .and(warp::get())
         .map(move || landing_text.clone());
-    healthz.or(landing)
+    // How peers learn our key: readable unsigned (a signed GET is served the same).
+    let instance_doc = crate::fed::client::InstanceDoc::of(app.domain(), &app.fed_key);
+    let instance = warp::path!("api" / "s2s" / "instance")
+        .and(warp::get())
+        .map(move || warp::reply::json(&instance_doc));
+    healthz.or(landing).or(instance)
 }
 
 /// What the instance is and how to connect, in plain text.

@@ -20,6 +20,7 @@
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
 //!   - [`sftp`]: the SFTP subsystem over a user's `library/` and `downloads/`;
 //!   - [`http`]: the HTTP endpoint (health and landing page; federation later).
+//! - [`fed`]: federation: the instance key, signed requests (RFC 9421), the S2S client.
 //! - [`keys`]: Ed25519 key files.
 //!
 //! The interactive shell's screen, line editor and command grammar live in the sans-IO crate

@@ -78,7 +78,8 @@ mod tests {
             data_dir: dir.to_owned(),
             ..crate::config::Config::default()
         };
-        let app = App::new(config, db.clone());
+        let key = crate::fed::identity::InstanceKey::generate(&config.base_url());
+        let app = App::new(config, db.clone(), std::sync::Arc::new(key));
         let user = User {
             id: 1,
             nick: "alice".into(),

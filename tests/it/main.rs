@@ -5,6 +5,7 @@ mod auth;
 mod bidi;
 mod chat;
 mod exec;
+mod federation_sig;
 mod fetch;
 mod hostile_net;
 mod library;

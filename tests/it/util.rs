@@ -33,6 +33,8 @@ pub struct Instance {
     pub domain: String,
     pub ssh_port: u16,
     pub http_port: u16,
+    /// Started with [`Instance::start_federated`]: the domain is `IP:HTTP_PORT`.
+    federated: bool,
     child: Option<Child>,
     pub stdout: Arc<Mutex<String>>,
 }
@@ -52,6 +54,25 @@ impl Instance {
             domain,
             ssh_port: 0,
             http_port: 0,
+            federated: false,
+            child: None,
+            stdout: Arc::default(),
+        };
+        instance.spawn(extra);
+        instance
+    }
+
+    /// Starts an instance on `ip` named by its HTTP address, `IP:PORT` (dev mode), as
+    /// federation tests need: peers reach it at `http://IP:PORT`. A restart keeps the port.
+    pub fn start_federated(ip: &str, extra: &[&str]) -> Instance {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut instance = Instance {
+            dir,
+            ip: ip.to_owned(),
+            domain: format!("{ip}:0"),
+            ssh_port: 0,
+            http_port: 0,
+            federated: true,
             child: None,
             stdout: Arc::default(),
         };
@@ -82,13 +103,19 @@ impl Instance {
             .append(true)
             .open(self.log_path())
             .expect("log file");
+        // A federated instance restarts on its port (0 the first time): its domain names it.
+        let http_port = if self.federated { self.http_port } else { 0 };
+        let http_listen = format!("{}:{http_port}", self.ip);
+        if self.federated {
+            self.domain = http_listen.clone();
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_rosewire"))
             .arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--domain", &self.domain])
             .args(["--ssh-listen", &format!("{}:0", self.ip)])
-            .args(["--http-listen", &format!("{}:0", self.ip)])
+            .args(["--http-listen", &http_listen])
             .arg("--dev")
             .args(extra)
             .env("ROSEWIRE_LOG", "info,rosewire=debug")
@@ -124,6 +151,15 @@ impl Instance {
         self.ssh_port = port("ssh=");
         self.http_port = port("http=");
         self.child = Some(child);
+        if self.federated {
+            // "RoseWire VERSION serving DOMAIN", printed before the listening line.
+            let out = self.stdout.lock().unwrap().clone();
+            self.domain = out
+                .lines()
+                .find_map(|l| l.strip_prefix("RoseWire ")?.split_once(" serving "))
+                .map(|(_, domain)| domain.trim().to_owned())
+                .unwrap_or_else(|| panic!("no serving line in {out:?}"));
+        }
     }
 
     /// Sends SIGTERM and waits for the process; returns its exit status.
