@@ -19,7 +19,8 @@
 //! - Adapters:
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
 //!   - [`sftp`]: the SFTP subsystem over a user's `library/` and `downloads/`;
-//!   - [`http`]: the HTTP endpoint (health and landing page; federation later).
+//!   - [`http`]: the HTTP endpoint (health and landing page; federation later), its request
+//!     body limit, and TLS reloaded on SIGHUP.
 //! - [`keys`]: Ed25519 key files.
 //!
 //! The interactive shell's screen, line editor and command grammar live in the sans-IO crate

@@ -32,6 +32,8 @@ pub enum TlsError {
     BadCertificate { path: PathBuf, message: String },
     #[error("{path} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {message}")]
     BadKey { path: PathBuf, message: String },
+    #[error("the tls library refused its default protocol versions: {0}")]
+    Protocols(rustls::Error),
     #[error("the key in {key} does not belong to the first certificate in {cert}: {message}")]
     Mismatch {
         cert: PathBuf,
@@ -63,10 +65,7 @@ impl Tls {
         });
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::BadCertificate {
-                path: cert.to_owned(),
-                message: e.to_string(),
-            })?
+            .map_err(TlsError::Protocols)?
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
         // We serve HTTP/1.1 only; saying so lets a client that offers h2 settle at once.
