@@ -52,6 +52,12 @@ impl App {
     pub fn domain(&self) -> &str {
         &self.config.domain
     }
+
+    /// How many peer instances this one knows (the landing page shows it). The federation
+    /// runtime answers it once it runs; until then an instance knows none.
+    pub fn peer_count(&self) -> usize {
+        0
+    }
 }
 
 /// Users' keys and profiles: the one place commands reach them, so that remote profiles can

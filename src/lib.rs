@@ -19,7 +19,8 @@
 //! - Adapters:
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
 //!   - [`sftp`]: the SFTP subsystem over a user's `library/` and `downloads/`;
-//!   - [`http`]: the HTTP endpoint (health and landing page; federation later).
+//!   - [`http`]: the HTTP endpoint (federation, health, landing page), its request body
+//!     limit, and TLS reloaded on SIGHUP.
 //! - [`fed`]: federation: the instance key, signed requests (RFC 9421), the S2S client.
 //! - [`keys`]: Ed25519 key files.
 //!
