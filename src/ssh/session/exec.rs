@@ -103,13 +103,13 @@ pub(super) async fn stream_file(
 ) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
     // Shared now, and proven to be the catalogued file, before a byte is sent.
+    let Source::Local { owner_id, path } = &download.source;
     let opened = app
         .library
-        .open_download(download)
+        .open_download(*owner_id, path, &download.hash)
         .await
         .map_err(|e| e.to_string())?;
-    let download = &opened.download;
-    let mut file = tokio::fs::File::from_std(opened.file);
+    let mut file = tokio::fs::File::from_std(opened.into_file());
     let mut hasher = blake3::Hasher::new();
     let mut sent = 0u64;
     loop {

@@ -168,8 +168,10 @@ mod tests {
             1,
             Transfer {
                 download: Download {
-                    owner_id: 1,
-                    path: "a/song.flac".into(),
+                    source: Source::Local {
+                        owner_id: 1,
+                        path: "a/song.flac".into(),
+                    },
                     name: "song.flac".into(),
                     size: 10 << 20,
                     hash: "00".into(),
