@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use crate::config::LibraryConfig;
 use crate::quota::{EntrySlot, Ledger, OpenHandles, QuotaError, Reservation, UploadSlot};
 use crate::store::{self, files::FileIdentity, Store, StoreError};
-use crate::transfer::{Download, FetchError, Source, COPY_CHUNK};
+use crate::transfer::{FetchError, COPY_CHUNK};
 
 /// Reservations grow by this much at a time (or by 1/64 of the quota, if less), so an upload
 /// of unknown size reserves as it goes, not the whole quota up front.
@@ -282,55 +282,6 @@ fn count_entries(dir: &std::path::Path) -> u64 {
 }
 
 impl Library {
-    /// Copies a shared file into the user's `downloads/`, checking its hash as it goes;
-    /// `progress` is called with the bytes copied so far. Returns the name it was saved under
-    /// (`name`, or `name (1)` and so on if that is taken). Nothing is left behind on failure.
-    pub async fn fetch_to_downloads(
-        &self,
-        user_id: i64,
-        d: &Download,
-        progress: impl FnMut(u64) + Send + 'static,
-    ) -> Result<String, FetchError> {
-        if d.size > self.limits.max_file_bytes {
-            return Err(FetchError::TooLarge {
-                name: d.name.clone(),
-                size: d.size,
-                max: self.limits.max_file_bytes,
-            });
-        }
-        // Held until the copy is in downloads/ (or failed): concurrent /gets can't overfill.
-        let _reservation = self.reserve(user_id, d.size).await.map_err(|e| match e {
-            QuotaError::Over { used, .. } => FetchError::OverQuota {
-                name: d.name.clone(),
-                size: d.size,
-                used,
-                quota: self.limits.quota_bytes,
-            },
-            e => e.into(),
-        })?;
-        let _entry = self.entry_slot(user_id).await?;
-        let added = self.ledger.clone();
-        self.prepare(user_id)
-            .await
-            .map_err(|source| FetchError::Io {
-                name: d.name.clone(),
-                source,
-            })?;
-        let Source::Local { owner_id, path } = &d.source;
-        let file = self
-            .open_download(*owner_id, path, &d.hash)
-            .await?
-            .into_file();
-        let partial = self.partial_dir(user_id);
-        let downloads = self.downloads_dir(user_id);
-        let d = d.clone();
-        blocking(&d.name.clone(), move || {
-            copy_verified(file, &partial, &downloads, &d, progress)
-        })
-        .await
-        .inspect(|_| added.entry_added(user_id))
-    }
-
     /// Opens the shared file at `path` in `owner_id`'s library, expected to hold the bytes
     /// of id `hash`, for sending. Every download, into `downloads/` or to an exec channel,
     /// starts here, and nothing is sent unless this succeeds:
@@ -400,6 +351,12 @@ impl Opened {
     /// The open handle, positioned at the start of the file.
     pub fn into_file(self) -> std::fs::File {
         self.file
+    }
+
+    /// A file taken as proven, for tests of what reads it.
+    #[cfg(test)]
+    pub(crate) fn unchecked(file: std::fs::File) -> Opened {
+        Opened { file }
     }
 }
 
@@ -472,76 +429,6 @@ fn open_checked(
     }
     file.rewind().map_err(io)?;
     Ok((file, Some(identity)))
-}
-
-fn copy_verified(
-    mut input: std::fs::File,
-    partial_dir: &std::path::Path,
-    downloads: &std::path::Path,
-    d: &Download,
-    mut progress: impl FnMut(u64),
-) -> Result<String, FetchError> {
-    use std::io::{Read, Write};
-    let io = |source: std::io::Error| FetchError::Io {
-        name: d.name.clone(),
-        source,
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".get-")
-        .tempfile_in(partial_dir)
-        .map_err(io)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; COPY_CHUNK];
-    let mut copied = 0u64;
-    {
-        let mut out = std::io::BufWriter::with_capacity(COPY_CHUNK, temp.as_file());
-        loop {
-            let n = input.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(io)?;
-            copied += n as u64;
-            progress(copied);
-        }
-        out.flush().map_err(io)?;
-    }
-    if hasher.finalize().to_hex().as_str() != d.hash {
-        return Err(FetchError::Changed {
-            name: d.name.clone(),
-            hash: d.hash.clone(),
-        });
-    }
-    temp.as_file().sync_all().map_err(io)?;
-    // Pick a free name; persist_noclobber refuses to replace a file that appeared meanwhile.
-    let mut temp = temp;
-    for n in 0..MAX_NAME_ATTEMPTS {
-        let name = numbered_name(&d.name, n);
-        match temp.persist_noclobber(downloads.join(&name)) {
-            Ok(_) => return Ok(name),
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => temp = e.file,
-            Err(e) => return Err(io(e.error)),
-        }
-    }
-    Err(io(std::io::Error::other(format!(
-        "{MAX_NAME_ATTEMPTS} files named like {:?} already in downloads/",
-        d.name
-    ))))
-}
-
-/// How many `name (n)` variants are tried before giving up.
-const MAX_NAME_ATTEMPTS: usize = 1000;
-
-/// `song.flac`, `song (1).flac`, `song (2).flac`, ...
-fn numbered_name(name: &str, n: usize) -> String {
-    if n == 0 {
-        return name.to_owned();
-    }
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => format!("{stem} ({n}).{ext}"),
-        _ => format!("{name} ({n})"),
-    }
 }
 
 /// Total size of the regular files under `dir` (0 if it is missing).
@@ -623,14 +510,6 @@ mod tests {
         check(1536, "1.5 KiB");
         check(10 << 20, "10.0 MiB");
         check(3 << 40, "3.0 TiB");
-    }
-
-    #[test]
-    fn numbered_names() {
-        assert_eq!(numbered_name("a.flac", 0), "a.flac");
-        assert_eq!(numbered_name("a.flac", 2), "a (2).flac");
-        assert_eq!(numbered_name(".hidden", 1), ".hidden (1)");
-        assert_eq!(numbered_name("noext", 1), "noext (1)");
     }
 
     /// A file with `bytes` in a temp dir, its expected size and hash, and its identity.

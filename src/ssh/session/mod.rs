@@ -28,7 +28,7 @@ use crate::app::{App, User};
 use crate::chat::{unix_now, Chat, ChatEvent};
 use crate::cmd::{self, history::message_of, Ctx, SessionState};
 use crate::library::human_size;
-use crate::transfer::{Download, FetchError, Source, COPY_CHUNK};
+use crate::transfer::{self, Download, FetchError};
 use exec::exec;
 use line::line_mode;
 use shell::interactive;

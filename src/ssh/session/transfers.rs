@@ -5,7 +5,7 @@ use super::*;
 /// Copies a download into `downloads/` right away (line mode) and says how it went.
 pub(super) async fn fetch_now(app: &App, user: &User, download: &Download) -> Message {
     let result = app
-        .library
+        .sources
         .fetch_to_downloads(user.id, download, |_| {})
         .await;
     transfer_message(download, result)
@@ -83,12 +83,12 @@ impl Transfers {
         }
         self.next_id += 1;
         let id = self.next_id;
-        let (library, user_id, events) = (app.library.clone(), user.id, self.events_tx.clone());
+        let (sources, user_id, events) = (app.sources.clone(), user.id, self.events_tx.clone());
         let progress_events = events.clone();
         let task_download = download.clone();
         let mut last = std::time::Instant::now();
         tokio::spawn(async move {
-            let result = library
+            let result = sources
                 .fetch_to_downloads(user_id, &task_download, move |bytes| {
                     if last.elapsed() >= PROGRESS_INTERVAL {
                         last = std::time::Instant::now();
@@ -159,6 +159,7 @@ impl Transfers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::Source;
 
     #[test]
     fn the_progress_line_shows_bytes_rate_and_eta() {
