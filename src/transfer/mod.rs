@@ -14,6 +14,7 @@
 //! shared now and is the catalogued file before a byte is read.
 
 mod downloads;
+mod manager;
 mod verified;
 
 use std::future::Future;
@@ -23,6 +24,9 @@ use crate::library::Library;
 use crate::quota::QuotaError;
 use crate::store::StoreError;
 pub use downloads::ToDownloads;
+pub use manager::{
+    Busy, Finished, TransferEvent, Transfers, MAX_TRANSFERS, PROGRESS_INTERVAL, TRANSFER_EVENTS,
+};
 pub use verified::VerifiedReader;
 
 /// Bytes read and written at a time when copying or streaming a file.
@@ -172,7 +176,7 @@ mod tests {
     use super::*;
     use crate::library::Opened;
 
-    fn run<T>(work: impl Future<Output = T>) -> T {
+    pub(super) fn run<T>(work: impl Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
@@ -280,7 +284,10 @@ mod tests {
     }
 
     /// A library over a fresh database in `dir`, with a quota of `quota` bytes.
-    fn library(dir: &std::path::Path, quota: u64) -> (Library, crate::store::StoreThread) {
+    pub(super) fn library(
+        dir: &std::path::Path,
+        quota: u64,
+    ) -> (Library, crate::store::StoreThread) {
         let (store, thread) = crate::store::Store::open(&dir.join("db")).unwrap();
         let limits = crate::config::LibraryConfig {
             quota_bytes: quota,
