@@ -10,6 +10,11 @@ use crate::library::Opened;
 /// [`FetchError::Changed`] unless the BLAKE3 of every byte read is the download's hash.
 /// A receiver that must not keep unproven bytes (a file in `downloads/`) makes them final
 /// only after [`VerifiedReader::next_chunk`] returned `None`.
+///
+/// Another kind of source is one more variant of `Chunks` and a constructor: the bytes it
+/// yields pass through the same size bound and hash. A source that can prove each chunk on
+/// its own (a BLAKE3 verified stream from another instance) fails on the first bad chunk,
+/// before handing it on.
 pub struct VerifiedReader {
     /// Where the chunks come from.
     chunks: Chunks,
