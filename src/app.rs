@@ -9,6 +9,7 @@ use crate::fed::identity::InstanceKey;
 use crate::library::Library;
 use crate::store::users::{self, KeyRecord, PendingKey, Removed};
 use crate::store::{Store, StoreError};
+use crate::transfer::Sources;
 
 /// Shared state of a running instance. Cheap to clone.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct App {
     pub library: Library,
     /// Shared files and users' libraries, as commands see them.
     pub catalog: Catalog,
+    /// Where downloads' bytes come from, verified.
+    pub sources: Sources,
     /// Users' keys and profiles, as commands see them.
     pub users: Users,
     /// The instance's federation signing key (the instance key file), named for
@@ -35,6 +38,7 @@ impl App {
         let chat = Chat::new(&config.domain, store.clone());
         let library = Library::new(&config.data_dir, store.clone(), config.library.clone());
         let catalog = Catalog::new(store.clone(), &config.domain);
+        let sources = Sources::new(library.clone());
         let users = Users {
             store: store.clone(),
         };
@@ -44,6 +48,7 @@ impl App {
             chat,
             library,
             catalog,
+            sources,
             users,
             fed_key,
         }

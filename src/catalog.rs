@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use rosewire_shell::query::Query;
 use rosewire_shell::Address;
 
-use crate::library::Download;
 use crate::store::files::{self, FileRecord};
 use crate::store::{Store, StoreError};
 
@@ -47,18 +46,6 @@ impl CatalogFile {
             path: f.path,
             size: f.size,
             shared: f.shared,
-        }
-    }
-}
-
-impl From<&CatalogFile> for Download {
-    fn from(f: &CatalogFile) -> Self {
-        Download {
-            owner_id: f.owner_id,
-            path: f.path.clone(),
-            name: f.name.clone(),
-            size: f.size,
-            hash: f.id.clone(),
         }
     }
 }

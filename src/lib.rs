@@ -13,6 +13,7 @@
 //!   - [`cmd`]: one file per command, run for a verified user;
 //!   - [`catalog`]: search, browse, lookups by id, share and unshare, as commands see them;
 //!   - [`library`]: users' files on disk and in the catalog;
+//!   - [`transfer`]: downloads: where a file's bytes are and how they travel, verified;
 //!   - [`quota`]: per-user reservations (bytes, uploads, entries) for work in progress;
 //!   - [`rate`]: token buckets keyed by user or address, time passed in.
 //! - [`store`]: SQLite on its own thread: migrations, users and keys, chat lines.
@@ -44,3 +45,4 @@ pub mod rate;
 pub mod sftp;
 pub mod ssh;
 pub mod store;
+pub mod transfer;

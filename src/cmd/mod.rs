@@ -23,8 +23,8 @@ use rosewire_shell::Command;
 
 use crate::app::{App, User};
 use crate::catalog::CatalogFile;
-use crate::library::Download;
 use crate::store::StoreError;
+use crate::transfer::Download;
 
 /// What a command runs with.
 pub struct Ctx<'a> {
