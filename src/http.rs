@@ -33,7 +33,11 @@ pub fn routes(
     let landing = warp::path::end()
         .and(warp::get())
         .map(move || landing_text.clone());
-    healthz.or(landing)
+    let webfinger = crate::fed::webfinger::route(app.clone());
+    // Served unsigned until the signature filter exists; then the guard is
+    // `fed::verify::signed(verifier, 0)`.
+    let user = crate::fed::profile::user_route(app.clone(), crate::fed::profile::unsigned());
+    healthz.or(landing).or(webfinger).or(user)
 }
 
 /// What the instance is and how to connect, in plain text.

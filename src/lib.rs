@@ -14,12 +14,15 @@
 //!   - [`catalog`]: search, browse, lookups by id, share and unshare, as commands see them;
 //!   - [`library`]: users' files on disk and in the catalog;
 //!   - [`quota`]: per-user reservations (bytes, uploads, entries) for work in progress;
-//!   - [`rate`]: token buckets keyed by user or address, time passed in.
+//!   - [`rate`]: token buckets keyed by user or address, time passed in;
+//!   - [`profile`]: users' public profiles (bio, keys, joined), local or remote, and their
+//!     JSON form.
 //! - [`store`]: SQLite on its own thread: migrations, users and keys, chat lines.
 //! - Adapters:
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
 //!   - [`sftp`]: the SFTP subsystem over a user's `library/` and `downloads/`;
-//!   - [`http`]: the HTTP endpoint (health and landing page; federation later).
+//!   - [`http`]: the HTTP endpoint (health and landing page; federation later);
+//!   - [`fed`]: federation: WebFinger, profiles served to and fetched from other instances.
 //! - [`keys`]: Ed25519 key files.
 //!
 //! The interactive shell's screen, line editor and command grammar live in the sans-IO crate
@@ -32,10 +35,12 @@ pub mod chat;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod fed;
 pub mod http;
 pub mod keys;
 pub mod library;
 pub mod nick;
+pub mod profile;
 pub mod quota;
 pub mod rate;
 pub mod sftp;

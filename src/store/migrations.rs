@@ -80,6 +80,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE files ADD COLUMN disk_mtime_ns INTEGER;",
     // 6: paged listings. `/browse` walks one owner's shared files by path, a page at a time.
     "CREATE INDEX files_shared_by_owner_path ON files(owner_id, shared, path);",
+    // 7: profiles. A user's bio as `/whois` and other instances show it: sanitized and
+    // bounded before it is stored (`profile::Bio`); empty when unset. `users.created_at` is
+    // the `joined` time.
+    "ALTER TABLE users ADD COLUMN bio TEXT NOT NULL DEFAULT '';",
 ];
 
 /// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that
