@@ -101,7 +101,7 @@ impl Users {
                 .into_iter()
                 .map(|k| ProfileKey {
                     fingerprint: k.fingerprint,
-                    public_key: k.public_key,
+                    public_key: without_comment(&k.public_key),
                 })
                 .collect(),
             bio: r.bio,
@@ -184,6 +184,16 @@ impl Users {
         self.store
             .call(move |conn| users::remove_key(conn, user_id, &fp, now))
             .await
+    }
+}
+
+/// An OpenSSH key line without its comment (`ssh-ed25519 AAAA...`): a comment added with
+/// `/keys add` may name a machine, and profiles are public.
+fn without_comment(public_key: &str) -> String {
+    let mut fields = public_key.split_whitespace();
+    match (fields.next(), fields.next()) {
+        (Some(algorithm), Some(key)) => format!("{algorithm} {key}"),
+        _ => public_key.trim().to_owned(),
     }
 }
 

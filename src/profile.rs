@@ -215,7 +215,7 @@ impl ProfileDoc {
 
 /// A remote key, parsed and fingerprinted here: the listed fingerprint must be the key's.
 fn checked_key(key: KeyDoc) -> Result<ProfileKey, ProfileDocError> {
-    let parsed =
+    let mut parsed =
         PublicKey::from_openssh(key.public_key.trim()).map_err(|_| ProfileDocError::BadKey {
             fingerprint: sanitized(&key.fingerprint),
         })?;
@@ -227,6 +227,7 @@ fn checked_key(key: KeyDoc) -> Result<ProfileKey, ProfileDocError> {
         });
     }
     // Re-encoded without its comment: a comment is the owner's words, not the key.
+    parsed.set_comment("");
     let public_key = parsed.to_openssh().map_err(|_| ProfileDocError::BadKey {
         fingerprint: actual.clone(),
     })?;
