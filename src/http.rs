@@ -1,4 +1,5 @@
-//! The HTTP side: federation will live here. For now it answers `GET /healthz` and `GET /`.
+//! The HTTP side: `GET /healthz`, `GET /`, and the federation routes (`fed::webfinger`,
+//! `fed::profile`).
 //!
 //! warp 0.4 has no TLS and hides its acceptor, so we run our own accept loop (hyper-util
 //! serving `warp::service(routes)`) to log every connection's peer address and to bound
