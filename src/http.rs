@@ -1,5 +1,5 @@
-//! The HTTP side: `GET /healthz`, the landing page `GET /`, and federation's
-//! `GET /api/s2s/instance` (the instance document: domain, key id, public key).
+//! The HTTP side: `GET /healthz`, the landing page `GET /`, and the federation routes
+//! (`fed::routes`, `fed::webfinger`, `fed::profile`, the instance document).
 //!
 //! warp 0.4 has no TLS and hides its acceptor, so we run our own accept loop (hyper-util
 //! serving `warp::service(routes)`) to log every connection's peer address and to bound
@@ -60,7 +60,11 @@ pub fn routes(
     let instance = warp::path!("api" / "s2s" / "instance")
         .and(warp::get())
         .map(move || warp::reply::json(&instance_doc));
-    healthz.or(landing).or(instance)
+    let webfinger = crate::fed::webfinger::route(app.clone());
+    // Served unsigned until the signature filter exists; then the guard is
+    // `fed::verify::signed(verifier, 0)`.
+    let user = crate::fed::profile::user_route(app.clone(), crate::fed::profile::unsigned());
+    healthz.or(landing).or(instance).or(webfinger).or(user)
 }
 
 /// The landing page, its counts refreshed at most once per [`LANDING_REFRESH`].

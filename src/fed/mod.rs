@@ -6,11 +6,16 @@
 //! - [`replay`]: the bounded nonce cache;
 //! - [`client`]: the signed outgoing client and the instance document;
 //! - [`verify`]: the warp filter for signed routes, keys pinned on first contact;
-//! - [`activity`]: activities and their envelope, proof over the canonical JSON.
+//! - [`activity`]: activities and their envelope, proof over the canonical JSON;
+//! - [`webfinger`]: `GET /.well-known/webfinger` (RFC 7033) for local users, and the lookup of
+//!   a remote user with its back-check;
+//! - [`profile`]: `GET /api/s2s/user/{address}`, and fetching a remote user's profile.
 
 pub mod activity;
 pub mod client;
 pub mod identity;
+pub mod profile;
 pub mod replay;
 pub mod signature;
 pub mod verify;
+pub mod webfinger;

@@ -117,6 +117,10 @@ const MIGRATIONS: &[&str] = &[
         public_key_pem TEXT NOT NULL,      -- SPKI PEM
         pinned_at      INTEGER NOT NULL    -- unix seconds
     );",
+    // 9: profiles. A user's bio as `/whois` and other instances show it: sanitized and
+    // bounded before it is stored (`profile::Bio`); empty when unset. `users.created_at` is
+    // the `joined` time.
+    "ALTER TABLE users ADD COLUMN bio TEXT NOT NULL DEFAULT '';",
 ];
 
 /// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that

@@ -12,6 +12,7 @@ mod http;
 mod library;
 mod limits;
 mod paging;
+mod profile;
 mod server;
 mod sftp;
 mod shell_tty;
