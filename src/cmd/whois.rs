@@ -97,7 +97,8 @@ mod tests {
             data_dir: dir.path().to_owned(),
             ..crate::config::Config::default()
         };
-        let app = App::new(config, db);
+        let key = crate::fed::identity::InstanceKey::generate(&config.base_url());
+        let app = App::new(config, db, std::sync::Arc::new(key));
         let carol = Address::parse("@carol@other.example").unwrap();
         let before = whois(&app, &carol, false).unwrap_err().to_string();
         assert!(before.contains("cannot reach other instances"), "{before}");
