@@ -1,6 +1,9 @@
 //! The application: what every adapter (SSH, HTTP) shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use rosewire_shell::Address;
 
 use crate::catalog::Catalog;
 use crate::chat::Chat;
@@ -8,8 +11,10 @@ use crate::config::Config;
 use crate::fed::identity::InstanceKey;
 use crate::fed::Federation;
 use crate::library::Library;
+use crate::profile::{Bio, Profile, ProfileKey};
 use crate::store::users::{self, KeyRecord, PendingKey, Removed};
 use crate::store::{Store, StoreError};
+use crate::transfer::Sources;
 
 /// Shared state of a running instance. Cheap to clone.
 #[derive(Clone)]
@@ -24,20 +29,28 @@ pub struct App {
     pub library: Library,
     /// Shared files and users' libraries, as commands see them.
     pub catalog: Catalog,
+    /// Where downloads' bytes come from, verified.
+    pub sources: Sources,
     /// Users' keys and profiles, as commands see them.
     pub users: Users,
+    /// The instance's federation signing key (the instance key file), named for
+    /// `config.base_url()`.
+    pub fed_key: Arc<InstanceKey>,
     /// Peers, the outbox and the inbox: the network.
     pub fed: Federation,
 }
 
 impl App {
-    /// The application of an instance signing with `key`.
-    pub fn new(config: Config, store: Store, key: Arc<InstanceKey>) -> anyhow::Result<App> {
+    /// The application of an instance signing with `fed_key`.
+    pub fn new(config: Config, store: Store, fed_key: Arc<InstanceKey>) -> anyhow::Result<App> {
         let chat = Chat::new(&config.domain, store.clone());
         let library = Library::new(&config.data_dir, store.clone(), config.library.clone());
         let catalog = Catalog::new(store.clone(), &config.domain);
+        let sources = Sources::new(library.clone());
         let users = Users {
             store: store.clone(),
+            domain: config.domain.clone(),
+            remote: Arc::default(),
         };
         let fed = Federation::new(&config, key, store.clone(), catalog.clone())?;
         Ok(App {
@@ -46,7 +59,9 @@ impl App {
             chat,
             library,
             catalog,
+            sources,
             users,
+            fed_key,
             fed,
         })
     }
@@ -54,17 +69,89 @@ impl App {
     pub fn domain(&self) -> &str {
         &self.config.domain
     }
+
+    /// How many peer instances this one knows (the landing page shows it). The federation
+    /// runtime answers it once it runs; until then an instance knows none.
+    pub fn peer_count(&self) -> usize {
+        0
+    }
 }
 
-/// Users' keys and profiles: the one place commands reach them, so that remote profiles can
-/// join here later. Cheap to clone.
+/// Fetches the profile of a user of another instance (an address with a domain); the error
+/// is a sentence for the person who asked. Federation sets one with
+/// [`Users::set_remote_profiles`], typically `fed::profile::fetch_remote` over its client.
+pub type RemoteProfiles =
+    Arc<dyn Fn(Address) -> BoxFuture<'static, Result<Profile, String>> + Send + Sync>;
+
+/// Why a remote profile could not be shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteProfileError {
+    /// Nothing fetches remote profiles (federation is not running).
+    #[error("this instance cannot reach other instances' profiles yet")]
+    Unavailable,
+    /// The other instance did not give a valid profile.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Users' keys and profiles: the one place commands reach them, so that remote profiles
+/// join here. Cheap to clone.
 #[derive(Clone)]
 pub struct Users {
     /// The database, where users and keys live.
     store: Store,
+    /// This instance's domain: the home of every local user.
+    domain: String,
+    /// How remote profiles are fetched, once federation has set it (shared by every clone).
+    remote: Arc<OnceLock<RemoteProfiles>>,
 }
 
 impl Users {
+    /// The profile of the local user with this nickname (any case).
+    pub async fn profile(&self, nick: &str) -> Result<Option<Profile>, StoreError> {
+        let nick = nick.to_owned();
+        let record = self
+            .store
+            .call(move |conn| users::profile(conn, &nick))
+            .await?;
+        Ok(record.map(|r| Profile {
+            address: Address::new(&r.nick, &self.domain),
+            joined: r.joined,
+            shared_files: r.shared_files,
+            keys: r
+                .keys
+                .into_iter()
+                .map(|k| ProfileKey {
+                    fingerprint: k.fingerprint,
+                    public_key: without_comment(&k.public_key),
+                })
+                .collect(),
+            bio: r.bio,
+        }))
+    }
+
+    /// Replaces the user's bio (an empty [`Bio`] removes it).
+    pub async fn set_bio(&self, user_id: i64, bio: &Bio) -> Result<(), StoreError> {
+        let bio = bio.as_str().to_owned();
+        self.store
+            .call(move |conn| users::set_bio(conn, user_id, &bio))
+            .await
+    }
+
+    /// Sets how remote profiles are fetched; only the first call counts (returns whether it
+    /// did).
+    pub fn set_remote_profiles(&self, fetch: RemoteProfiles) -> bool {
+        self.remote.set(fetch).is_ok()
+    }
+
+    /// The profile of a user of another instance (`address` names its domain).
+    pub async fn remote_profile(&self, address: &Address) -> Result<Profile, RemoteProfileError> {
+        let fetch = self.remote.get().ok_or(RemoteProfileError::Unavailable)?;
+        fetch(address.clone())
+            .await
+            .map_err(RemoteProfileError::Failed)
+    }
+
     /// The local user with this nickname (any case): their id and the nick in display case.
     pub async fn by_nick(&self, nick: &str) -> Result<Option<(i64, String)>, StoreError> {
         let nick = nick.to_owned();
@@ -119,6 +206,16 @@ impl Users {
         self.store
             .call(move |conn| users::remove_key(conn, user_id, &fp, now))
             .await
+    }
+}
+
+/// An OpenSSH key line without its comment (`ssh-ed25519 AAAA...`): a comment added with
+/// `/keys add` may name a machine, and profiles are public.
+fn without_comment(public_key: &str) -> String {
+    let mut fields = public_key.split_whitespace();
+    match (fields.next(), fields.next()) {
+        (Some(algorithm), Some(key)) => format!("{algorithm} {key}"),
+        _ => public_key.trim().to_owned(),
     }
 }
 

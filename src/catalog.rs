@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use rosewire_shell::query::Query;
 use rosewire_shell::Address;
 
-use crate::library::Download;
 use crate::store::files::{self, FileRecord};
 use crate::store::{Store, StoreError};
 
@@ -47,18 +46,6 @@ impl CatalogFile {
             path: f.path,
             size: f.size,
             shared: f.shared,
-        }
-    }
-}
-
-impl From<&CatalogFile> for Download {
-    fn from(f: &CatalogFile) -> Self {
-        Download {
-            owner_id: f.owner_id,
-            path: f.path.clone(),
-            name: f.name.clone(),
-            size: f.size,
-            hash: f.id.clone(),
         }
     }
 }
@@ -209,6 +196,11 @@ impl Catalog {
             more,
         }
     }
+
+    /// How many files this instance's users share, all owners together.
+    pub async fn shared_count(&self) -> Result<u64, StoreError> {
+        self.store.call(|conn| files::count_all_shared(conn)).await
+    }
 }
 
 /// Reads one page of an owner's files (shared ones only if `shared_only`) on the store
@@ -278,5 +270,26 @@ mod tests {
             .map(|f| f.path.as_str())
             .collect();
         assert_eq!(private, ["b.txt"]);
+    }
+
+    #[test]
+    fn the_shared_count_covers_every_owner_and_only_shared_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, _thread) = catalog_with(dir.path(), &["a.txt", "b.txt", "c.txt"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(catalog.shared_count()).unwrap(), 0);
+        rt.block_on(catalog.store.call(|conn| {
+            users::authenticate(conn, "Bob", "SHA256:b", "k", 0)?;
+            files::upsert(conn, 2, "d.txt", 1, &format!("{:064x}", 9), 0, None)?;
+            Ok(())
+        }))
+        .unwrap();
+        rt.block_on(catalog.set_shared(1, vec!["a.txt".into(), "c.txt".into()], true))
+            .unwrap();
+        rt.block_on(catalog.set_shared(2, vec!["d.txt".into()], true))
+            .unwrap();
+        assert_eq!(rt.block_on(catalog.shared_count()).unwrap(), 3);
     }
 }

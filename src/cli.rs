@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::config::{Config, DEFAULT_CONFIG_TOML};
+use crate::fed::identity::InstanceKey;
 use crate::store::Store;
 
 /// The log filter used when `ROSEWIRE_LOG` is not set.
@@ -266,6 +267,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let (instance_key, _) =
         crate::keys::load_or_create(&config.instance_key_path(), "rosewire instance key")?;
+    let tls = crate::http::tls::Tls::from_config(&config.http)
+        .context("cannot load http.tls_cert and http.tls_key")?;
     let (store, store_thread) = Store::open(&config.database_path()).with_context(|| {
         format!(
             "cannot open the database {}",
@@ -291,6 +294,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen for http on {}", config.http.listen))?;
+    let signals = Signals::new()?;
     let ssh_addr = ssh_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let mut config = config;
@@ -319,11 +323,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The addresses actually bound (a port of 0 picks a free one).
     config.ssh.listen = ssh_addr;
     config.http.listen = http_addr;
-    let instance_key = Arc::new(
-        crate::fed::identity::InstanceKey::new(&instance_key, &config.base_url())
-            .context("cannot use the instance key")?,
-    );
-    let app = App::new(config, store, instance_key)?;
+    // Named for the settled domain: the key id is `{base_url}/api/s2s/instance#main-key`.
+    let fed_key = Arc::new(InstanceKey::new(&instance_key, &config.base_url())?);
+    drop(instance_key);
+    let app = App::new(config, store, fed_key)?;
     let (down_tx, down_rx) = watch::channel(false);
     let ssh_task = tokio::spawn(crate::ssh::serve(
         app.clone(),
@@ -332,9 +335,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         down_rx.clone(),
     ));
     app.fed.start(down_rx.clone());
-    let http_task = tokio::spawn(crate::http::serve(app.clone(), http_listener, down_rx));
+    let http_task = tokio::spawn(crate::http::serve(
+        app.clone(),
+        http_listener,
+        tls.clone(),
+        down_rx,
+    ));
 
-    wait_for_signal().await?;
+    signals.wait(tls.as_ref()).await;
     tracing::info!("shutting down: telling sessions");
     let _ = down_tx.send(true);
     let _ = ssh_task.await;
@@ -347,13 +355,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// The signals the server acts on, listened for from before it says it is listening (so
+/// that none arriving after that takes its default action, which would end the process).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+        })
     }
-    Ok(())
+
+    /// Waits for SIGTERM or SIGINT. Meanwhile each SIGHUP rereads the TLS certificate and
+    /// key, if the HTTP endpoint serves TLS.
+    async fn wait(mut self, tls: Option<&crate::http::tls::Tls>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => break tracing::info!("SIGTERM received"),
+                _ = self.int.recv() => break tracing::info!("SIGINT received"),
+                _ = self.hup.recv() => match tls {
+                    Some(tls) => tls.reload_logged().await,
+                    None => tracing::info!("SIGHUP received: nothing to reload (no http.tls_cert)"),
+                },
+            }
+        }
+    }
 }

@@ -85,6 +85,15 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// HTTP connections one address may hold at once; more are closed at once.
     pub max_connections_per_address: usize,
+    /// Largest request body accepted on any route, in bytes; a larger one is answered 413
+    /// before it is read. Federation messages are small: this bounds what one request costs.
+    pub max_body_bytes: u64,
+    /// PEM file with the TLS certificate chain (leaf first). With `tls_key`, the HTTP
+    /// endpoint speaks HTTPS itself and rereads both files on SIGHUP; without either, it
+    /// speaks plain HTTP for a TLS-terminating reverse proxy.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// OpenSSH's `MaxStartups`: past `start` unauthenticated connections, a new one is dropped
@@ -208,6 +217,8 @@ pub struct LibraryConfig {
 pub const MAX_ENTRIES_LIMIT: u64 = 1_000_000;
 /// Most `library.max_uploads_per_user` may be.
 pub const MAX_UPLOADS_LIMIT: usize = 256;
+/// Most `http.max_body_bytes` may be (16 MiB): every request body is held in memory whole.
+pub const MAX_BODY_LIMIT: u64 = 16 << 20;
 
 impl Default for LibraryConfig {
     fn default() -> Self {
@@ -227,6 +238,9 @@ impl Default for LibraryConfig {
 pub struct FederationConfig {
     /// Peers to contact first (base URLs such as `https://rose.example`).
     pub bootstrap: Vec<String>,
+    /// Development and tests only (needs `dev = true`): a PEM CA certificate trusted for
+    /// peers' `https://` instead of the public roots, such as a test CA.
+    pub dev_trusted_root: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -266,6 +280,9 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_connections: 512,
             max_connections_per_address: 64,
+            max_body_bytes: 256 << 10,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -327,6 +344,23 @@ impl Config {
         if self.http.max_connections_per_address == 0 {
             return invalid("http.max_connections_per_address must be at least 1".into());
         }
+        if !(1..=MAX_BODY_LIMIT).contains(&self.http.max_body_bytes) {
+            return invalid(format!(
+                "http.max_body_bytes = {} must be between 1 and {MAX_BODY_LIMIT}",
+                self.http.max_body_bytes
+            ));
+        }
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) => return invalid(
+                "http.tls_cert is set but http.tls_key is not; set both, or neither for plain http"
+                    .into(),
+            ),
+            (None, Some(_)) => return invalid(
+                "http.tls_key is set but http.tls_cert is not; set both, or neither for plain http"
+                    .into(),
+            ),
+            _ => {}
+        }
         if self.ssh.inactivity_timeout_secs == 0 {
             return invalid("ssh.inactivity_timeout_secs must be at least 1".into());
         }
@@ -374,6 +408,20 @@ impl Config {
                     } else {
                         " (http:// needs --dev)"
                     }
+                ));
+            }
+        }
+        if let Some(root) = &self.federation.dev_trusted_root {
+            if !self.dev {
+                return invalid(format!(
+                    "federation.dev_trusted_root = {:?} is for development only; set dev = true or remove it",
+                    root.display().to_string()
+                ));
+            }
+            if !root.is_file() {
+                return invalid(format!(
+                    "federation.dev_trusted_root = {:?} is not a file; give a PEM CA certificate",
+                    root.display().to_string()
                 ));
             }
         }
@@ -503,10 +551,21 @@ mod tests {
         check("domain = \"a.example:8080\"", "a.example:8080");
         check("[chat]\nreplay_lines = 100000", "100000");
         check("[federation]\nbootstrap = [\"http://x\"]", "needs --dev");
+        check(
+            "[federation]\ndev_trusted_root = \"/etc/hostname\"",
+            "for development only",
+        );
+        check(
+            "dev = true\n[federation]\ndev_trusted_root = \"/no/such/ca.pem\"",
+            "\"/no/such/ca.pem\" is not a file",
+        );
         check("[ssh]\nmax_connections = 0", "max_connections");
         check("[ssh]\nlogin_grace_secs = 0", "login_grace_secs");
         check("[ssh]\nmax_sessions = 0", "ssh.max_sessions = 0");
         check("[http]\nmax_connections = 0", "http.max_connections");
+        check("[http]\nmax_body_bytes = 0", "http.max_body_bytes = 0");
+        check("[http]\ntls_cert = \"c.pem\"", "http.tls_key is not");
+        check("[http]\ntls_key = \"k.pem\"", "http.tls_cert is not");
         check("[library]\nmax_entries = 0", "library.max_entries = 0");
         check(
             "[library]\nmax_open_files_per_user = 0",

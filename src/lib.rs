@@ -13,13 +13,19 @@
 //!   - [`cmd`]: one file per command, run for a verified user;
 //!   - [`catalog`]: search, browse, lookups by id, share and unshare, as commands see them;
 //!   - [`library`]: users' files on disk and in the catalog;
+//!   - [`transfer`]: downloads: where a file's bytes are and how they travel, verified;
 //!   - [`quota`]: per-user reservations (bytes, uploads, entries) for work in progress;
-//!   - [`rate`]: token buckets keyed by user or address, time passed in.
+//!   - [`rate`]: token buckets keyed by user or address, time passed in;
+//!   - [`profile`]: users' public profiles (bio, keys, joined), local or remote, and their
+//!     JSON form.
 //! - [`store`]: SQLite on its own thread: migrations, users and keys, chat lines.
 //! - Adapters:
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
 //!   - [`sftp`]: the SFTP subsystem over a user's `library/` and `downloads/`;
-//!   - [`http`]: the HTTP endpoint (health and landing page; federation later).
+//!   - [`http`]: the HTTP endpoint (federation, health, landing page), its request body
+//!     limit, and TLS reloaded on SIGHUP.
+//! - [`fed`]: federation: the instance key, signed requests (RFC 9421), the S2S client,
+//!   activities, WebFinger, profiles served to and fetched from other instances.
 //! - [`keys`]: Ed25519 key files.
 //!
 //! The interactive shell's screen, line editor and command grammar live in the sans-IO crate
@@ -37,8 +43,10 @@ pub mod http;
 pub mod keys;
 pub mod library;
 pub mod nick;
+pub mod profile;
 pub mod quota;
 pub mod rate;
 pub mod sftp;
 pub mod ssh;
 pub mod store;
+pub mod transfer;

@@ -13,11 +13,8 @@ use std::path::PathBuf;
 
 use crate::config::LibraryConfig;
 use crate::quota::{EntrySlot, Ledger, OpenHandles, QuotaError, Reservation, UploadSlot};
-use crate::store::{
-    self,
-    files::{FileIdentity, FileRecord},
-    Store, StoreError,
-};
+use crate::store::{self, files::FileIdentity, Store, StoreError};
+use crate::transfer::{FetchError, COPY_CHUNK};
 
 /// Reservations grow by this much at a time (or by 1/64 of the quota, if less), so an upload
 /// of unknown size reserves as it goes, not the whole quota up front.
@@ -284,115 +281,12 @@ fn count_entries(dir: &std::path::Path) -> u64 {
     count
 }
 
-/// A shared file chosen for download.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Download {
-    pub owner_id: i64,
-    /// Path inside the owner's `library/`.
-    pub path: String,
-    pub name: String,
-    pub size: u64,
-    /// Hex BLAKE3 of the content; checked as the bytes are copied.
-    pub hash: String,
-}
-
-impl From<&FileRecord> for Download {
-    fn from(f: &FileRecord) -> Self {
-        Download {
-            owner_id: f.owner_id,
-            path: f.path.clone(),
-            name: f.name.clone(),
-            size: f.size,
-            hash: f.hash.clone(),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("{name:?} is {size} bytes; the largest file allowed is {max} bytes")]
-    TooLarge { name: String, size: u64, max: u64 },
-    #[error("{name:?} ({size} bytes) does not fit in your quota: {used} of {quota} bytes used")]
-    OverQuota {
-        name: String,
-        size: u64,
-        used: u64,
-        quota: u64,
-    },
-    #[error("{name:?} changed on its owner's disk (its content no longer matches id {hash}); nothing was saved")]
-    Changed { name: String, hash: String },
-    #[error("{name:?} is no longer shared: its owner unshared, replaced, renamed or removed it; search again")]
-    NotShared { name: String },
-    #[error("{name:?} changed since it was shared (its bytes no longer match id {hash}); nothing was sent; ask its owner to share it again")]
-    Replaced { name: String, hash: String },
-    #[error("cannot copy {name:?}: {source}")]
-    Io {
-        name: String,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Limit(#[from] QuotaError),
-}
-
-/// Bytes read and written at a time when copying or streaming a file.
-pub const COPY_CHUNK: usize = 256 * 1024;
-
 impl Library {
-    /// Where the bytes of a download are on this instance.
-    fn source_path(&self, d: &Download) -> PathBuf {
-        self.library_dir(d.owner_id).join(&d.path)
-    }
-
-    /// Copies a shared file into the user's `downloads/`, checking its hash as it goes;
-    /// `progress` is called with the bytes copied so far. Returns the name it was saved under
-    /// (`name`, or `name (1)` and so on if that is taken). Nothing is left behind on failure.
-    pub async fn fetch_to_downloads(
-        &self,
-        user_id: i64,
-        d: &Download,
-        progress: impl FnMut(u64) + Send + 'static,
-    ) -> Result<String, FetchError> {
-        if d.size > self.limits.max_file_bytes {
-            return Err(FetchError::TooLarge {
-                name: d.name.clone(),
-                size: d.size,
-                max: self.limits.max_file_bytes,
-            });
-        }
-        // Held until the copy is in downloads/ (or failed): concurrent /gets can't overfill.
-        let _reservation = self.reserve(user_id, d.size).await.map_err(|e| match e {
-            QuotaError::Over { used, .. } => FetchError::OverQuota {
-                name: d.name.clone(),
-                size: d.size,
-                used,
-                quota: self.limits.quota_bytes,
-            },
-            e => e.into(),
-        })?;
-        let _entry = self.entry_slot(user_id).await?;
-        let added = self.ledger.clone();
-        self.prepare(user_id)
-            .await
-            .map_err(|source| FetchError::Io {
-                name: d.name.clone(),
-                source,
-            })?;
-        let Opened { file, download: d } = self.open_download(d).await?;
-        let partial = self.partial_dir(user_id);
-        let downloads = self.downloads_dir(user_id);
-        blocking(&d.name.clone(), move || {
-            copy_verified(file, &partial, &downloads, &d, progress)
-        })
-        .await
-        .inspect(|_| added.entry_added(user_id))
-    }
-
-    /// Opens a shared file for sending. Every download, into `downloads/` or to an exec
-    /// channel, starts here, and nothing is sent unless this succeeds:
+    /// Opens the shared file at `path` in `owner_id`'s library, expected to hold the bytes
+    /// of id `hash`, for sending. Every download, into `downloads/` or to an exec channel,
+    /// starts here, and nothing is sent unless this succeeds:
     ///
-    /// 1. the file must be shared now: `d` is looked up again in the catalog by owner and
+    /// 1. the file must be shared now: it is looked up again in the catalog by owner and
     ///    path, and must still be shared with the same content (an old search result of a
     ///    file since unshared, replaced, renamed or removed is refused);
     /// 2. the opened handle must be the catalogued file: its device, inode, size and
@@ -403,55 +297,67 @@ impl Library {
     ///
     /// The hash is still checked while the bytes are copied or sent, as a last guard against
     /// an edit in place during the transfer.
-    pub async fn open_download(&self, d: &Download) -> Result<Opened, FetchError> {
-        let (owner_id, path) = (d.owner_id, d.path.clone());
+    pub async fn open_download(
+        &self,
+        owner_id: i64,
+        path: &str,
+        hash: &str,
+    ) -> Result<Opened, FetchError> {
+        let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+        let at = path.to_owned();
         let current = self
             .store
-            .call(move |conn| store::files::shared_at(conn, owner_id, &path))
+            .call(move |conn| store::files::shared_at(conn, owner_id, &at))
             .await?;
         let (record, identity) = match current {
-            Some((record, identity)) if record.hash == d.hash => (record, identity),
-            _ => {
-                return Err(FetchError::NotShared {
-                    name: d.name.clone(),
-                })
-            }
+            Some((record, identity)) if record.hash == hash => (record, identity),
+            _ => return Err(FetchError::NotShared { name }),
         };
-        let download = Download::from(&record);
-        let source = self.source_path(&download);
-        let checked = download.clone();
-        let (file, proven) = blocking(&download.name.clone(), move || {
-            open_checked(&source, &checked, identity)
+        let source = self.library_dir(owner_id).join(path);
+        let expected = (record.size, record.hash.clone());
+        let (file, proven) = blocking(&name.clone(), move || {
+            open_checked(&source, &name, expected, identity)
         })
         .await
         .inspect_err(|e| {
             if let FetchError::Replaced { .. } = e {
-                tracing::warn!(owner = d.owner_id, path = %d.path, "download refused: {e}");
+                tracing::warn!(owner = owner_id, path, "download refused: {e}");
             }
         })?;
         if let Some(proven) = proven {
             // The bytes were hashed: remember this file, so the next download need not.
-            let hash = download.hash.clone();
-            let id = record.id;
+            let (id, hash) = (record.id, record.hash);
             if let Err(e) = self
                 .store
                 .call(move |conn| store::files::record_identity(conn, id, &hash, &proven))
                 .await
             {
-                tracing::warn!(name = %download.name, "cannot record the file's identity: {e}");
+                tracing::warn!(name = %record.name, "cannot record the file's identity: {e}");
             }
         }
-        Ok(Opened { file, download })
+        Ok(Opened { file })
     }
 }
 
-/// A shared file opened by [`Library::open_download`] and proven to be the catalogued one.
+/// A shared file opened by [`Library::open_download`] and proven to be the catalogued one;
+/// only that function makes one.
 #[derive(Debug)]
 pub struct Opened {
     /// The open handle: read from it, never from the path again.
-    pub file: std::fs::File,
-    /// The download as the catalog has it now.
-    pub download: Download,
+    file: std::fs::File,
+}
+
+impl Opened {
+    /// The open handle, positioned at the start of the file.
+    pub fn into_file(self) -> std::fs::File {
+        self.file
+    }
+
+    /// A file taken as proven, for tests of what reads it.
+    #[cfg(test)]
+    pub(crate) fn unchecked(file: std::fs::File) -> Opened {
+        Opened { file }
+    }
 }
 
 /// Runs blocking file work off the async runtime; a failed task is an I/O error on `name`.
@@ -467,17 +373,19 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
-/// Opens `source` and proves it holds `d`'s bytes (see [`Library::open_download`]). Returns
-/// the handle, positioned at the start, and the identity to record if it had to be proven
-/// by hashing.
+/// Opens `source` (the file `name`) and proves it holds `expected`'s bytes, a size and a hex
+/// BLAKE3 hash (see [`Library::open_download`]). Returns the handle, positioned at the start,
+/// and the identity to record if it had to be proven by hashing.
 fn open_checked(
     source: &std::path::Path,
-    d: &Download,
+    name: &str,
+    expected: (u64, String),
     recorded: Option<FileIdentity>,
 ) -> Result<(std::fs::File, Option<FileIdentity>), FetchError> {
     use std::io::{Read, Seek};
+    let (size, hash) = expected;
     let io = |source: std::io::Error| FetchError::Io {
-        name: d.name.clone(),
+        name: name.to_owned(),
         source,
     };
     // No symlink is ever created in a library; were one there, it would lead to another
@@ -487,15 +395,15 @@ fn open_checked(
         // Gone (removed, or renamed away) since the catalog was read.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(FetchError::NotShared {
-                name: d.name.clone(),
+                name: name.to_owned(),
             })
         }
         Err(e) => return Err(io(e)),
     };
     let meta = file.metadata().map_err(io)?;
     let replaced = || FetchError::Replaced {
-        name: d.name.clone(),
-        hash: d.hash.clone(),
+        name: name.to_owned(),
+        hash: hash.clone(),
     };
     if !meta.is_file() {
         return Err(replaced());
@@ -504,7 +412,7 @@ fn open_checked(
     if recorded == Some(identity) {
         return Ok((file, None));
     }
-    if identity.size != d.size {
+    if identity.size != size {
         return Err(replaced());
     }
     let mut hasher = blake3::Hasher::new();
@@ -516,81 +424,11 @@ fn open_checked(
         }
         hasher.update(&buf[..n]);
     }
-    if hasher.finalize().to_hex().as_str() != d.hash {
+    if hasher.finalize().to_hex().as_str() != hash {
         return Err(replaced());
     }
     file.rewind().map_err(io)?;
     Ok((file, Some(identity)))
-}
-
-fn copy_verified(
-    mut input: std::fs::File,
-    partial_dir: &std::path::Path,
-    downloads: &std::path::Path,
-    d: &Download,
-    mut progress: impl FnMut(u64),
-) -> Result<String, FetchError> {
-    use std::io::{Read, Write};
-    let io = |source: std::io::Error| FetchError::Io {
-        name: d.name.clone(),
-        source,
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".get-")
-        .tempfile_in(partial_dir)
-        .map_err(io)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; COPY_CHUNK];
-    let mut copied = 0u64;
-    {
-        let mut out = std::io::BufWriter::with_capacity(COPY_CHUNK, temp.as_file());
-        loop {
-            let n = input.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(io)?;
-            copied += n as u64;
-            progress(copied);
-        }
-        out.flush().map_err(io)?;
-    }
-    if hasher.finalize().to_hex().as_str() != d.hash {
-        return Err(FetchError::Changed {
-            name: d.name.clone(),
-            hash: d.hash.clone(),
-        });
-    }
-    temp.as_file().sync_all().map_err(io)?;
-    // Pick a free name; persist_noclobber refuses to replace a file that appeared meanwhile.
-    let mut temp = temp;
-    for n in 0..MAX_NAME_ATTEMPTS {
-        let name = numbered_name(&d.name, n);
-        match temp.persist_noclobber(downloads.join(&name)) {
-            Ok(_) => return Ok(name),
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => temp = e.file,
-            Err(e) => return Err(io(e.error)),
-        }
-    }
-    Err(io(std::io::Error::other(format!(
-        "{MAX_NAME_ATTEMPTS} files named like {:?} already in downloads/",
-        d.name
-    ))))
-}
-
-/// How many `name (n)` variants are tried before giving up.
-const MAX_NAME_ATTEMPTS: usize = 1000;
-
-/// `song.flac`, `song (1).flac`, `song (2).flac`, ...
-fn numbered_name(name: &str, n: usize) -> String {
-    if n == 0 {
-        return name.to_owned();
-    }
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => format!("{stem} ({n}).{ext}"),
-        _ => format!("{name} ({n})"),
-    }
 }
 
 /// Total size of the regular files under `dir` (0 if it is missing).
@@ -674,16 +512,8 @@ mod tests {
         check(3 << 40, "3.0 TiB");
     }
 
-    #[test]
-    fn numbered_names() {
-        assert_eq!(numbered_name("a.flac", 0), "a.flac");
-        assert_eq!(numbered_name("a.flac", 2), "a (2).flac");
-        assert_eq!(numbered_name(".hidden", 1), ".hidden (1)");
-        assert_eq!(numbered_name("noext", 1), "noext (1)");
-    }
-
-    /// A file with `bytes` in a temp dir, and the download that catalogues it.
-    fn catalogued(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, Download, FileIdentity) {
+    /// A file with `bytes` in a temp dir, its expected size and hash, and its identity.
+    fn catalogued(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, (u64, String), FileIdentity) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("song.flac");
         std::fs::write(&path, bytes).unwrap();
@@ -692,14 +522,8 @@ mod tests {
         file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
             .unwrap();
         let identity = FileIdentity::of(&file.metadata().unwrap());
-        let d = Download {
-            owner_id: 1,
-            path: "song.flac".into(),
-            name: "song.flac".into(),
-            size: bytes.len() as u64,
-            hash: blake3::hash(bytes).to_hex().to_string(),
-        };
-        (dir, path, d, identity)
+        let expected = (bytes.len() as u64, blake3::hash(bytes).to_hex().to_string());
+        (dir, path, expected, identity)
     }
 
     fn read_all(mut file: std::fs::File) -> Vec<u8> {
@@ -712,7 +536,7 @@ mod tests {
     #[test]
     fn the_catalogued_file_opens_without_rehashing() {
         let (_dir, path, d, identity) = catalogued(b"shared bytes");
-        let (file, proven) = open_checked(&path, &d, Some(identity)).unwrap();
+        let (file, proven) = open_checked(&path, "song.flac", d.clone(), Some(identity)).unwrap();
         assert_eq!(proven, None);
         assert_eq!(read_all(file), b"shared bytes");
     }
@@ -721,7 +545,7 @@ mod tests {
     fn a_file_edited_in_place_is_refused_before_reading() {
         let (_dir, path, d, identity) = catalogued(b"shared bytes");
         std::fs::write(&path, b"secret bytes").unwrap();
-        let err = open_checked(&path, &d, Some(identity)).unwrap_err();
+        let err = open_checked(&path, "song.flac", d.clone(), Some(identity)).unwrap_err();
         assert!(matches!(err, FetchError::Replaced { .. }), "{err}");
         assert!(err.to_string().contains("share it again"), "{err}");
     }
@@ -733,11 +557,11 @@ mod tests {
         let other = dir.path().join("new");
         std::fs::write(&other, b"shared bytes").unwrap();
         std::fs::rename(&other, &path).unwrap();
-        let (file, proven) = open_checked(&path, &d, Some(identity)).unwrap();
+        let (file, proven) = open_checked(&path, "song.flac", d.clone(), Some(identity)).unwrap();
         assert!(proven.is_some_and(|p| p != identity));
         assert_eq!(read_all(file), b"shared bytes", "read from the start");
         // A file catalogued before identities were recorded, likewise.
-        let (file, proven) = open_checked(&path, &d, None).unwrap();
+        let (file, proven) = open_checked(&path, "song.flac", d.clone(), None).unwrap();
         assert!(proven.is_some());
         assert_eq!(read_all(file), b"shared bytes");
     }
@@ -746,7 +570,7 @@ mod tests {
     fn a_missing_file_is_no_longer_shared() {
         let (_dir, path, d, identity) = catalogued(b"x");
         std::fs::remove_file(&path).unwrap();
-        let err = open_checked(&path, &d, Some(identity)).unwrap_err();
+        let err = open_checked(&path, "song.flac", d.clone(), Some(identity)).unwrap_err();
         assert!(matches!(err, FetchError::NotShared { .. }), "{err}");
     }
 

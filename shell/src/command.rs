@@ -40,6 +40,8 @@ pub enum Command {
     Help { topic: Option<String> },
     /// `/who [--json]`
     Who { json: bool },
+    /// `/whois @user@domain [--json]`: a user's profile, local or remote.
+    Whois { user: Address, json: bool },
     /// `/say TEXT`
     Say { text: String },
     /// `/me ACTION`
@@ -48,6 +50,8 @@ pub enum Command {
     History { count: Option<usize>, json: bool },
     /// `/keys [--json]`, `/keys add KEY...`, `/keys remove FINGERPRINT`
     Keys(KeysCommand),
+    /// `/bio`, `/bio TEXT`, `/bio --clear`
+    Bio(BioCommand),
     /// `/library [--json] [--page N]`; pages count from 1.
     Library { json: bool, page: usize },
     /// `/share NAME|GLOB`
@@ -82,6 +86,7 @@ impl Command {
         match self {
             Command::Who { json }
             | Command::Peers { json }
+            | Command::Whois { json, .. }
             | Command::History { json, .. }
             | Command::Library { json, .. }
             | Command::Search { json, .. }
@@ -116,6 +121,17 @@ pub enum KeysCommand {
     Add { key: String },
     /// `/keys remove FINGERPRINT`
     Remove { fingerprint: String },
+}
+
+/// The `/bio` forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BioCommand {
+    /// `/bio`: show your bio.
+    Show,
+    /// `/bio TEXT` (the rest of the line as typed): set it.
+    Set { text: String },
+    /// `/bio --clear`: remove it.
+    Clear,
 }
 
 /// What one line typed in the shell means.
@@ -243,6 +259,16 @@ pub const COMMANDS: &[CommandSpec] = &[
                unavailable (failing for days, tried rarely), and when each was last seen.\n\
                --json prints one object per peer: {\"domain\",\"state\",\"last_seen\"}.",
         parse: parse_peers,
+        name: "whois",
+        aliases: &[],
+        usage: "/whois @user@domain [--json]",
+        summary: "show someone's profile",
+        help: "/whois @alice@rose.example shows alice's profile: home instance, when she joined,\n\
+               how many files she shares, her SSH key fingerprints and her bio.\n\
+               /whois alice for a user here. --json prints one object:\n\
+               {\"address\",\"nick\",\"domain\",\"joined\",\"shared_files\",\n\
+               \"keys\":[{\"fingerprint\",\"public_key\"}],\"bio\"}.",
+        parse: parse_whois,
     },
     CommandSpec {
         name: "say",
@@ -283,6 +309,16 @@ pub const COMMANDS: &[CommandSpec] = &[
                /keys remove FINGERPRINT removes a key or cancels a waiting one (SHA256:... as\n\
                /keys shows it).",
         parse: parse_keys,
+    },
+    CommandSpec {
+        name: "bio",
+        aliases: &[],
+        usage: "/bio [TEXT] | /bio --clear",
+        summary: "show or set the bio others see in /whois",
+        help: "/bio shows your bio; /bio TEXT sets it (the rest of the line, as typed);\n\
+               /bio --clear removes it. Escape sequences and controls are dropped, and a bio\n\
+               holds at most 280 characters. Anyone on the network may read it with /whois.",
+        parse: parse_bio,
     },
     CommandSpec {
         name: "library",
@@ -718,6 +754,48 @@ fn parse_peers(args: &Args<'_>) -> Result<Command, ParseError> {
     let (json, positionals) = args.json_and_positionals(args.words()?)?;
     args.no_more(&positionals)?;
     Ok(Command::Peers { json })
+fn parse_whois(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (json, positionals) = args.json_and_positionals(args.words()?)?;
+    let Some((who, extra)) = positionals.split_first() else {
+        return Err(args.usage(args.end(), "missing user, like @alice@rose.example"));
+    };
+    args.no_more(extra)?;
+    let user = user_address(args, who)?;
+    Ok(Command::Whois { user, json })
+}
+
+/// A word that must be a user's address (`@nick@domain`, `nick@domain`, `@nick`, `nick`).
+fn user_address(args: &Args<'_>, word: &Word) -> Result<Address, ParseError> {
+    Address::parse(&word.text).map_err(|_| {
+        args.usage(
+            word.offset,
+            format!(
+                "\"{}\" is not a user address like @alice@rose.example",
+                word.text
+            ),
+        )
+    })
+}
+
+/// `/bio` alone shows it, `/bio --clear` clears it; any other text is the new bio, as typed.
+/// A lone word that looks like an option (`--json`) is refused rather than taken as a bio.
+fn parse_bio(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (text, offset) = args.text();
+    if text.is_empty() {
+        return Ok(Command::Bio(BioCommand::Show));
+    }
+    if text == "--clear" {
+        return Ok(Command::Bio(BioCommand::Clear));
+    }
+    if text.starts_with("--") && !text.contains(char::is_whitespace) {
+        return Err(args.usage(
+            offset,
+            format!("unknown option \"{text}\" (/bio --clear removes your bio)"),
+        ));
+    }
+    Ok(Command::Bio(BioCommand::Set {
+        text: text.to_owned(),
+    }))
 }
 
 fn parse_say(args: &Args<'_>) -> Result<Command, ParseError> {
@@ -869,15 +947,7 @@ fn parse_browse(args: &Args<'_>) -> Result<Command, ParseError> {
         return Err(args.usage(args.end(), "missing user, like @alice@rose.example"));
     };
     args.no_more(extra)?;
-    let user = Address::parse(&who.text).map_err(|_| {
-        args.usage(
-            who.offset,
-            format!(
-                "\"{}\" is not a user address like @alice@rose.example",
-                who.text
-            ),
-        )
-    })?;
+    let user = user_address(args, who)?;
     Ok(Command::Browse { user, json, page })
 }
 
@@ -1345,6 +1415,62 @@ mod tests {
     }
 
     #[test]
+    fn profile_commands() {
+        use Command::*;
+        let alice_at = |domain: Option<&str>| Address {
+            nick: "alice".into(),
+            domain: domain.map(str::to_owned),
+        };
+        check(
+            "/whois @alice@rose.example",
+            cmd(Whois {
+                user: alice_at(Some("rose.example")),
+                json: false,
+            }),
+        );
+        check(
+            "/whois alice --json",
+            cmd(Whois {
+                user: alice_at(None),
+                json: true,
+            }),
+        );
+        check_exec(
+            "whois --json @alice",
+            cmd(Whois {
+                user: alice_at(None),
+                json: true,
+            }),
+        );
+        check("/whois", Want::Usage("whois", 6));
+        check("/whois @", Want::Usage("whois", 7));
+        check("/whois alice bob", Want::Usage("whois", 13));
+        check("/whois alice --page 2", Want::Usage("whois", 13));
+        check("/bio", cmd(Bio(BioCommand::Show)));
+        check("/bio   ", cmd(Bio(BioCommand::Show)));
+        check("/bio --clear", cmd(Bio(BioCommand::Clear)));
+        check(
+            "/bio  I play \"bass\"  ",
+            cmd(Bio(BioCommand::Set {
+                text: "I play \"bass\"".into(),
+            })),
+        );
+        check(
+            "/bio --clear the decks",
+            cmd(Bio(BioCommand::Set {
+                text: "--clear the decks".into(),
+            })),
+        );
+        check("/bio --json", Want::Usage("bio", 5));
+        check_exec(
+            "bio hello there",
+            cmd(Bio(BioCommand::Set {
+                text: "hello there".into(),
+            })),
+        );
+    }
+
+    #[test]
     fn too_long_lines() {
         check(
             &"a".repeat(MAX_LINE_BYTES),
@@ -1428,10 +1554,19 @@ mod tests {
             "more --json",
             "browse @bob@b.example --json",
             "keys --json",
+            "whois @bob@b.example --json",
         ] {
             assert_eq!(parse_exec(line).map(|c| c.json()), Ok(true), "{line}");
         }
-        for line in ["who", "search x", "say --json", "get 1", "help"] {
+        for line in [
+            "who",
+            "search x",
+            "say --json",
+            "get 1",
+            "help",
+            "bio",
+            "whois bob",
+        ] {
             assert_eq!(parse_exec(line).map(|c| c.json()), Ok(false), "{line}");
         }
     }

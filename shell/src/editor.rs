@@ -757,7 +757,8 @@ mod tests {
     #[test]
     fn tab_completion() {
         let tab = || key(KeyCode::Tab);
-        check("/wh", &[tab()], "/who |");
+        check("/wh", &[tab()], "/who|");
+        check("/whoi", &[tab()], "/whois |");
         check("/HIS", &[tab()], "/history |");
         check("/e", &[tab()], "/exit |");
         check("/h", &[tab()], "/h|");

@@ -4,7 +4,8 @@
 use rosewire_shell::command::GetTarget;
 
 use super::{store_failed, CmdError, Ctx, Output};
-use crate::library::{human_size, Download};
+use crate::library::human_size;
+use crate::transfer::Download;
 
 /// Candidates listed when an id prefix is ambiguous.
 const MAX_CANDIDATES: usize = 10;

@@ -15,17 +15,19 @@ mod search;
 mod share;
 mod unshare;
 
+mod bio;
 mod keys;
 mod me;
 mod say;
 mod who;
+mod whois;
 
 use rosewire_shell::Command;
 
 use crate::app::{App, User};
 use crate::catalog::CatalogFile;
-use crate::library::Download;
 use crate::store::StoreError;
+use crate::transfer::Download;
 
 /// What a command runs with.
 pub struct Ctx<'a> {
@@ -87,6 +89,8 @@ pub async fn run(ctx: &mut Ctx<'_>, command: Command) -> Result<Output, CmdError
         Command::Help { topic } => help::run(topic.as_deref()),
         Command::Who { json } => Ok(who::run(ctx, json)),
         Command::Peers { json } => Ok(peers::run(ctx, json).await),
+        Command::Whois { user, json } => whois::run(ctx, &user, json).await,
+        Command::Bio(bio) => bio::run(ctx, bio).await,
         Command::Say { text } => say::run(ctx, &text).await,
         Command::Me { action } => me::run(ctx, &action).await,
         Command::History { count, json } => history::run(ctx, count, json).await,
@@ -110,16 +114,7 @@ fn json_line(value: serde_json::Value) -> String {
     value.to_string()
 }
 
-/// An RFC 3339 timestamp (UTC) for unix seconds.
-fn rfc3339(at: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
-}
+use crate::profile::rfc3339;
 
 /// The session user's catalogued files.
 async fn my_files(ctx: &Ctx<'_>) -> Result<Vec<CatalogFile>, CmdError> {

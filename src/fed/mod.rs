@@ -1,15 +1,40 @@
-//! Federation: how instances find each other, sign what they send, and share chat, catalogs
+//! Federation: instances that find each other, sign every request and share chat, catalogs
 //! and profiles.
+//!
+//! - [`identity`]: the instance key, key ids, peers' public keys;
+//! - [`signature`]: RFC 9421 signatures in our profile, RFC 9530 content digests;
+//! - [`replay`]: the bounded nonce cache;
+//! - [`client`]: the signed outgoing client and the instance document;
+//! - [`verify`]: the warp filter for signed routes, keys pinned on first contact;
+//! - [`activity`]: activities and their envelope, proof over the canonical JSON;
+//! - [`webfinger`]: `GET /.well-known/webfinger` (RFC 7033) for local users, and the lookup of
+//!   a remote user with its back-check;
+//! - [`profile`]: `GET /api/s2s/user/{address}`, and fetching a remote user's profile;
+//! - [`gossip`], [`schedule`], [`policy`], [`target`]: the sans-IO cores of discovery and
+//!   delivery, with the operator's policy and the SSRF check they obey;
+//! - [`inbox`], [`outbox`], [`peers`], [`routes`]: the runtime, [`Federation`], that drives
+//!   them.
 //!
 //! **Boundary:** the cores here are sans-IO (`gossip`, `schedule`, `activity`, `signature`,
 //! `policy`); [`Federation`] is the runtime that drives them with the database, the clock
 //! and the HTTP client, and `http.rs` serves the endpoints that reach it.
 
 pub mod activity;
+pub mod client;
+pub mod gossip;
+pub mod identity;
 pub mod inbox;
 pub mod outbox;
 pub mod peers;
+pub mod policy;
+pub mod profile;
+pub mod replay;
 pub mod routes;
+pub mod schedule;
+pub mod signature;
+pub mod target;
+pub mod verify;
+pub mod webfinger;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

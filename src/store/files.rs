@@ -370,6 +370,14 @@ pub fn count_shared(conn: &Connection, owner_id: i64) -> Result<u64, StoreError>
     Ok(n.max(0) as u64)
 }
 
+/// How many files are shared, all owners together.
+pub fn count_all_shared(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM files WHERE shared = 1")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
 /// Sets the shared flag of the files with these ids (all the owner's).
 pub fn set_shared(
     conn: &mut Connection,

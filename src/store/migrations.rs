@@ -109,6 +109,18 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX inbox_seen_by_time ON inbox_seen(received_at);",
+    // 8: federation: each peer's Ed25519 key, pinned on first contact (fed/verify.rs) and
+    // replaced only by a fresh fetch of its instance document from the peer itself.
+    "CREATE TABLE peer_keys (
+        domain         TEXT PRIMARY KEY,   -- the peer's domain (host, or host:port in dev)
+        key_id         TEXT NOT NULL,      -- {base_url}/api/s2s/instance#main-key
+        public_key_pem TEXT NOT NULL,      -- SPKI PEM
+        pinned_at      INTEGER NOT NULL    -- unix seconds
+    );",
+    // 9: profiles. A user's bio as `/whois` and other instances show it: sanitized and
+    // bounded before it is stored (`profile::Bio`); empty when unset. `users.created_at` is
+    // the `joined` time.
+    "ALTER TABLE users ADD COLUMN bio TEXT NOT NULL DEFAULT '';",
 ];
 
 /// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod fed;
 pub mod files;
 mod migrations;
+pub mod peer_keys;
 pub mod users;
 
 use std::path::Path;

@@ -145,6 +145,54 @@ pub fn user_id_by_nick(conn: &Connection, nick: &str) -> Result<Option<(i64, Str
         .optional()?)
 }
 
+/// A user's public profile as stored: what `/whois` and other instances see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRecord {
+    /// The nickname in display case.
+    pub nick: String,
+    /// When the nickname was claimed (unix seconds).
+    pub joined: i64,
+    /// How many files the user shares now.
+    pub shared_files: u64,
+    /// The keys that log in as the user (not those waiting for confirmation).
+    pub keys: Vec<KeyRecord>,
+    /// Already sanitized and bounded; empty when unset.
+    pub bio: String,
+}
+
+/// The profile of the user with this nickname (any case), read in one transaction.
+pub fn profile(conn: &mut Connection, nick: &str) -> Result<Option<ProfileRecord>, StoreError> {
+    let tx = conn.transaction()?;
+    let found: Option<(i64, String, i64, String)> = tx
+        .query_row(
+            "SELECT id, nick, created_at, bio FROM users WHERE nick_key = ?1",
+            [nick.to_lowercase()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((user_id, nick, joined, bio)) = found else {
+        return Ok(None);
+    };
+    let record = ProfileRecord {
+        nick,
+        joined,
+        shared_files: super::files::count_shared(&tx, user_id)?,
+        keys: list_keys(&tx, user_id)?,
+        bio,
+    };
+    tx.commit()?;
+    Ok(Some(record))
+}
+
+/// Replaces the user's bio. The caller has sanitized and bounded it (`profile::Bio`).
+pub fn set_bio(conn: &Connection, user_id: i64, bio: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE users SET bio = ?2 WHERE id = ?1",
+        params![user_id, bio],
+    )?;
+    Ok(())
+}
+
 /// Whether a nickname (any case) is taken.
 pub fn nick_taken(conn: &Connection, nick: &str) -> Result<bool, StoreError> {
     Ok(conn.query_row(
@@ -434,6 +482,39 @@ mod tests {
         // A code works once.
         let again = confirm_key(&mut conn, "alice", "C0DE", "SHA256:b", 14).unwrap();
         assert_eq!(again, ConfirmOutcome::NoMatch);
+    }
+
+    #[test]
+    fn a_profile_holds_the_join_time_keys_shared_count_and_bio() {
+        let mut conn = crate::store::open_in_memory();
+        assert_eq!(profile(&mut conn, "alice").unwrap(), None);
+        let alice = claim(&mut conn, "Alice", "SHA256:a");
+        let fresh = profile(&mut conn, "ALICE").unwrap().unwrap();
+        assert_eq!(
+            (
+                fresh.nick.as_str(),
+                fresh.joined,
+                fresh.shared_files,
+                fresh.bio.as_str()
+            ),
+            ("Alice", 1, 0, "")
+        );
+        assert_eq!(fresh.keys.len(), 1);
+        for (i, path) in ["a.txt", "b.txt"].iter().enumerate() {
+            super::super::files::upsert(&mut conn, alice, path, 1, &format!("{i:064x}"), 0, None)
+                .unwrap();
+        }
+        let ids: Vec<i64> = super::super::files::list(&conn, alice)
+            .unwrap()
+            .iter()
+            .map(|f| f.id)
+            .take(1)
+            .collect();
+        super::super::files::set_shared(&mut conn, alice, &ids, true).unwrap();
+        set_bio(&conn, alice, "bass player").unwrap();
+        let later = profile(&mut conn, "alice").unwrap().unwrap();
+        assert_eq!(later.shared_files, 1);
+        assert_eq!(later.bio, "bass player");
     }
 
     #[test]

@@ -101,3 +101,31 @@ fn a_resize_keeps_the_input_line_at_the_bottom() {
     });
     assert!(screen.lines().all(|l| l.chars().count() <= 60), "{screen}");
 }
+
+#[test]
+fn get_in_the_interactive_shell_saves_into_downloads_in_the_background() {
+    let rose = Instance::start("127.0.0.6");
+    let (a, b) = (Key::new("a"), Key::new("b"));
+    let local = tempfile::tempdir().unwrap();
+    let path = local.path().join("x");
+    let bytes = crate::library::content(2 << 20, 9);
+    std::fs::write(&path, &bytes).unwrap();
+    crate::library::upload(&rose, &a, "alice", &[(&path, "tape.flac")]);
+    assert_exit(&rose.ssh(&a, "alice", &["share", "tape.flac"]), 0);
+    let id = blake3::hash(&bytes).to_hex().to_string();
+
+    let tmux = Tmux::start(&rose.ssh_shell_line(&b, "bob", "-tt"), 120, 30);
+    tmux.expect("the welcome", |s| s.contains("Welcome to RoseWire"));
+    tmux.type_text(&format!("/get {}", &id[..12]));
+    tmux.send_keys(&["Enter"]);
+    tmux.expect("the outcome", |s| {
+        s.contains("saved tape.flac (2.0 MiB) in downloads/tape.flac")
+    });
+    // bob is the second user: his tree is users/2.
+    let saved = std::fs::read(rose.data_dir().join("users/2/downloads/tape.flac")).unwrap();
+    assert!(saved == bytes, "downloaded bytes differ");
+    // The shell stays usable while and after a transfer runs.
+    tmux.type_text("still here");
+    tmux.send_keys(&["Enter"]);
+    tmux.expect("bob's line", |s| s.contains("<bob> still here"));
+}

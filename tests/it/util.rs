@@ -112,13 +112,19 @@ impl Instance {
             .append(true)
             .open(self.log_path())
             .expect("log file");
+        // A federated instance restarts on its port (0 the first time): its domain names it.
+        let http_port = if self.federated { self.http_port } else { 0 };
+        let http_listen = format!("{}:{http_port}", self.ip);
+        if self.federated {
+            self.domain = http_listen.clone();
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_rosewire"))
             .arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--domain", &self.domain])
-            .args(["--ssh-listen", &format!("{}:{}", self.ip, self.ssh_port)])
-            .args(["--http-listen", &format!("{}:{}", self.ip, self.http_port)])
+            .args(["--ssh-listen", &format!("{}:0", self.ip)])
+            .args(["--http-listen", &http_listen])
             .arg("--dev")
             .args(extra)
             .env("ROSEWIRE_LOG", "info,rosewire=debug")
@@ -157,6 +163,15 @@ impl Instance {
             self.domain = format!("{}:{}", self.ip, self.http_port);
         }
         self.child = Some(child);
+        if self.federated {
+            // "RoseWire VERSION serving DOMAIN", printed before the listening line.
+            let out = self.stdout.lock().unwrap().clone();
+            self.domain = out
+                .lines()
+                .find_map(|l| l.strip_prefix("RoseWire ")?.split_once(" serving "))
+                .map(|(_, domain)| domain.trim().to_owned())
+                .unwrap_or_else(|| panic!("no serving line in {out:?}"));
+        }
     }
 
     /// Sends SIGTERM and waits for the process; returns its exit status.

@@ -91,7 +91,8 @@ fn ctrl_d_quits_on_an_empty_line() {
 
 #[test]
 fn tab_completes_commands_and_nicks() {
-    check(&[b"/wh\t"], "/who |", &[]);
+    check(&[b"/whoi\t"], "/whois |", &[]);
+    check(&[b"/wh\t"], "/who|", &[]);
     check(&[b"hi @al\t"], "hi @al|", &[]);
     check(&[b"hi @ali\t"], "hi @alice |", &[]);
     check(&[b"@B\t"], "@bob |", &[]);

@@ -101,40 +101,48 @@ pub(super) async fn stream_file(
     tx: &ChannelWriteHalf<Msg>,
     download: &Download,
 ) -> Result<(), String> {
-    use tokio::io::AsyncReadExt;
     // Shared now, and proven to be the catalogued file, before a byte is sent.
-    let opened = app
-        .library
-        .open_download(download)
-        .await
-        .map_err(|e| e.to_string())?;
-    let download = &opened.download;
-    let mut file = tokio::fs::File::from_std(opened.file);
-    let mut hasher = blake3::Hasher::new();
-    let mut sent = 0u64;
-    loop {
-        let mut chunk = vec![0u8; COPY_CHUNK];
-        let n = file
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("cannot read {:?}: {e}", download.name))?;
-        if n == 0 {
-            break;
+    let result = match app.sources.open(download).await {
+        Ok(bytes) => transfer::copy(bytes, Stdout { tx, sent: 0 }, |_| {}).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(sent) => {
+            tracing::info!(name = %download.name, bytes = sent, "file sent");
+            Ok(())
         }
-        chunk.truncate(n);
-        hasher.update(&chunk);
-        if tx.data_bytes(chunk).await.is_err() {
+        Err(FetchError::Stopped { sent }) => {
             tracing::debug!(sent, "client stopped reading");
-            return Ok(());
+            Ok(())
         }
-        sent += n as u64;
+        Err(FetchError::Changed { name, hash }) => Err(format!(
+            "{name:?} changed on its owner's disk while it was sent; the bytes do not match id {hash}"
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    if hasher.finalize().to_hex().as_str() != download.hash {
-        return Err(format!(
-            "{:?} changed on its owner's disk while it was sent; the bytes do not match id {}",
-            download.name, download.hash
-        ));
+}
+
+/// An exec channel's stdout, as the receiver of a download.
+struct Stdout<'a> {
+    tx: &'a ChannelWriteHalf<Msg>,
+    /// Bytes sent so far.
+    sent: u64,
+}
+
+impl transfer::Sink for Stdout<'_> {
+    /// The bytes sent.
+    type Done = u64;
+
+    async fn write(&mut self, chunk: Vec<u8>) -> Result<(), FetchError> {
+        let n = chunk.len() as u64;
+        if self.tx.data_bytes(chunk).await.is_err() {
+            return Err(FetchError::Stopped { sent: self.sent });
+        }
+        self.sent += n;
+        Ok(())
     }
-    tracing::info!(name = %download.name, bytes = sent, "file sent");
-    Ok(())
+
+    async fn finish(self) -> Result<u64, FetchError> {
+        Ok(self.sent)
+    }
 }

@@ -79,7 +79,7 @@ pub(super) async fn submit_plain(
     let reply = submit(app, user, state, line).await;
     out.extend(plain_lines(&reply.messages));
     if let Some(download) = reply.download {
-        out.extend(plain_lines(&[fetch_now(app, user, &download).await]));
+        out.extend(plain_lines(&[fetch_now(app, user, download).await]));
     }
     reply.quit
 }

@@ -5,13 +5,14 @@
 //!   a submitted line, the opening messages, chat events, presence);
 //! - `shell.rs`: the interactive shell (a pty);
 //! - `line.rs`: plain line mode (a shell without a pty);
-//! - `exec.rs`: one command, its output sanitized, `get` streamed to stdout;
-//! - `transfers.rs`: the downloads a shell runs into `downloads/`, with progress.
+//! - `exec.rs`: one command, its output sanitized, `get` streamed to stdout.
+//!
+//! Downloads run in the domain core ([`crate::transfer`]); a shell shows their progress and
+//! outcome.
 
 mod exec;
 mod line;
 mod shell;
-mod transfers;
 
 use std::net::SocketAddr;
 
@@ -27,11 +28,10 @@ use tokio::sync::{broadcast, watch};
 use crate::app::{App, User};
 use crate::chat::{unix_now, Chat, ChatEvent};
 use crate::cmd::{self, history::message_of, Ctx, SessionState};
-use crate::library::{human_size, Download, FetchError, COPY_CHUNK};
+use crate::transfer::{self, Download, FetchError, Finished, Transfers};
 use exec::exec;
 use line::line_mode;
 use shell::interactive;
-use transfers::{fetch_now, Transfers};
 
 /// The MOTD shown when a shell opens.
 const MOTD: &str = include_str!("../../../assets/motd.txt");
@@ -257,7 +257,24 @@ fn status(app: &App, transfers: &Transfers) -> Status {
     Status {
         instance: app.domain().to_owned(),
         online: app.chat.online_count(),
-        activity: transfers.activity(),
+        activity: transfers.activity(std::time::Instant::now()),
+    }
+}
+
+/// Copies a download into `downloads/` right away (line mode) and says how it went.
+async fn fetch_now(app: &App, user: &User, download: Download) -> Message {
+    let result = app
+        .sources
+        .fetch_to_downloads(user.id, &download, |_| {})
+        .await;
+    finished_message(&Finished { download, result })
+}
+
+/// How a download into `downloads/` went, as a message.
+fn finished_message(finished: &Finished) -> Message {
+    match finished.report() {
+        Ok(saved) => Message::notice(unix_now(), &saved),
+        Err(failed) => Message::error(unix_now(), &failed),
     }
 }
 

@@ -13,7 +13,7 @@ pub(super) async fn interactive(
     let mut events = app.chat.subscribe();
     let _presence = Presence::join(&app.chat, &user.nick);
     let mut state = SessionState::default();
-    let mut transfers = Transfers::new();
+    let mut transfers = Transfers::new(app.sources.clone(), user.id);
     let mut shell = Shell::new(ShellConfig {
         term: pty.term,
         cols: pty.cols,
@@ -42,8 +42,8 @@ pub(super) async fn interactive(
                                     shell.push(m);
                                 }
                                 if let Some(download) = reply.download {
-                                    if let Err(m) = transfers.start(app, user, download) {
-                                        shell.push(m);
+                                    if let Err(busy) = transfers.start(download) {
+                                        shell.push(Message::error(unix_now(), &busy.to_string()));
                                     }
                                     shell.set_status(status(app, &transfers));
                                 }
@@ -87,8 +87,8 @@ pub(super) async fn interactive(
                 }
             },
             Some(event) = transfers.next() => {
-                if let Some(m) = transfers.apply(event) {
-                    shell.push(m);
+                if let Some(finished) = transfers.apply(event) {
+                    shell.push(finished_message(&finished));
                 }
                 shell.set_status(status(app, &transfers));
             }

@@ -1,0 +1,369 @@
+//! The outgoing S2S client: every request signed with the instance key (GETs too), blocking
+//! ureq calls run off the async runtime, each with timeouts and a response size cap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::identity::{
+    key_id_domain, key_id_for, plausible_domain, InstanceKey, PublicKey, INSTANCE_PATH,
+};
+use super::signature;
+
+/// Time to open the TCP connection (and finish the TLS handshake's connect step).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for the response head to arrive once the request is sent, and again for its body.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for the whole call, from resolving the name to the last byte of the body.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest response body read, in bytes (a catalog page of 1,000 files is about 400 KB).
+pub const RESPONSE_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// How much of an error response's body is kept in [`FetchError::Status`], in characters.
+const ERROR_TEXT_MAX: usize = 200;
+
+/// Why an S2S call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The peer answered with a non-2xx status (and this text).
+    #[error("the peer answered {0}: {1}")]
+    Status(u16, String),
+    /// No answer: name resolution, connection, TLS, timeout.
+    #[error("cannot reach the peer: {0}")]
+    Transport(String),
+    /// The answer was over [`RESPONSE_MAX_BYTES`].
+    #[error("the peer's answer is over {RESPONSE_MAX_BYTES} bytes")]
+    TooLarge,
+    /// The answer, or the URL asked for, is not what the protocol allows.
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+/// `GET /api/s2s/instance`: how an instance names itself and its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceDoc {
+    pub domain: String,
+    /// `{base_url}/api/s2s/instance#main-key`.
+    pub key_id: String,
+    /// SPKI PEM of the Ed25519 key.
+    pub public_key_pem: String,
+    /// `"rosewire"`.
+    pub software: String,
+    pub version: String,
+}
+
+impl InstanceDoc {
+    /// This instance's document.
+    pub fn of(domain: &str, key: &InstanceKey) -> InstanceDoc {
+        InstanceDoc {
+            domain: domain.to_owned(),
+            key_id: key.key_id().to_owned(),
+            public_key_pem: key.public_key_pem(),
+            software: "rosewire".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    /// The key of a document fetched from `domain` (reached at `base_url`): the document must
+    /// name that domain, its key id must be that instance's, and its key must parse.
+    pub fn key_for(&self, domain: &str, base_url: &str) -> Result<PublicKey, FetchError> {
+        if self.domain != domain {
+            return Err(FetchError::Invalid(format!(
+                "the instance document of {domain} names {:?}",
+                self.domain
+            )));
+        }
+        if key_id_domain(&self.key_id) != Some(domain) || self.key_id != key_id_for(base_url) {
+            return Err(FetchError::Invalid(format!(
+                "the key id {:?} does not belong to {domain}",
+                self.key_id
+            )));
+        }
+        PublicKey::from_pem(&self.public_key_pem)
+            .map_err(|e| FetchError::Invalid(format!("{domain}: {e}")))
+    }
+}
+
+/// The signed S2S client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Connection pool, timeouts, TLS roots; no redirects.
+    agent: ureq::Agent,
+    /// What every request is signed with.
+    key: Arc<InstanceKey>,
+    /// Dev mode: `http://` peers allowed.
+    dev: bool,
+}
+
+impl Client {
+    /// A client signing with `key`. In dev mode `http://` URLs are allowed, and
+    /// `extra_root_pem` (a PEM CA certificate file, `federation.dev_trusted_root`) is the
+    /// root trusted for `https://` instead of the public roots.
+    pub fn new(
+        key: Arc<InstanceKey>,
+        dev: bool,
+        extra_root_pem: Option<PathBuf>,
+    ) -> anyhow::Result<Client> {
+        let mut config = ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(READ_TIMEOUT))
+            .timeout_recv_body(Some(READ_TIMEOUT))
+            .timeout_global(Some(CALL_TIMEOUT))
+            .http_status_as_error(false)
+            // A redirect would send a signature made for one URL to another.
+            .max_redirects(0)
+            .https_only(!dev)
+            .user_agent(concat!("rosewire/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = extra_root_pem {
+            anyhow::ensure!(
+                dev,
+                "federation.dev_trusted_root is for development only; set dev = true or remove it"
+            );
+            let roots = read_roots(&path)?;
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+                    .build(),
+            );
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                agent: config.build().into(),
+                key,
+                dev,
+            }),
+        })
+    }
+
+    /// The key requests are signed with.
+    pub fn key(&self) -> &Arc<InstanceKey> {
+        &self.inner.key
+    }
+
+    pub fn dev(&self) -> bool {
+        self.inner.dev
+    }
+
+    /// A signed GET of `url`, its JSON answer parsed.
+    pub async fn get_json<T: DeserializeOwned + Send + 'static>(
+        &self,
+        url: &str,
+    ) -> Result<T, FetchError> {
+        let body = self.call("GET", url, None).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            FetchError::Invalid(format!("the answer of {url} is not the json expected: {e}"))
+        })
+    }
+
+    /// A signed POST of the JSON `body` to `url`; any 2xx is success.
+    pub async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(), FetchError> {
+        self.call("POST", url, Some(body)).await.map(|_| ())
+    }
+
+    /// The instance document of `domain`, checked: it names `domain` and its key id's
+    /// authority is `domain`. Returns it with its parsed key.
+    pub async fn instance(&self, domain: &str) -> Result<InstanceDoc, FetchError> {
+        self.instance_key(domain).await.map(|(doc, _)| doc)
+    }
+
+    /// [`Client::instance`] and the key it holds.
+    pub async fn instance_key(&self, domain: &str) -> Result<(InstanceDoc, PublicKey), FetchError> {
+        if !plausible_domain(domain) {
+            return Err(FetchError::Invalid(format!("{domain:?} is not a domain")));
+        }
+        let base = crate::config::base_url(domain, self.inner.dev);
+        let doc: InstanceDoc = self.get_json(&format!("{base}{INSTANCE_PATH}")).await?;
+        let key = doc.key_for(domain, &base)?;
+        Ok((doc, key))
+    }
+
+    async fn call(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, FetchError> {
+        let scheme_ok =
+            url.starts_with("https://") || (self.inner.dev && url.starts_with("http://"));
+        if !scheme_ok {
+            return Err(FetchError::Invalid(format!(
+                "{url}: peers are reached over https:// (http:// only with --dev)"
+            )));
+        }
+        let inner = self.inner.clone();
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || blocking_call(&inner, method, &url, body))
+            .await
+            .map_err(|e| FetchError::Transport(format!("the request task failed: {e}")))?
+    }
+}
+
+fn blocking_call(
+    inner: &Inner,
+    method: &str,
+    url: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Vec<u8>, FetchError> {
+    let headers = signature::sign(
+        &inner.key,
+        method,
+        url,
+        body.as_deref(),
+        unix_now(),
+        &signature::new_nonce(),
+    )
+    .map_err(|e| FetchError::Invalid(e.to_string()))?;
+    let sent = match body {
+        None => {
+            let mut req = inner.agent.get(url).header("accept", "application/json");
+            for (name, value) in headers.pairs() {
+                req = req.header(name, value);
+            }
+            req.call()
+        }
+        Some(body) => {
+            let mut req = inner
+                .agent
+                .post(url)
+                .header("accept", "application/json")
+                .header("content-type", "application/json");
+            for (name, value) in headers.pairs() {
+                req = req.header(name, value);
+            }
+            req.send(&body[..])
+        }
+    };
+    let mut response = sent.map_err(transport)?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(RESPONSE_MAX_BYTES)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge,
+            other => transport(other),
+        })?;
+    if !(200..300).contains(&status) {
+        let text: String = String::from_utf8_lossy(&body)
+            .trim()
+            .chars()
+            .take(ERROR_TEXT_MAX)
+            .collect();
+        return Err(FetchError::Status(status, text));
+    }
+    Ok(body)
+}
+
+fn transport(e: ureq::Error) -> FetchError {
+    FetchError::Transport(e.to_string().to_lowercase())
+}
+
+/// The CA certificates in a PEM file.
+fn read_roots(path: &std::path::Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read federation.dev_trusted_root {}", path.display()))?;
+    let mut roots = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(cert) = item
+            .with_context(|| format!("federation.dev_trusted_root {} is not PEM", path.display()))?
+        {
+            roots.push(cert);
+        }
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "federation.dev_trusted_root {} holds no certificate; give a PEM CA certificate",
+        path.display()
+    );
+    Ok(roots)
+}
+
+/// Seconds since the epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(domain: &str, base: &str) -> (InstanceDoc, InstanceKey) {
+        let key = InstanceKey::generate(base);
+        (InstanceDoc::of(domain, &key), key)
+    }
+
+    #[test]
+    fn an_instance_document_gives_its_key() {
+        let (d, key) = doc("127.0.0.2:8080", "http://127.0.0.2:8080");
+        assert_eq!(
+            d.key_for("127.0.0.2:8080", "http://127.0.0.2:8080")
+                .unwrap(),
+            key.public_key()
+        );
+        assert_eq!(d.software, "rosewire");
+    }
+
+    #[test]
+    fn an_instance_document_naming_another_domain_is_refused() {
+        let (d, _) = doc("evil.example", "https://evil.example");
+        let err = d
+            .key_for("rose.example", "https://rose.example")
+            .unwrap_err();
+        assert!(err.to_string().contains("names \"evil.example\""), "{err}");
+        // The right domain, but a key id of another instance.
+        let (mut d, _) = doc("rose.example", "https://evil.example");
+        assert!(d.key_for("rose.example", "https://rose.example").is_err());
+        // The right key id, with a key that does not parse.
+        d.key_id = key_id_for("https://rose.example");
+        d.public_key_pem = "nope".into();
+        assert!(d.key_for("rose.example", "https://rose.example").is_err());
+    }
+
+    #[tokio::test]
+    async fn plain_http_is_refused_outside_dev_mode() {
+        let key = Arc::new(InstanceKey::generate("https://a.example"));
+        let client = Client::new(key, false, None).unwrap();
+        let err = client
+            .post_json("http://127.0.0.1:9/x", vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Invalid(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_domain_that_could_change_the_url_is_refused() {
+        let key = Arc::new(InstanceKey::generate("http://a.example"));
+        let client = Client::new(key, true, None).unwrap();
+        for bad in ["evil.example/x?", "user@evil.example", ""] {
+            assert!(
+                matches!(client.instance(bad).await, Err(FetchError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_trusted_root_needs_dev_mode_and_a_certificate() {
+        let key = Arc::new(InstanceKey::generate("https://a.example"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let err = Client::new(key.clone(), false, Some(path.clone()))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("set dev = true"), "{err}");
+        let err = Client::new(key, true, Some(path)).err().unwrap();
+        assert!(err.to_string().contains("holds no certificate"), "{err:#}");
+    }
+}

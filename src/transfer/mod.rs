@@ -1,0 +1,352 @@
+//! Downloads: a shared file chosen by a user, where its bytes are, and how they travel.
+//!
+//! A [`Download`] names a file by its content ([`Download::hash`], the network id) and says
+//! where its bytes are ([`Source`]): in a library on this instance today, on another instance
+//! next (a relay over HTTP, verified chunk by chunk).
+//!
+//! Every download runs one loop, [`copy`]: [`Sources::open`] gives a [`VerifiedReader`]
+//! (its bytes hashed as they are read, the id checked at the end), and a [`Sink`] takes the
+//! chunks: a file in `downloads/` ([`ToDownloads`], for `/get` in a shell) or an exec
+//! channel's stdout (in the SSH adapter).
+//!
+//! **Invariant:** a local file is opened only through
+//! [`Library::open_download`](crate::library::Library::open_download), which proves it is
+//! shared now and is the catalogued file before a byte is read.
+
+mod downloads;
+mod manager;
+mod verified;
+
+use std::future::Future;
+
+use crate::catalog::CatalogFile;
+use crate::library::Library;
+use crate::quota::QuotaError;
+use crate::store::StoreError;
+pub use downloads::ToDownloads;
+pub use manager::{
+    Busy, Finished, TransferEvent, Transfers, MAX_TRANSFERS, PROGRESS_INTERVAL, TRANSFER_EVENTS,
+};
+pub use verified::VerifiedReader;
+
+/// Bytes read and written at a time when copying or streaming a file.
+pub const COPY_CHUNK: usize = 256 * 1024;
+
+/// A shared file chosen for download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// Where the bytes are.
+    pub source: Source,
+    /// The file name, as the user saw it and as `downloads/` will call it.
+    pub name: String,
+    pub size: u64,
+    /// Hex BLAKE3 of the content; checked as the bytes are copied.
+    pub hash: String,
+}
+
+/// Where a download's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// In the `library/` of a user of this instance.
+    Local {
+        owner_id: i64,
+        /// Path inside the owner's `library/`.
+        path: String,
+    },
+}
+
+impl From<&CatalogFile> for Download {
+    fn from(f: &CatalogFile) -> Self {
+        Download {
+            source: Source::Local {
+                owner_id: f.owner_id,
+                path: f.path.clone(),
+            },
+            name: f.name.clone(),
+            size: f.size,
+            hash: f.id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{name:?} is {size} bytes; the largest file allowed is {max} bytes")]
+    TooLarge { name: String, size: u64, max: u64 },
+    #[error("{name:?} ({size} bytes) does not fit in your quota: {used} of {quota} bytes used")]
+    OverQuota {
+        name: String,
+        size: u64,
+        used: u64,
+        quota: u64,
+    },
+    #[error("{name:?} changed on its owner's disk (its content no longer matches id {hash}); nothing was saved")]
+    Changed { name: String, hash: String },
+    #[error("{name:?} is no longer shared: its owner unshared, replaced, renamed or removed it; search again")]
+    NotShared { name: String },
+    #[error("{name:?} changed since it was shared (its bytes no longer match id {hash}); nothing was sent; ask its owner to share it again")]
+    Replaced { name: String, hash: String },
+    #[error("cannot read {name:?}: {source}")]
+    Read {
+        name: String,
+        source: std::io::Error,
+    },
+    /// The receiver took no more bytes (a client that stopped reading, as `| head` does).
+    #[error("the receiver stopped reading after {sent} bytes")]
+    Stopped { sent: u64 },
+    #[error("cannot copy {name:?}: {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Limit(#[from] QuotaError),
+}
+
+/// Where downloads' bytes come from: this instance's libraries today, other instances next.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Sources {
+    /// Users' libraries on this instance.
+    library: Library,
+}
+
+impl Sources {
+    pub fn new(library: Library) -> Sources {
+        Sources { library }
+    }
+
+    /// Opens `d`'s bytes for reading, proven as they are read. A local file must be shared
+    /// now and be the catalogued one ([`Library::open_download`]).
+    pub async fn open(&self, d: &Download) -> Result<VerifiedReader, FetchError> {
+        match &d.source {
+            Source::Local { owner_id, path } => {
+                let opened = self.library.open_download(*owner_id, path, &d.hash).await?;
+                Ok(VerifiedReader::local(d, opened))
+            }
+        }
+    }
+
+    /// Copies `d` into `user_id`'s `downloads/`; `progress` is called with the bytes copied
+    /// so far. Returns the name it was saved under (`name`, or `name (1)` and so on if that
+    /// is taken). Nothing is left behind on failure.
+    pub async fn fetch_to_downloads(
+        &self,
+        user_id: i64,
+        d: &Download,
+        progress: impl FnMut(u64) + Send,
+    ) -> Result<String, FetchError> {
+        let sink = ToDownloads::create(&self.library, user_id, d).await?;
+        let reader = self.open(d).await?;
+        copy(reader, sink, progress).await
+    }
+}
+
+/// Where a download's verified bytes go.
+pub trait Sink {
+    /// What a finished copy yields.
+    type Done;
+    /// Takes the next chunk, proven so far (the hash of the whole is known only at the end).
+    /// [`FetchError::Stopped`] when the receiver takes no more.
+    fn write(&mut self, chunk: Vec<u8>) -> impl Future<Output = Result<(), FetchError>> + Send;
+    /// Every byte arrived and matched the id: make the result final.
+    fn finish(self) -> impl Future<Output = Result<Self::Done, FetchError>> + Send;
+}
+
+/// Copies every chunk of `from` into `to`, calling `progress` with the bytes copied so far,
+/// and finishes `to` only once the bytes proved to be the download's.
+pub async fn copy<S: Sink>(
+    mut from: VerifiedReader,
+    mut to: S,
+    mut progress: impl FnMut(u64) + Send,
+) -> Result<S::Done, FetchError> {
+    let mut copied = 0u64;
+    while let Some(chunk) = from.next_chunk().await? {
+        copied += chunk.len() as u64;
+        to.write(chunk).await?;
+        progress(copied);
+    }
+    to.finish().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::library::Opened;
+
+    pub(super) fn run<T>(work: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(work)
+    }
+
+    /// A download of `catalogued`'s bytes, and a reader of a file that holds `on_disk`.
+    fn reader(
+        dir: &std::path::Path,
+        catalogued: &[u8],
+        on_disk: &[u8],
+    ) -> (Download, VerifiedReader) {
+        let d = Download {
+            source: Source::Local {
+                owner_id: 1,
+                path: "tape.bin".into(),
+            },
+            name: "tape.bin".into(),
+            size: catalogued.len() as u64,
+            hash: blake3::hash(catalogued).to_hex().to_string(),
+        };
+        let path = dir.join("tape.bin");
+        std::fs::write(&path, on_disk).unwrap();
+        let opened = Opened::unchecked(std::fs::File::open(&path).unwrap());
+        let reader = VerifiedReader::local(&d, opened);
+        (d, reader)
+    }
+
+    /// A receiver that keeps what it is given, and whether it was finished.
+    #[derive(Default)]
+    struct Kept {
+        bytes: Vec<u8>,
+    }
+
+    impl Sink for &mut Kept {
+        type Done = ();
+        async fn write(&mut self, chunk: Vec<u8>) -> Result<(), FetchError> {
+            self.bytes.extend(chunk);
+            Ok(())
+        }
+        async fn finish(self) -> Result<(), FetchError> {
+            Ok(())
+        }
+    }
+
+    /// Catalogued bytes larger than a chunk, and other bytes of the same size.
+    fn tapes() -> (Vec<u8>, Vec<u8>) {
+        let tape: Vec<u8> = (0..COPY_CHUNK * 2 + 7).map(|i| (i % 251) as u8).collect();
+        let mut other = tape.clone();
+        *other.last_mut().unwrap() ^= 1;
+        (tape, other)
+    }
+
+    #[test]
+    fn the_catalogued_bytes_are_copied_in_bounded_chunks_with_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tape, _) = tapes();
+        let (_, bytes) = reader(dir.path(), &tape, &tape);
+        let mut kept = Kept::default();
+        let mut seen = Vec::new();
+        run(copy(bytes, &mut kept, |n| seen.push(n))).unwrap();
+        assert!(kept.bytes == tape);
+        assert_eq!(seen.last(), Some(&(tape.len() as u64)));
+        assert!(seen.windows(2).all(|w| w[1] - w[0] <= COPY_CHUNK as u64));
+    }
+
+    #[test]
+    fn bytes_that_do_not_match_the_id_fail_the_copy_before_it_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tape, other) = tapes();
+        let (_, bytes) = reader(dir.path(), &tape, &other);
+        let mut finished = false;
+        struct Finish<'a>(&'a mut bool);
+        impl Sink for Finish<'_> {
+            type Done = ();
+            async fn write(&mut self, _: Vec<u8>) -> Result<(), FetchError> {
+                Ok(())
+            }
+            async fn finish(self) -> Result<(), FetchError> {
+                *self.0 = true;
+                Ok(())
+            }
+        }
+        let err = run(copy(bytes, Finish(&mut finished), |_| {})).unwrap_err();
+        assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+        assert!(!finished, "a copy that did not match was made final");
+    }
+
+    #[test]
+    fn a_file_longer_than_catalogued_fails_before_the_extra_bytes_are_handed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let tape = vec![7u8; 1000];
+        let mut longer = tape.clone();
+        longer.extend(vec![8u8; COPY_CHUNK * 3]);
+        let (_, bytes) = reader(dir.path(), &tape, &longer);
+        let mut kept = Kept::default();
+        let err = run(copy(bytes, &mut kept, |_| {})).unwrap_err();
+        assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+        assert!(
+            kept.bytes.len() <= tape.len(),
+            "{} bytes handed on past the catalogued {}",
+            kept.bytes.len(),
+            tape.len()
+        );
+    }
+
+    /// A library over a fresh database in `dir`, with a quota of `quota` bytes.
+    pub(super) fn library(
+        dir: &std::path::Path,
+        quota: u64,
+    ) -> (Library, crate::store::StoreThread) {
+        let (store, thread) = crate::store::Store::open(&dir.join("db")).unwrap();
+        let limits = crate::config::LibraryConfig {
+            quota_bytes: quota,
+            max_file_bytes: quota,
+            ..crate::config::LibraryConfig::default()
+        };
+        (Library::new(dir, store, limits), thread)
+    }
+
+    #[test]
+    fn a_get_that_does_not_match_saves_nothing_and_gives_its_quota_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tape, other) = tapes();
+        let quota = tape.len() as u64 * 3 / 2;
+        let (library, _thread) = library(dir.path(), quota);
+        let (d, bytes) = reader(dir.path(), &tape, &other);
+        run(async {
+            let sink = ToDownloads::create(&library, 2, &d).await.unwrap();
+            let err = copy(bytes, sink, |_| {}).await.unwrap_err();
+            assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+            assert!(err.to_string().contains("nothing was saved"), "{err}");
+            // The reservation was released: the whole quota can be reserved again.
+            library.reserve(2, quota).await.unwrap();
+        });
+        for folder in [library.downloads_dir(2), library.partial_dir(2)] {
+            assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0, "{folder:?}");
+        }
+    }
+
+    #[test]
+    fn a_get_that_matches_lands_in_downloads_under_a_free_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tape, _) = tapes();
+        let (library, _thread) = library(dir.path(), 1 << 30);
+        run(async {
+            for want in ["tape.bin", "tape (1).bin"] {
+                let (d, bytes) = reader(dir.path(), &tape, &tape);
+                let sink = ToDownloads::create(&library, 2, &d).await.unwrap();
+                assert_eq!(copy(bytes, sink, |_| {}).await.unwrap(), want);
+                let saved = std::fs::read(library.downloads_dir(2).join(want)).unwrap();
+                assert!(saved == tape);
+            }
+        });
+        assert_eq!(
+            std::fs::read_dir(library.partial_dir(2)).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_get_larger_than_the_largest_file_allowed_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tape, _) = tapes();
+        let (library, _thread) = library(dir.path(), tape.len() as u64 - 1);
+        let (d, _) = reader(dir.path(), &tape, &tape);
+        let err = run(ToDownloads::create(&library, 2, &d))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, FetchError::TooLarge { .. }), "{err}");
+        assert!(!library.downloads_dir(2).exists());
+    }
+}
