@@ -69,7 +69,7 @@ pub async fn receive(app: &App, signer: &str, body: &[u8]) -> Result<Received, R
     let key = fed
         .inner
         .verifier
-        .pinned(signer)
+        .key_of(signer)
         .await
         .ok_or_else(|| Refusal::new(401, format!("no key known for {signer}")))?;
     let activity = envelope

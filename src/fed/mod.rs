@@ -92,7 +92,7 @@ impl Federation {
             config.federation.dev_trusted_root.clone(),
         )?;
         let policy = Policy::from_config(&config.federation);
-        let verifier = Verifier::new(store.clone(), client.clone(), config.base_url(), config.dev);
+        let verifier = Verifier::new(store.clone(), client.clone(), config.base_url());
         let gossip = Gossip::new(&config.domain, policy.clone());
         Ok(Federation {
             inner: Arc::new(Inner {

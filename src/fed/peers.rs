@@ -77,7 +77,7 @@ impl Federation {
             tracing::info!(peer = %domain, "not a peer: {e}");
             return false;
         }
-        if let Err(e) = self.inner.verifier.pin(&domain).await {
+        if let Err(e) = self.inner.verifier.learn_key(&domain).await {
             tracing::info!(peer = %domain, "not a peer: {e}");
             lock(&self.inner.gossip).on_verify_failed(&domain, now_ms());
             return false;

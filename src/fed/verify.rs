@@ -358,6 +358,57 @@ impl Verifier {
         Ok(verifies)
     }
 
+    /// The key pinned for `domain`, if any (an inbox checks activity proofs with it).
+    pub async fn key_of(&self, domain: &str) -> Option<PublicKey> {
+        self.pinned(domain).await.ok().flatten()
+    }
+
+    /// Learns a would-be peer's key: the one pinned, or else its instance document fetched
+    /// from the peer itself and its key pinned (first contact through gossip or bootstrap).
+    pub async fn learn_key(&self, domain: &str) -> Result<PublicKey, String> {
+        if let Some(key) = self.key_of(domain).await {
+            return Ok(key);
+        }
+        let lock = self.fetch_lock(domain);
+        let held = lock.lock().await;
+        let result = match self.key_of(domain).await {
+            Some(key) => Ok(key),
+            None => self.fetch_and_pin(domain).await,
+        };
+        drop(held);
+        self.release_fetch_lock(domain, lock);
+        result
+    }
+
+    async fn fetch_and_pin(&self, domain: &str) -> Result<PublicKey, String> {
+        let now = unix_now();
+        let (doc, key) = self
+            .inner
+            .client
+            .instance_key(domain)
+            .await
+            .map_err(|e| format!("cannot fetch the instance document of {domain}: {e}"))?;
+        if let Ok(mut fetched) = self.inner.fetched.lock() {
+            if fetched.len() < KEY_FETCHES_TRACKED_MAX {
+                fetched.insert(domain.to_owned(), now);
+            }
+        }
+        let record = PeerKey {
+            domain: domain.to_owned(),
+            key_id: doc.key_id,
+            public_key_pem: key.to_pem(),
+            pinned_at: now,
+        };
+        self.inner
+            .store
+            .call(move |conn| peer_keys::pin(conn, &record))
+            .await
+            .map_err(|e| format!("cannot pin the key of {domain}: {e}"))?;
+        tracing::info!(%domain, "first contact: pinned the peer's key");
+        self.remember(domain, key.clone());
+        Ok(key)
+    }
+
     /// The key pinned for `domain`, from memory or the table.
     async fn pinned(&self, domain: &str) -> Result<Option<PublicKey>, Refusal> {
         if let Some(key) = self
