@@ -93,6 +93,15 @@ impl Federation {
         )?;
         let policy = Policy::from_config(&config.federation);
         let verifier = Verifier::new(store.clone(), client.clone(), config.base_url());
+        // Receiving obeys the operator's policy: a blocked signer gets 403, before any fetch.
+        let allow = policy.clone();
+        verifier.set_allow(Arc::new(move |domain: &str| {
+            let allowed = allow.allows(domain);
+            if !allowed {
+                tracing::info!(%domain, "refused a request from a blocked instance");
+            }
+            allowed
+        }));
         let gossip = Gossip::new(&config.domain, policy.clone());
         Ok(Federation {
             inner: Arc::new(Inner {
