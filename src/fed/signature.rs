@@ -692,7 +692,7 @@ mod tests {
 
 #[cfg(test)]
 mod worked_example {
-    //! The worked example of docs/signature-example.md, checked: run with `--nocapture` to
+    //! The worked example of docs/PROTOCOL.md (section 3), checked: run with `--nocapture` to
     //! print it.
     use super::*;
     use ed25519_dalek::pkcs8::DecodePrivateKey;
