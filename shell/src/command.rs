@@ -259,6 +259,8 @@ pub const COMMANDS: &[CommandSpec] = &[
                unavailable (failing for days, tried rarely), and when each was last seen.\n\
                --json prints one object per peer: {\"domain\",\"state\",\"last_seen\"}.",
         parse: parse_peers,
+    },
+    CommandSpec {
         name: "whois",
         aliases: &[],
         usage: "/whois @user@domain [--json]",
@@ -754,6 +756,8 @@ fn parse_peers(args: &Args<'_>) -> Result<Command, ParseError> {
     let (json, positionals) = args.json_and_positionals(args.words()?)?;
     args.no_more(&positionals)?;
     Ok(Command::Peers { json })
+}
+
 fn parse_whois(args: &Args<'_>) -> Result<Command, ParseError> {
     let (json, positionals) = args.json_and_positionals(args.words()?)?;
     let Some((who, extra)) = positionals.split_first() else {
