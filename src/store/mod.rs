@@ -7,6 +7,7 @@
 pub mod chat;
 pub mod files;
 mod migrations;
+pub mod remote;
 pub mod users;
 
 use std::path::Path;
