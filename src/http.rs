@@ -33,7 +33,9 @@ pub fn routes(
     let landing = warp::path::end()
         .and(warp::get())
         .map(move || landing_text.clone());
-    healthz.or(landing)
+    healthz
+        .or(landing)
+        .or(crate::fed::catalog::catalog_route(app))
 }
 
 /// What the instance is and how to connect, in plain text.

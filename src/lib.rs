@@ -20,6 +20,7 @@
 //!   - [`ssh`]: russh server, authentication, session tasks (shell, line mode, exec);
 //!   - [`sftp`]: the SFTP subsystem over a user's `library/` and `downloads/`;
 //!   - [`http`]: the HTTP endpoint (health and landing page; federation later).
+//! - [`fed`]: federation: the S2S endpoints (the catalog page so far).
 //! - [`keys`]: Ed25519 key files.
 //!
 //! The interactive shell's screen, line editor and command grammar live in the sans-IO crate
@@ -32,6 +33,7 @@ pub mod chat;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod fed;
 pub mod http;
 pub mod keys;
 pub mod library;

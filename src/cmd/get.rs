@@ -27,12 +27,17 @@ fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<Download, CmdError> {
         )));
     };
     match last.hits.get(n - 1) {
-        Some(Some(hit)) => Ok(Download::from(&hit.file)),
+        Some(Some(hit)) => download(&hit.file),
         _ => Err(CmdError::Failed(format!(
             "there is no result {n}; the last search showed {}",
             last.hits.len()
         ))),
     }
+}
+
+/// The download of `file`, if its bytes are here.
+fn download(file: &crate::catalog::CatalogFile) -> Result<Download, CmdError> {
+    Download::try_from(file).map_err(|e| CmdError::Failed(e.to_string()))
 }
 
 async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
@@ -44,7 +49,7 @@ async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
         .map_err(store_failed)?;
     match found.as_slice() {
         [] => Err(CmdError::Failed(format!("no shared file has id {prefix}"))),
-        [one] => Ok(Download::from(one)),
+        [one] => download(one),
         many => {
             let list: Vec<String> = many
                 .iter()

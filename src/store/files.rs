@@ -778,14 +778,23 @@ pub fn search(
     Ok(hits)
 }
 
-/// Fills in how many shared files hold each hit's content.
+/// Fills in how many shared files hold each hit's content; a remote hit whose content a
+/// local user shares too stands for the local copy, which can be downloaded from here.
 fn count_copies(conn: &Connection, hits: &mut [SearchHit]) -> Result<(), StoreError> {
     let mut stmt =
         conn.prepare_cached("SELECT count(*) FROM files WHERE hash = ?1 AND shared = 1")?;
+    let mut local = conn.prepare_cached(&format!(
+        "{SELECT} WHERE f.hash = ?1 AND f.shared = 1 ORDER BY f.id DESC LIMIT 1"
+    ))?;
     for hit in hits {
         hit.copies = stmt
             .query_row([&hit.file.hash], |r| r.get::<_, i64>(0))?
             .max(1) as u64;
+        if hit.file.origin.is_some() && hit.copies > 1 {
+            if let Some(file) = local.query_row([&hit.file.hash], record).optional()? {
+                hit.file = file;
+            }
+        }
     }
     Ok(())
 }
