@@ -239,6 +239,41 @@ mod tests {
     }
 
     #[test]
+    fn local_files_stay_searchable_and_shared_across_the_remote_catalog_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
+        let remote = MIGRATIONS
+            .iter()
+            .position(|sql| sql.contains("CREATE TABLE remote_origins"))
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..remote] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", remote as i64).unwrap();
+        tx.commit().unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, nick, nick_key, created_at) VALUES (7, 'Alice', 'alice', 0);
+             INSERT INTO files (id, owner_id, path, name, size, hash, modified, shared, disk_ino)
+                 VALUES (41, 7, 'Jazz/So_What.flac', 'So_What.flac', 3000000, 'h1', 5, 1, 99),
+                        (42, 7, 'private.txt', 'private.txt', 1, 'h2', 5, 0, NULL);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let q = rosewire_shell::query::parse_query("what user:alice ext:flac size:>2M").unwrap();
+        let hits = super::super::files::search(&conn, &q, "rose.example", 10, 0).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].file.id, hits[0].file.owner_id), (41, 7));
+        let q = rosewire_shell::query::parse_query("instance:rose.example").unwrap();
+        let hits = super::super::files::search(&conn, &q, "rose.example", 10, 0).unwrap();
+        assert_eq!(hits.len(), 1, "the private file stays out of search");
+        let ino: Option<i64> = conn
+            .query_row("SELECT disk_ino FROM files WHERE id = 41", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ino, Some(99));
+    }
+
+    #[test]
     fn a_newer_database_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();

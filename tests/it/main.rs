@@ -10,6 +10,7 @@ mod hostile_net;
 mod library;
 mod limits;
 mod paging;
+mod remote_catalog;
 mod server;
 mod sftp;
 mod shell_tty;
