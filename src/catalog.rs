@@ -274,14 +274,19 @@ impl Catalog {
 
     /// The owner at `address` (this instance's users, or an owner of a remote file we hold):
     /// whose files to list, and the address with the nick as its home spells it.
-    pub async fn owner(&self, address: &Address) -> Result<Option<(OwnerKey, Address)>, StoreError> {
+    pub async fn owner(
+        &self,
+        address: &Address,
+    ) -> Result<Option<(OwnerKey, Address)>, StoreError> {
         let nick = address.nick.clone();
         if address.is_on(&self.domain) {
             let found = self
                 .store
                 .call(move |conn| users::user_id_by_nick(conn, &nick))
                 .await?;
-            return Ok(found.map(|(id, nick)| (OwnerKey::Local(id), Address::new(&nick, &self.domain))));
+            return Ok(
+                found.map(|(id, nick)| (OwnerKey::Local(id), Address::new(&nick, &self.domain)))
+            );
         }
         let domain = address.domain.clone().unwrap_or_default();
         let found = {
@@ -464,7 +469,11 @@ impl Catalog {
     /// Ends a pull: drops `origin`'s files that neither the pull's pages nor a share applied
     /// since it began (unshared while the instances were apart). Returns how many were
     /// dropped. A pull that a later one overtook drops nothing.
-    pub async fn finish_catalog_pull(&self, origin: &str, pull: Pull) -> Result<usize, RemoteError> {
+    pub async fn finish_catalog_pull(
+        &self,
+        origin: &str,
+        pull: Pull,
+    ) -> Result<usize, RemoteError> {
         let origin = self.peer_domain(origin)?;
         Ok(self
             .store
@@ -629,9 +638,9 @@ fn valid_file(nick: &str, f: RemoteFile) -> Option<NewRemoteFile> {
     let id_ok = f.id.len() == 64 && f.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let path_ok = !f.path.is_empty()
         && f.path.len() <= MAX_PATH_BYTES
-        && f.path.split('/').all(|c| {
-            !c.is_empty() && c != "." && c != ".." && c.len() <= MAX_NAME_BYTES
-        })
+        && f.path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && c.len() <= MAX_NAME_BYTES)
         && !f.path.chars().any(is_unsafe_char);
     let name_ok = f.path.rsplit('/').next() == Some(f.name.as_str());
     let size_ok = i64::try_from(f.size).is_ok();
@@ -728,7 +737,10 @@ mod tests {
             .block_on(catalog.apply_remote_share(
                 "Far.Example",
                 addr("@Bob@far.example"),
-                vec![remote("music/blue train.flac", 1), remote("books/blue.epub", 2)],
+                vec![
+                    remote("music/blue train.flac", 1),
+                    remote("books/blue.epub", 2),
+                ],
             ))
             .unwrap();
         assert_eq!((applied.added, applied.invalid), (2, 0));
@@ -748,17 +760,26 @@ mod tests {
         );
         assert_eq!(
             found(&rt, &catalog, "blue user:@bob@far.example"),
-            ["blue train.flac @Bob@far.example", "blue.epub @Bob@far.example"]
+            [
+                "blue train.flac @Bob@far.example",
+                "blue.epub @Bob@far.example"
+            ]
         );
         // A nick on two instances: user: picks the one on the named instance.
-        assert_eq!(found(&rt, &catalog, "blue user:alice"), ["blue.flac @Alice@rose.example"]);
+        assert_eq!(
+            found(&rt, &catalog, "blue user:alice"),
+            ["blue.flac @Alice@rose.example"]
+        );
         assert_eq!(
             found(&rt, &catalog, "user:@alice@near.example"),
             ["x.flac @alice@near.example"]
         );
         assert_eq!(
             found(&rt, &catalog, "instance:far.example"),
-            ["blue train.flac @Bob@far.example", "blue.epub @Bob@far.example"]
+            [
+                "blue train.flac @Bob@far.example",
+                "blue.epub @Bob@far.example"
+            ]
         );
         assert_eq!(
             found(&rt, &catalog, "blue instance:rose.example"),
@@ -771,9 +792,14 @@ mod tests {
         let hit = rt.block_on(catalog.search(&q, 1)).unwrap().remove(0);
         assert_eq!(hit.file.owner_id, None);
         let refused = Download::try_from(&hit.file).unwrap_err().to_string();
-        assert!(refused.contains("far.example") && refused.contains("relay"), "{refused}");
+        assert!(
+            refused.contains("far.example") && refused.contains("relay"),
+            "{refused}"
+        );
         // Lookups by id find remote files too.
-        let by_id = rt.block_on(catalog.resolve_id(&format!("{:064x}", 2), 10)).unwrap();
+        let by_id = rt
+            .block_on(catalog.resolve_id(&format!("{:064x}", 2), 10))
+            .unwrap();
         assert_eq!(by_id[0].owner.to_string(), "@Bob@far.example");
     }
 
@@ -793,7 +819,10 @@ mod tests {
         let (first, shared) = rt
             .block_on(catalog.browse(key, &PageStart::Offset(0)))
             .unwrap();
-        assert_eq!((first.files.len(), first.more, shared), (PAGE_SIZE, true, 150));
+        assert_eq!(
+            (first.files.len(), first.more, shared),
+            (PAGE_SIZE, true, 150)
+        );
         let after = PageStart::After(first.files[PAGE_SIZE - 1].path.clone());
         let (second, _) = rt.block_on(catalog.browse(key, &after)).unwrap();
         assert_eq!((second.files.len(), second.more), (50, false));
@@ -828,7 +857,10 @@ mod tests {
             next: None,
         };
         let refused = rt.block_on(catalog.apply_catalog_page("evil.example", page));
-        assert!(matches!(refused, Err(RemoteError::ForeignOwner { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(RemoteError::ForeignOwner { .. })),
+            "{refused:?}"
+        );
         // An owner without a domain, and this instance's own domain, are refused too.
         let no_domain = rt.block_on(catalog.apply_remote_share(
             "evil.example",
@@ -849,7 +881,10 @@ mod tests {
         ));
         assert!(matches!(unshare, Err(RemoteError::ForeignOwner { .. })));
         assert!(found(&rt, &catalog, "ext:flac").is_empty());
-        assert_eq!(rt.block_on(catalog.remote_count("evil.example")).unwrap(), 0);
+        assert_eq!(
+            rt.block_on(catalog.remote_count("evil.example")).unwrap(),
+            0
+        );
     }
 
     fn page_file(owner: &str, path: &str, n: u32) -> PageFile {
@@ -871,27 +906,44 @@ mod tests {
         let bad = |f: RemoteFile| f;
         let files = vec![
             remote("ok.flac", 1),
-            bad(RemoteFile { id: "abc".into(), ..remote("short-id.flac", 2) }),
-            bad(RemoteFile { id: format!("{:064X}", u64::MAX), ..remote("upper.flac", 3) }),
+            bad(RemoteFile {
+                id: "abc".into(),
+                ..remote("short-id.flac", 2)
+            }),
+            bad(RemoteFile {
+                id: format!("{:064X}", u64::MAX),
+                ..remote("upper.flac", 3)
+            }),
             remote("../up.flac", 4),
             remote("/abs.flac", 5),
             remote("a//b.flac", 6),
             remote("esc\u{1b}[2J.flac", 7),
-            bad(RemoteFile { name: "other.flac".into(), ..remote("named.flac", 8) }),
-            bad(RemoteFile { size: u64::MAX, ..remote("huge.flac", 9) }),
+            bad(RemoteFile {
+                name: "other.flac".into(),
+                ..remote("named.flac", 8)
+            }),
+            bad(RemoteFile {
+                size: u64::MAX,
+                ..remote("huge.flac", 9)
+            }),
             remote(&"n".repeat(MAX_NAME_BYTES + 1), 10),
         ];
         let applied = rt
             .block_on(catalog.apply_remote_share("far.example", addr("@bob@far.example"), files))
             .unwrap();
         assert_eq!((applied.added, applied.invalid), (1, 9));
-        assert_eq!(found(&rt, &catalog, "ext:flac"), ["ok.flac @bob@far.example"]);
+        assert_eq!(
+            found(&rt, &catalog, "ext:flac"),
+            ["ok.flac @bob@far.example"]
+        );
         // A page file whose owner is not an address is left out like a malformed file.
         let page = CatalogPage {
             files: vec![page_file("@", "x.flac", 11)],
             next: None,
         };
-        let applied = rt.block_on(catalog.apply_catalog_page("far.example", page)).unwrap();
+        let applied = rt
+            .block_on(catalog.apply_catalog_page("far.example", page))
+            .unwrap();
         assert_eq!((applied.added, applied.invalid), (0, 1));
     }
 
@@ -925,7 +977,10 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(removed, 1);
-        assert_eq!(found(&rt, &catalog, "ext:flac"), ["b.flac @bob@far.example"]);
+        assert_eq!(
+            found(&rt, &catalog, "ext:flac"),
+            ["b.flac @bob@far.example"]
+        );
         assert_eq!(rt.block_on(catalog.remote_count("far.example")).unwrap(), 1);
         // Another instance's bob cannot unshare far.example's.
         let other = rt
@@ -954,20 +1009,32 @@ mod tests {
             ("@bob@far.example", "c.flac", 3),
         ];
         for round in 0..2 {
-            let pull = rt.block_on(catalog.begin_catalog_pull("far.example")).unwrap();
+            let pull = rt
+                .block_on(catalog.begin_catalog_pull("far.example"))
+                .unwrap();
             let first = rt
                 .block_on(catalog.apply_catalog_page("far.example", pages(&full[..2])))
                 .unwrap();
             let second = rt
                 .block_on(catalog.apply_catalog_page("far.example", pages(&full[2..])))
                 .unwrap();
-            let dropped = rt.block_on(catalog.finish_catalog_pull("far.example", pull)).unwrap();
-            let (added, unchanged) = (first.added + second.added, first.unchanged + second.unchanged);
-            assert_eq!((added, unchanged, dropped), if round == 0 { (3, 0, 0) } else { (0, 3, 0) });
+            let dropped = rt
+                .block_on(catalog.finish_catalog_pull("far.example", pull))
+                .unwrap();
+            let (added, unchanged) = (
+                first.added + second.added,
+                first.unchanged + second.unchanged,
+            );
+            assert_eq!(
+                (added, unchanged, dropped),
+                if round == 0 { (3, 0, 0) } else { (0, 3, 0) }
+            );
             assert_eq!(found(&rt, &catalog, "ext:flac").len(), 3);
         }
         // c.flac was unshared while apart; a share arrives during the next pull.
-        let pull = rt.block_on(catalog.begin_catalog_pull("far.example")).unwrap();
+        let pull = rt
+            .block_on(catalog.begin_catalog_pull("far.example"))
+            .unwrap();
         rt.block_on(catalog.apply_catalog_page("far.example", pages(&full[..2])))
             .unwrap();
         rt.block_on(catalog.apply_remote_share(
@@ -976,7 +1043,9 @@ mod tests {
             vec![remote("d.flac", 4)],
         ))
         .unwrap();
-        let dropped = rt.block_on(catalog.finish_catalog_pull("far.example", pull)).unwrap();
+        let dropped = rt
+            .block_on(catalog.finish_catalog_pull("far.example", pull))
+            .unwrap();
         assert_eq!(dropped, 1);
         assert_eq!(
             found(&rt, &catalog, "ext:flac"),
@@ -988,9 +1057,17 @@ mod tests {
         );
         assert_eq!(rt.block_on(catalog.remote_count("far.example")).unwrap(), 3);
         // A pull overtaken by a later one drops nothing.
-        let old = rt.block_on(catalog.begin_catalog_pull("far.example")).unwrap();
-        let _new = rt.block_on(catalog.begin_catalog_pull("far.example")).unwrap();
-        assert_eq!(rt.block_on(catalog.finish_catalog_pull("far.example", old)).unwrap(), 0);
+        let old = rt
+            .block_on(catalog.begin_catalog_pull("far.example"))
+            .unwrap();
+        let _new = rt
+            .block_on(catalog.begin_catalog_pull("far.example"))
+            .unwrap();
+        assert_eq!(
+            rt.block_on(catalog.finish_catalog_pull("far.example", old))
+                .unwrap(),
+            0
+        );
         assert_eq!(found(&rt, &catalog, "ext:flac").len(), 3);
     }
 
@@ -1055,7 +1132,10 @@ mod tests {
         assert_eq!(rt.block_on(catalog.forget_peer("Far.Example")).unwrap(), 2);
         assert_eq!(
             found(&rt, &catalog, "ext:flac"),
-            ["blue.flac @Alice@rose.example", "red.flac @bob@near.example"]
+            [
+                "blue.flac @Alice@rose.example",
+                "red.flac @bob@near.example"
+            ]
         );
         let q = rosewire_shell::query::parse_query("blue").unwrap();
         let hits = rt.block_on(catalog.search(&q, 1)).unwrap();
@@ -1073,8 +1153,12 @@ mod tests {
         let paths: Vec<&'static str> = vec!["a", "b", "c", "d", "e"];
         let (catalog, _thread) = catalog_with(dir.path(), &paths);
         let rt = rt();
-        rt.block_on(catalog.set_shared(1, vec!["a".into(), "c".into(), "d".into(), "e".into()], true))
-            .unwrap();
+        rt.block_on(catalog.set_shared(
+            1,
+            vec!["a".into(), "c".into(), "d".into(), "e".into()],
+            true,
+        ))
+        .unwrap();
         rt.block_on(catalog.apply_remote_share(
             "far.example",
             addr("@bob@far.example"),

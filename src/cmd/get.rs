@@ -156,4 +156,34 @@ mod tests {
         let none = get(&app, &user, GetTarget::Id("0123456789".into()));
         assert!(matches!(none, Err(CmdError::Failed(m)) if m.contains("0123456789")));
     }
+
+    #[test]
+    fn a_file_on_another_instance_is_refused_with_a_clear_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, user, _thread) = app_with_shared(dir.path(), &[]);
+        let id = "beef".repeat(16);
+        let file = crate::catalog::RemoteFile {
+            id: id.clone(),
+            name: "far.flac".into(),
+            path: "music/far.flac".into(),
+            size: 10,
+        };
+        let owner = rosewire_shell::Address::new("bob", "far.example");
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(
+                app.catalog
+                    .apply_remote_share("far.example", owner, vec![file]),
+            )
+            .unwrap();
+        match get(&app, &user, GetTarget::Id(id[..8].into())) {
+            Err(CmdError::Failed(m)) => assert_eq!(
+                m,
+                "far.flac is on far.example; downloading from other instances comes with the \
+                 relay and is not available yet"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }

@@ -81,7 +81,8 @@ fn record(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
 
 /// Like [`SELECT`], for queries that may return remote files as well; read with
 /// [`any_record`].
-pub(super) const SELECT_ANY: &str = "SELECT f.id, COALESCE(f.owner_id, 0), COALESCE(u.nick, ro.nick), f.path, f.name,
+pub(super) const SELECT_ANY: &str =
+    "SELECT f.id, COALESCE(f.owner_id, 0), COALESCE(u.nick, ro.nick), f.path, f.name,
             f.size, f.hash, f.modified, f.shared, o.domain
      FROM files f LEFT JOIN users u ON u.id = f.owner_id
      LEFT JOIN remote_owners ro ON ro.id = f.remote_owner_id

@@ -250,7 +250,8 @@ mod tests {
         for sql in &MIGRATIONS[..remote] {
             tx.execute_batch(sql).unwrap();
         }
-        tx.pragma_update(None, "user_version", remote as i64).unwrap();
+        tx.pragma_update(None, "user_version", remote as i64)
+            .unwrap();
         tx.commit().unwrap();
         conn.execute_batch(
             "INSERT INTO users (id, nick, nick_key, created_at) VALUES (7, 'Alice', 'alice', 0);

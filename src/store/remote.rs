@@ -373,7 +373,11 @@ pub fn list_page(
                 "{SELECT_ANY} WHERE f.remote_owner_id = ?1 ORDER BY f.path LIMIT ?2 OFFSET ?3"
             ))?
             .query_map(
-                params![remote_owner_id, limit, i64::try_from(*n).unwrap_or(i64::MAX)],
+                params![
+                    remote_owner_id,
+                    limit,
+                    i64::try_from(*n).unwrap_or(i64::MAX)
+                ],
                 any_record,
             )?
             .collect::<Result<_, _>>()?,

@@ -35,7 +35,10 @@ fn the_catalog_endpoint_pages_through_local_shared_files_only() {
         std::fs::write(&path, format!("content {i}")).unwrap();
         files.push((path, format!("music/{name}")));
     }
-    let refs: Vec<(&Path, &str)> = files.iter().map(|(p, n)| (p.as_path(), n.as_str())).collect();
+    let refs: Vec<(&Path, &str)> = files
+        .iter()
+        .map(|(p, n)| (p.as_path(), n.as_str()))
+        .collect();
     upload(&rose, &a, "alice", &refs);
     assert_exit(&rose.ssh(&a, "alice", &["share", "'music/*.flac'"]), 0);
     let bobs = local.path().join("bob");
@@ -117,7 +120,12 @@ fn instance_filters_and_remote_addresses_search_and_browse_what_is_known() {
     let here = rose.ssh(
         &a,
         "alice",
-        &["search", "blue", &format!("instance:{}", rose.domain), "--json"],
+        &[
+            "search",
+            "blue",
+            &format!("instance:{}", rose.domain),
+            "--json",
+        ],
     );
     assert_exit(&here, 0);
     let hits = json_lines(&stdout(&here));
@@ -138,5 +146,9 @@ fn instance_filters_and_remote_addresses_search_and_browse_what_is_known() {
     );
     let bad = rose.ssh(&a, "alice", &["search", "instance:a/b"]);
     assert_exit(&bad, 2);
-    assert!(stderr(&bad).contains("instance:rose.example"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("instance:rose.example"),
+        "{}",
+        stderr(&bad)
+    );
 }
