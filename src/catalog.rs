@@ -1091,6 +1091,19 @@ mod tests {
             .block_on(catalog.apply_remote_share("far.example", bob(), vec![remote("f0.flac", 9)]))
             .unwrap();
         assert_eq!((applied.replaced, applied.over_bound), (1, 0));
+        // A new owner's files past the bound leave no trace of the owner either.
+        let applied = rt
+            .block_on(catalog.apply_remote_share(
+                "far.example",
+                addr("@eve@far.example"),
+                vec![remote("e.flac", 5)],
+            ))
+            .unwrap();
+        assert_eq!(applied.over_bound, 1);
+        assert!(rt
+            .block_on(catalog.owner(&addr("@eve@far.example")))
+            .unwrap()
+            .is_none());
         let other = rt
             .block_on(catalog.apply_remote_share(
                 "near.example",
@@ -1110,7 +1123,7 @@ mod tests {
             .block_on(catalog.apply_remote_share("far.example", bob(), vec![remote("f4.flac", 4)]))
             .unwrap();
         assert_eq!(applied.added, 1);
-        assert_eq!(catalog.over_bound_total(), 2);
+        assert_eq!(catalog.over_bound_total(), 3);
     }
 
     #[test]

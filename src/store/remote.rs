@@ -9,8 +9,6 @@
 //! The caller (`crate::catalog`) validates files and checks that owners belong to the origin;
 //! this module trusts what it is given.
 
-use std::collections::HashMap;
-
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::files::{
@@ -70,21 +68,28 @@ fn origin(tx: &Transaction<'_>, domain: &str) -> Result<(i64, u64, i64), StoreEr
         })?)
 }
 
-/// The id of the owner `nick` of origin `origin_id` (created if new).
-fn owner(tx: &Transaction<'_>, origin_id: i64, nick: &str) -> Result<i64, StoreError> {
-    let key = nick.to_lowercase();
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO remote_owners (origin_id, nick, nick_key) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![origin_id, nick, key])?;
+/// The id of the owner `nick` of origin `origin_id`, if they have a row.
+fn find_owner(tx: &Transaction<'_>, origin_id: i64, nick: &str) -> Result<Option<i64>, StoreError> {
     Ok(tx
         .prepare_cached("SELECT id FROM remote_owners WHERE origin_id = ?1 AND nick_key = ?2")?
-        .query_row(params![origin_id, key], |r| r.get(0))?)
+        .query_row(params![origin_id, nick.to_lowercase()], |r| r.get(0))
+        .optional()?)
+}
+
+/// The id of the owner `nick` of origin `origin_id`, created if new.
+fn owner(tx: &Transaction<'_>, origin_id: i64, nick: &str) -> Result<i64, StoreError> {
+    if let Some(id) = find_owner(tx, origin_id, nick)? {
+        return Ok(id);
+    }
+    tx.prepare_cached("INSERT INTO remote_owners (origin_id, nick, nick_key) VALUES (?1, ?2, ?3)")?
+        .execute(params![origin_id, nick, nick.to_lowercase()])?;
+    Ok(tx.last_insert_rowid())
 }
 
 /// Adds `files` of the instance `domain`, replacing what the same owner had at the same
-/// path; at most `bound` files from one origin (past it new files are left out and counted).
-/// Applying the same files again changes nothing but their pull generation.
+/// path; at most `bound` files from one origin (past it new files are left out and counted,
+/// and no owner row is made for them). Applying the same files again changes nothing but
+/// their pull generation.
 pub fn apply(
     conn: &mut Connection,
     domain: &str,
@@ -94,34 +99,32 @@ pub fn apply(
 ) -> Result<Applied, StoreError> {
     let tx = conn.transaction()?;
     let (origin_id, mut held, generation) = origin(&tx, domain)?;
-    let mut owners: HashMap<String, i64> = HashMap::new();
     let mut applied = Applied::default();
     for file in files {
-        let owner_id = match owners.get(&file.nick.to_lowercase()) {
-            Some(id) => *id,
-            None => {
-                let id = owner(&tx, origin_id, &file.nick)?;
-                owners.insert(file.nick.to_lowercase(), id);
-                id
-            }
+        let owner_id = find_owner(&tx, origin_id, &file.nick)?;
+        let old: Option<(i64, String)> = match owner_id {
+            Some(owner_id) => tx
+                .prepare_cached(
+                    "SELECT id, hash FROM files WHERE remote_owner_id = ?1 AND path = ?2",
+                )?
+                .query_row(params![owner_id, file.path], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+            None => None,
         };
-        let old: Option<(i64, String)> = tx
-            .prepare_cached("SELECT id, hash FROM files WHERE remote_owner_id = ?1 AND path = ?2")?
-            .query_row(params![owner_id, file.path], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        match old {
-            Some((id, hash)) if hash == file.hash => {
+        match (owner_id, old) {
+            (_, Some((id, hash))) if hash == file.hash => {
                 tx.prepare_cached("UPDATE files SET generation = ?1 WHERE id = ?2")?
                     .execute(params![generation, id])?;
                 applied.unchanged += 1;
             }
-            Some((id, _)) => {
+            (Some(owner_id), Some((id, _))) => {
                 delete_file(&tx, id)?;
                 insert(&tx, origin_id, owner_id, file, generation, now)?;
                 applied.replaced += 1;
             }
-            None if held >= bound => applied.over_bound += 1,
-            None => {
+            _ if held >= bound => applied.over_bound += 1,
+            _ => {
+                let owner_id = owner(&tx, origin_id, &file.nick)?;
                 insert(&tx, origin_id, owner_id, file, generation, now)?;
                 held += 1;
                 applied.added += 1;
