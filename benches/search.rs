@@ -101,7 +101,7 @@ fn main() {
         let hash = blake3::hash(&(i as u64).to_le_bytes()).to_hex().to_string();
         // Remote files are drawn like local ones; peer and user by position.
         let owner = if (i % 100) < remote_percent {
-            -((i % (peers * 10)) as i64) - 1
+            -((rng.next() % (peers as u64 * 10)) as i64) - 1
         } else {
             owners[i % owners.len()]
         };
