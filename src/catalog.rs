@@ -29,6 +29,10 @@ pub use crate::store::files::{PageStart, Totals};
 pub const CATALOG_PAGE_DEFAULT: usize = 500;
 /// Most files in a page of `GET /api/s2s/catalog` (a larger `limit` is refused with 400).
 pub const CATALOG_PAGE_MAX: usize = 1000;
+/// Most remote files one share, unshare or catalog page may carry: each is applied in one
+/// transaction on the store thread, which other work waits for. A peer's own pages are at
+/// most [`CATALOG_PAGE_MAX`]; a Share activity carries at most 100.
+pub const MAX_REMOTE_BATCH: usize = CATALOG_PAGE_MAX;
 
 /// Files in a page of search results or of a listing.
 pub const PAGE_SIZE: usize = 100;
@@ -203,6 +207,9 @@ pub enum RemoteError {
     /// A peer that claims this instance's own domain.
     #[error("{0} is this instance's own domain, not a peer")]
     OwnDomain(String),
+    /// More files in one batch than [`MAX_REMOTE_BATCH`].
+    #[error("{got} files in one batch; at most {MAX_REMOTE_BATCH} are accepted, send pages")]
+    TooMany { got: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -397,6 +404,7 @@ impl Catalog {
     ) -> Result<Applied, RemoteError> {
         let origin = self.peer_domain(origin)?;
         let nick = owner_nick(&origin, &owner)?;
+        batch_size(files.len())?;
         let mut invalid = 0;
         let rows: Vec<NewRemoteFile> = files
             .into_iter()
@@ -419,6 +427,7 @@ impl Catalog {
     ) -> Result<usize, RemoteError> {
         let origin = self.peer_domain(origin)?;
         let nick = owner_nick(&origin, &owner)?;
+        batch_size(files.len())?;
         Ok(self
             .store
             .call(move |conn| remote::unshare(conn, &origin, &nick, &files))
@@ -444,6 +453,7 @@ impl Catalog {
         page: CatalogPage,
     ) -> Result<Applied, RemoteError> {
         let origin = self.peer_domain(origin)?;
+        batch_size(page.files.len())?;
         let mut invalid = 0;
         let mut rows = Vec::with_capacity(page.files.len());
         for f in page.files {
@@ -609,6 +619,13 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn batch_size(got: usize) -> Result<(), RemoteError> {
+    if got > MAX_REMOTE_BATCH {
+        return Err(RemoteError::TooMany { got });
+    }
+    Ok(())
 }
 
 /// The nick of `owner` if it is a user of `origin` (compared in any case).
@@ -880,6 +897,19 @@ mod tests {
             vec![],
         ));
         assert!(matches!(unshare, Err(RemoteError::ForeignOwner { .. })));
+        // So is a batch larger than one transaction may hold.
+        let many: Vec<RemoteFile> = (0..=MAX_REMOTE_BATCH as u32)
+            .map(|i| remote(&format!("f{i}.flac"), i))
+            .collect();
+        let too_many = rt.block_on(catalog.apply_remote_share(
+            "evil.example",
+            addr("@bob@evil.example"),
+            many,
+        ));
+        assert!(
+            matches!(too_many, Err(RemoteError::TooMany { got }) if got == MAX_REMOTE_BATCH + 1),
+            "{too_many:?}"
+        );
         assert!(found(&rt, &catalog, "ext:flac").is_empty());
         assert_eq!(
             rt.block_on(catalog.remote_count("evil.example")).unwrap(),
