@@ -233,7 +233,7 @@ impl Default for LibraryConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationConfig {
     /// Peers to contact first (base URLs such as `https://rose.example`).
@@ -241,6 +241,25 @@ pub struct FederationConfig {
     /// Development and tests only (needs `dev = true`): a PEM CA certificate trusted for
     /// peers' `https://` instead of the public roots, such as a test CA.
     pub dev_trusted_root: Option<PathBuf>,
+    /// Most shared files kept from one peer (its users' files together); new files past it
+    /// are left out, with a log line. 0 keeps none: search covers local files only.
+    pub max_remote_files_per_peer: u64,
+}
+
+/// Default of `federation.max_remote_files_per_peer`: a large music collection or two per
+/// peer; at 50 peers that is 10 million rows, still answered within the search goal.
+pub const DEFAULT_MAX_REMOTE_FILES_PER_PEER: u64 = 200_000;
+/// Highest `federation.max_remote_files_per_peer` accepted.
+const MAX_REMOTE_FILES_PER_PEER_LIMIT: u64 = 10_000_000;
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            bootstrap: Vec::new(),
+            dev_trusted_root: None,
+            max_remote_files_per_peer: DEFAULT_MAX_REMOTE_FILES_PER_PEER,
+        }
+    }
 }
 
 impl Default for Config {
@@ -396,6 +415,12 @@ impl Config {
             return invalid(format!(
                 "library.max_open_files_per_user = {} must be between 1 and library.max_open_files ({})",
                 self.library.max_open_files_per_user, self.library.max_open_files
+            ));
+        }
+        if self.federation.max_remote_files_per_peer > MAX_REMOTE_FILES_PER_PEER_LIMIT {
+            return invalid(format!(
+                "federation.max_remote_files_per_peer = {} is more than the limit of {MAX_REMOTE_FILES_PER_PEER_LIMIT}",
+                self.federation.max_remote_files_per_peer
             ));
         }
         for url in &self.federation.bootstrap {
@@ -574,6 +599,10 @@ mod tests {
         check(
             "[library]\nmax_uploads_per_user = 1000",
             "library.max_uploads_per_user = 1000",
+        );
+        check(
+            "[federation]\nmax_remote_files_per_peer = 20000000",
+            "federation.max_remote_files_per_peer = 20000000",
         );
     }
 

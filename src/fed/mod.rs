@@ -9,9 +9,11 @@
 //! - [`activity`]: activities and their envelope, proof over the canonical JSON;
 //! - [`webfinger`]: `GET /.well-known/webfinger` (RFC 7033) for local users, and the lookup of
 //!   a remote user with its back-check;
-//! - [`profile`]: `GET /api/s2s/user/{address}`, and fetching a remote user's profile.
+//! - [`profile`]: `GET /api/s2s/user/{address}`, and fetching a remote user's profile;
+//! - [`catalog`]: `GET /api/s2s/catalog`, the page of local shared files peers pull.
 
 pub mod activity;
+pub mod catalog;
 pub mod client;
 pub mod identity;
 pub mod profile;
