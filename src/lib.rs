@@ -32,6 +32,7 @@ pub mod chat;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod fed;
 pub mod http;
 pub mod keys;
 pub mod library;
