@@ -10,14 +10,22 @@
 //! - [`webfinger`]: `GET /.well-known/webfinger` (RFC 7033) for local users, and the lookup of
 //!   a remote user with its back-check;
 //! - [`profile`]: `GET /api/s2s/user/{address}`, and fetching a remote user's profile;
-//! - [`catalog`]: `GET /api/s2s/catalog`, the page of local shared files peers pull.
+//! - [`catalog`]: `GET /api/s2s/catalog`, the page of local shared files peers pull;
+//! - [`gossip`]: the sans-IO gossip core (who knows whom), and its in-memory simulator;
+//! - [`schedule`]: the sans-IO per-peer delivery schedule (backoff, unavailable, probes);
+//! - [`target`]: the SSRF check of a peer's address after DNS, and `domain_from_url`;
+//! - [`policy`]: the operator's `block` / `allow_only` lists.
 
 pub mod activity;
 pub mod catalog;
 pub mod client;
+pub mod gossip;
 pub mod identity;
+pub mod policy;
 pub mod profile;
 pub mod replay;
+pub mod schedule;
 pub mod signature;
+pub mod target;
 pub mod verify;
 pub mod webfinger;
