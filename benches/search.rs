@@ -1,11 +1,13 @@
 //! Search over a catalog of 1,000,000 synthetic files: the time to index them, and p50/p99
 //! latency of typical queries. Run: `cargo bench --bench search` (ROWS=N to change the size).
+//! By default half the files are remote: shared on 50 other instances (PEERS=N) by 10 users
+//! each, stored as federation stores them; REMOTE_PERCENT=0 measures a local-only catalog.
 //!
-//! Goal (issue 3): p99 under 20 ms.
+//! Goal (issues 3 and 7): p99 under 20 ms, with remote files in the catalog.
 
 use std::time::{Duration, Instant};
 
-use rosewire::store::{self, files, users};
+use rosewire::store::{self, files, remote, users};
 use rosewire_shell::query::parse_query;
 
 /// Words file names are made of; a few are common, most are rare (Zipf-like draw below).
@@ -44,10 +46,16 @@ fn word(i: usize) -> String {
 }
 
 fn main() {
-    let rows: usize = std::env::var("ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let env = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rows = env("ROWS", 1_000_000);
+    let remote_percent = env("REMOTE_PERCENT", 50).min(100);
+    let peers = env("PEERS", 50).max(1);
+    let remote_rows = rows * remote_percent / 100;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut conn = rusqlite::Connection::open(dir.path().join("bench.db")).expect("open");
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
@@ -72,6 +80,7 @@ fn main() {
     let words: Vec<String> = (0..VOCABULARY).map(word).collect();
     let exts = ["flac", "mp3", "ogg", "mkv", "pdf", "epub", "jpg", "zip"];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    // (owner: local user id, or -(peer * 10 + user) - 1 for a remote one), path, size, hash.
     let mut catalog: Vec<(i64, String, u64, String)> = Vec::with_capacity(rows);
     for i in 0..rows {
         let artist = &words[rng.zipf(VOCABULARY)];
@@ -90,7 +99,13 @@ fn main() {
         let path = format!("{artist}/{album}/{:02} - {title}.{ext}", i % 20 + 1);
         let size = rng.next() % (200 << 20);
         let hash = blake3::hash(&(i as u64).to_le_bytes()).to_hex().to_string();
-        catalog.push((owners[i % owners.len()], path, size, hash));
+        // Remote files are drawn like local ones; peer and user by position.
+        let owner = if (i % 100) < remote_percent {
+            -((rng.next() % (peers as u64 * 10)) as i64) - 1
+        } else {
+            owners[i % owners.len()]
+        };
+        catalog.push((owner, path, size, hash));
     }
 
     let started = Instant::now();
@@ -102,6 +117,23 @@ fn main() {
         files::insert_many(&mut conn, *owner, mine, 0).expect("insert");
     }
     let index_time = started.elapsed();
+    let started = Instant::now();
+    for peer in 0..peers {
+        let theirs: Vec<remote::NewRemoteFile> = catalog
+            .iter()
+            .filter(|(o, ..)| *o < 0 && ((-o - 1) as usize) / 10 == peer)
+            .map(|(o, p, s, h)| remote::NewRemoteFile {
+                nick: format!("user{}", (-o - 1) % 10),
+                hash: h.clone(),
+                path: p.clone(),
+                size: *s,
+            })
+            .collect();
+        let applied =
+            remote::apply(&mut conn, &peer_domain(peer), &theirs, u64::MAX, 0).expect("apply");
+        assert_eq!(applied.added + applied.replaced, theirs.len());
+    }
+    let remote_time = started.elapsed();
 
     let common = &words[0];
     let mid = &words[50];
@@ -118,6 +150,11 @@ fn main() {
         format!("{rare} user:@user7@bench.test"),
         "ext:epub size:<1M".to_owned(),
         format!("{}*", &mid[..3]),
+        // Across the network: one peer, one remote user, this instance only.
+        format!("{mid} instance:{}", peer_domain(7)),
+        format!("{rare} user:@user3@{}", peer_domain(7)),
+        format!("{common} instance:bench.test"),
+        format!("ext:epub instance:{}", peer_domain(7)),
     ];
     println!("| query | results | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
@@ -144,15 +181,22 @@ fn main() {
     all.sort();
     println!();
     println!(
-        "rows: {rows}; index time: {:.1} s ({:.0} rows/s)",
+        "rows: {rows}, of which {remote_rows} remote from {peers} peers; \
+         index time: local {:.1} s ({:.0} rows/s), remote {:.1} s ({:.0} rows/s)",
         index_time.as_secs_f64(),
-        rows as f64 / index_time.as_secs_f64()
+        (rows - remote_rows) as f64 / index_time.as_secs_f64(),
+        remote_time.as_secs_f64(),
+        remote_rows as f64 / remote_time.as_secs_f64().max(1e-9)
     );
     println!(
         "all queries: p50 {:.2} ms, p99 {:.2} ms (goal: p99 < 20 ms)",
         ms(pct(&all, 50)),
         ms(pct(&all, 99))
     );
+}
+
+fn peer_domain(peer: usize) -> String {
+    format!("peer{peer}.example")
 }
 
 fn pct(sorted: &[Duration], p: usize) -> Duration {

@@ -45,7 +45,8 @@ impl App {
     pub fn new(config: Config, store: Store, fed_key: Arc<InstanceKey>) -> anyhow::Result<App> {
         let chat = Chat::new(&config.domain, store.clone());
         let library = Library::new(&config.data_dir, store.clone(), config.library.clone());
-        let catalog = Catalog::new(store.clone(), &config.domain);
+        let catalog = Catalog::new(store.clone(), &config.domain)
+            .with_max_remote_files_per_peer(config.federation.max_remote_files_per_peer);
         let sources = Sources::new(library.clone());
         let users = Users {
             store: store.clone(),

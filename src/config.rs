@@ -233,7 +233,7 @@ impl Default for LibraryConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationConfig {
     /// Peers to contact first (base URLs such as `https://rose.example`).
@@ -241,6 +241,54 @@ pub struct FederationConfig {
     /// Development and tests only (needs `dev = true`): a PEM CA certificate trusted for
     /// peers' `https://` instead of the public roots, such as a test CA.
     pub dev_trusted_root: Option<PathBuf>,
+    /// Most shared files kept from one peer (its users' files together); new files past it
+    /// are left out, with a log line. 0 keeps none: search covers local files only.
+    pub max_remote_files_per_peer: u64,
+    /// Instances never talked to (no sending, no receiving, no gossip about them): domains
+    /// (`rose.example`) or every subdomain of one (`*.rose.example`).
+    pub block: Vec<String>,
+    /// When set, the only instances talked to (same patterns as `block`, which wins).
+    pub allow_only: Option<Vec<String>>,
+    /// Seconds between two gossip rounds (asking one random known peer for its peers).
+    /// Dev mode uses at most [`DEV_GOSSIP_INTERVAL`].
+    pub gossip_interval_secs: u64,
+}
+
+/// Default of `federation.max_remote_files_per_peer`: a large music collection or two per
+/// peer; at 50 peers that is 10 million rows, still answered within the search goal.
+pub const DEFAULT_MAX_REMOTE_FILES_PER_PEER: u64 = 200_000;
+/// Highest `federation.max_remote_files_per_peer` accepted.
+const MAX_REMOTE_FILES_PER_PEER_LIMIT: u64 = 10_000_000;
+
+/// Longest `federation.gossip_interval_secs`: one day.
+pub const MAX_GOSSIP_INTERVAL_SECS: u64 = 86_400;
+/// The gossip interval in dev mode (tests and local networks want to converge in seconds).
+pub const DEV_GOSSIP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            bootstrap: Vec::new(),
+            dev_trusted_root: None,
+            max_remote_files_per_peer: DEFAULT_MAX_REMOTE_FILES_PER_PEER,
+            block: Vec::new(),
+            allow_only: None,
+            gossip_interval_secs: 60,
+        }
+    }
+}
+
+impl FederationConfig {
+    /// The time between two gossip rounds: `gossip_interval_secs`, at most
+    /// [`DEV_GOSSIP_INTERVAL`] in dev mode.
+    pub fn effective_gossip_interval(&self, dev: bool) -> std::time::Duration {
+        let configured = std::time::Duration::from_secs(self.gossip_interval_secs);
+        if dev {
+            configured.min(DEV_GOSSIP_INTERVAL)
+        } else {
+            configured
+        }
+    }
 }
 
 impl Default for Config {
@@ -398,6 +446,12 @@ impl Config {
                 self.library.max_open_files_per_user, self.library.max_open_files
             ));
         }
+        if self.federation.max_remote_files_per_peer > MAX_REMOTE_FILES_PER_PEER_LIMIT {
+            return invalid(format!(
+                "federation.max_remote_files_per_peer = {} is more than the limit of {MAX_REMOTE_FILES_PER_PEER_LIMIT}",
+                self.federation.max_remote_files_per_peer
+            ));
+        }
         for url in &self.federation.bootstrap {
             let scheme_ok = url.starts_with("https://") || (self.dev && url.starts_with("http://"));
             if !scheme_ok {
@@ -423,6 +477,28 @@ impl Config {
                     "federation.dev_trusted_root = {:?} is not a file; give a PEM CA certificate",
                     root.display().to_string()
                 ));
+            }
+        }
+        if !(1..=MAX_GOSSIP_INTERVAL_SECS).contains(&self.federation.gossip_interval_secs) {
+            return invalid(format!(
+                "federation.gossip_interval_secs = {} must be between 1 and {MAX_GOSSIP_INTERVAL_SECS}",
+                self.federation.gossip_interval_secs
+            ));
+        }
+        for pattern in &self.federation.block {
+            crate::fed::policy::check_pattern("federation.block", pattern, self.dev)
+                .map_err(ConfigError::Invalid)?;
+        }
+        if let Some(allow_only) = &self.federation.allow_only {
+            if allow_only.is_empty() {
+                return invalid(
+                    "federation.allow_only = [] allows no instance at all; remove the key to allow every instance"
+                        .into(),
+                );
+            }
+            for pattern in allow_only {
+                crate::fed::policy::check_pattern("federation.allow_only", pattern, self.dev)
+                    .map_err(ConfigError::Invalid)?;
             }
         }
         Ok(())
@@ -465,7 +541,7 @@ pub fn base_url(domain: &str, dev: bool) -> String {
 }
 
 /// A host name of letters, digits, `-` and `.`; in dev mode also `host:port`.
-fn valid_domain(domain: &str, dev: bool) -> bool {
+pub fn valid_domain(domain: &str, dev: bool) -> bool {
     let (host, port) = match domain.rsplit_once(':') {
         Some((h, p)) if dev => (h, Some(p)),
         _ => (domain, None),
@@ -575,6 +651,17 @@ mod tests {
             "[library]\nmax_uploads_per_user = 1000",
             "library.max_uploads_per_user = 1000",
         );
+        check(
+            "[federation]\nmax_remote_files_per_peer = 20000000",
+            "federation.max_remote_files_per_peer = 20000000",
+        );
+        check(
+            "[federation]\ngossip_interval_secs = 0",
+            "federation.gossip_interval_secs = 0",
+        );
+        check("[federation]\nblock = [\"bad domain\"]", "\"bad domain\"");
+        check("[federation]\nallow_only = [\"*.x.*\"]", "\"*.x.*\"");
+        check("[federation]\nallow_only = []", "allow_only = []");
     }
 
     #[test]
@@ -626,6 +713,33 @@ mod tests {
         config.settle_domain(8443);
         assert_eq!(config.domain, "127.0.0.3:8443");
         assert_eq!(config.base_url(), "http://127.0.0.3:8443");
+    }
+
+    #[test]
+    fn federation_lists_parse_into_a_policy() {
+        let config = parse(
+            "[federation]\nblock = [\"*.evil.example\"]\nallow_only = [\"rose.example\", \"a.evil.example\"]",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let policy = crate::fed::policy::Policy::from_config(&config.federation);
+        assert!(policy.allows("rose.example"));
+        assert!(!policy.allows("a.evil.example"));
+        assert!(!policy.allows("other.example"));
+    }
+
+    #[test]
+    fn dev_mode_gossips_at_most_every_second() {
+        let config = parse("[federation]\ngossip_interval_secs = 120").unwrap();
+        let every = |dev| config.federation.effective_gossip_interval(dev);
+        assert_eq!(every(false), std::time::Duration::from_secs(120));
+        assert_eq!(every(true), DEV_GOSSIP_INTERVAL);
+        assert_eq!(
+            Config::default()
+                .federation
+                .effective_gossip_interval(false),
+            std::time::Duration::from_secs(60)
+        );
     }
 
     #[test]

@@ -64,7 +64,13 @@ pub fn routes(
     // Served unsigned until the signature filter exists; then the guard is
     // `fed::verify::signed(verifier, 0)`.
     let user = crate::fed::profile::user_route(app.clone(), crate::fed::profile::unsigned());
-    healthz.or(landing).or(instance).or(webfinger).or(user)
+    let catalog = crate::fed::catalog::catalog_route(app);
+    healthz
+        .or(landing)
+        .or(instance)
+        .or(webfinger)
+        .or(user)
+        .or(catalog)
 }
 
 /// The landing page, its counts refreshed at most once per [`LANDING_REFRESH`].

@@ -25,7 +25,7 @@
 //!   - [`http`]: the HTTP endpoint (federation, health, landing page), its request body
 //!     limit, and TLS reloaded on SIGHUP.
 //! - [`fed`]: federation: the instance key, signed requests (RFC 9421), the S2S client,
-//!   activities, WebFinger, profiles served to and fetched from other instances.
+//!   activities, WebFinger, profiles and catalogs served to and fetched from other instances.
 //! - [`keys`]: Ed25519 key files.
 //!
 //! The interactive shell's screen, line editor and command grammar live in the sans-IO crate

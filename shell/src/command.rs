@@ -355,9 +355,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &["s"],
         usage: "/search QUERY [--json] [--page N]",
         summary: "find shared files",
-        help: "/search QUERY finds shared files; results are numbered for /get N.\n\
-               whole words must all match (`miles davis`; `beat*` for a prefix),\n\
-               \"exact phrase\", -exclude, ext:flac, size:>10M, size:<1G, user:@alice@domain.\n\
+        help: "/search QUERY finds files shared here and on other instances; results are\n\
+               numbered for /get N. whole words must all match (`miles davis`; `beat*` for a\n\
+               prefix), \"exact phrase\", -exclude, ext:flac, size:>10M, size:<1G,\n\
+               user:@alice@domain, instance:domain.\n\
                100 results at a time: /more (or --page N) shows the next ones.",
         parse: parse_search,
     },

@@ -6,6 +6,7 @@
 //!         | "ext:" EXT          extension (several are alternatives)
 //!         | "size:" CMP SIZE    CMP is > >= < <=; SIZE like 700, 10K, 10M, 1.5G, 2T (powers of 1024)
 //!         | "user:" ["@"] NICK ["@" DOMAIN]
+//!         | "instance:" DOMAIN   files on that instance (this one's domain: local files)
 //!         | atom                every word and phrase must match
 //! atom    = '"' phrase '"' | WORD
 //! ```
@@ -49,6 +50,8 @@ pub struct Query {
     /// Only files of this user.
     /// `user:@nick@domain` (`domain` absent for `user:nick`: this instance).
     pub user: Option<Address>,
+    /// `instance:DOMAIN`: only files on this instance (lowercase).
+    pub instance: Option<String>,
 }
 
 impl Query {
@@ -179,6 +182,20 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// `instance:rose.example` (a port, as in `127.0.0.2:8080`, is part of a domain).
+fn instance_filter(value: &str) -> Result<String, String> {
+    let domain = value.to_lowercase();
+    let valid = domain
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | ':' | '_' | '[' | ']'))
+        && domain.chars().next().is_some_and(char::is_alphanumeric);
+    if valid {
+        Ok(domain)
+    } else {
+        Err("an instance filter is a domain, like instance:rose.example".into())
+    }
+}
+
 fn user_filter(value: &str) -> Result<Address, String> {
     Address::parse(value).map_err(|_| "a user filter looks like user:@nick@domain".into())
 }
@@ -221,9 +238,12 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
         }
         let start = rest;
         let token_end = |r: &str| &start[..start.len() - r.len()];
-        // Filters first: `ext:`, `size:`, `user:`.
-        let filter: IResult<&str, (&str, &str)> =
-            (alt((tag("ext:"), tag("size:"), tag("user:"))), filter_value).parse(rest);
+        // Filters first: `ext:`, `size:`, `user:`, `instance:`.
+        let filter: IResult<&str, (&str, &str)> = (
+            alt((tag("ext:"), tag("size:"), tag("user:"), tag("instance:"))),
+            filter_value,
+        )
+            .parse(rest);
         if let Ok((r, (name, value))) = filter {
             let token = token_end(r);
             match name {
@@ -247,6 +267,17 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
                         query.max_size = Some(query.max_size.map_or(max, |m| m.min(max)));
                     }
                 }
+                "instance:" => {
+                    if query.instance.is_some() {
+                        return Err(error(
+                            start,
+                            token,
+                            "only one instance: filter per query".into(),
+                        ));
+                    }
+                    query.instance =
+                        Some(instance_filter(value).map_err(|m| error(start, token, m))?);
+                }
                 _ => {
                     if query.user.is_some() {
                         return Err(error(
@@ -261,7 +292,7 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
             rest = r;
             continue;
         }
-        if let Some(name) = ["ext:", "size:", "user:"]
+        if let Some(name) = ["ext:", "size:", "user:", "instance:"]
             .iter()
             .find(|t| rest.starts_with(**t))
         {
@@ -273,6 +304,7 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
                     match *name {
                         "ext:" => "ext:flac",
                         "size:" => "size:>10M",
+                        "instance:" => "instance:rose.example",
                         _ => "user:@alice@rose.example",
                     }
                 ),
@@ -307,6 +339,7 @@ pub fn parse_query(input: &str) -> Result<Query, QueryError> {
     if !query.has_text()
         && query.extensions.is_empty()
         && query.user.is_none()
+        && query.instance.is_none()
         && query.min_size.is_none()
         && query.max_size.is_none()
     {
@@ -453,6 +486,21 @@ mod tests {
             },
         );
         check(
+            "jazz instance:Rose.Example",
+            Query {
+                words: words(&["jazz"]),
+                instance: Some("rose.example".into()),
+                ..Query::default()
+            },
+        );
+        check(
+            "instance:127.0.0.2:8080",
+            Query {
+                instance: Some("127.0.0.2:8080".into()),
+                ..Query::default()
+            },
+        );
+        check(
             "  spaced   out  ",
             Query {
                 words: words(&["spaced", "out"]),
@@ -480,6 +528,10 @@ mod tests {
         check_err("a user:x user:y", 9, "user:y");
         check_err("x size:<0", 2, "size:<0");
         check_err("a -\"\"", 2, "-\"\"");
+        check_err("a instance:", 2, "instance:");
+        check_err("a instance:-x", 2, "instance:-x");
+        check_err("a instance:x/y", 2, "instance:x/y");
+        check_err("instance:a instance:b", 11, "instance:b");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::more::{self, Continuation};
 use super::{json_line, store_failed, CmdError, Ctx, Output};
-use crate::catalog::PageStart;
+use crate::catalog::{OwnerKey, PageStart};
 use crate::library::human_size;
 
 pub async fn run(
@@ -15,31 +15,21 @@ pub async fn run(
     page: usize,
 ) -> Result<Output, CmdError> {
     let domain = ctx.app.domain().to_owned();
-    if !user.is_on(&domain) {
-        return Err(CmdError::Failed(format!(
-            "{user} is on another instance; browsing other instances is not available yet"
-        )));
-    }
-    let found = ctx
-        .app
-        .users
-        .by_nick(&user.nick)
-        .await
-        .map_err(store_failed)?;
-    let Some((owner_id, nick)) = found else {
-        return Err(CmdError::Failed(format!(
-            "no user {} here",
-            Address::new(&user.nick, &domain)
-        )));
+    let found = ctx.app.catalog.owner(user).await.map_err(store_failed)?;
+    let Some((key, owner)) = found else {
+        return Err(CmdError::Failed(if user.is_on(&domain) {
+            format!("no user {} here", Address::new(&user.nick, &domain))
+        } else {
+            format!("no shared file of {user} has reached this instance")
+        }));
     };
-    let owner = Address::new(&nick, &domain);
-    show(ctx, owner_id, owner, json, page, more::page_start(page)).await
+    show(ctx, key, owner, json, page, more::page_start(page)).await
 }
 
 /// Shows page `page` of what `owner` shares, starting at `start`; `/more` continues after it.
 pub(super) async fn show(
     ctx: &mut Ctx<'_>,
-    owner_id: i64,
+    key: OwnerKey,
     owner: Address,
     json: bool,
     page: usize,
@@ -48,7 +38,7 @@ pub(super) async fn show(
     let (listed, shared) = ctx
         .app
         .catalog
-        .browse(owner_id, &start)
+        .browse(key, &start)
         .await
         .map_err(store_failed)?;
     let lines = if json {
@@ -82,7 +72,7 @@ pub(super) async fn show(
         lines
     };
     ctx.session.more = Some(Continuation::Browse {
-        owner_id,
+        key,
         owner,
         cursor: more::cursor_after(page, start, &listed.files),
     });

@@ -28,12 +28,17 @@ fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<Download, CmdError> {
         )));
     };
     match last.hits.get(n - 1) {
-        Some(Some(hit)) => Ok(Download::from(&hit.file)),
+        Some(Some(hit)) => download(&hit.file),
         _ => Err(CmdError::Failed(format!(
             "there is no result {n}; the last search showed {}",
             last.hits.len()
         ))),
     }
+}
+
+/// The download of `file`, if its bytes are here.
+fn download(file: &crate::catalog::CatalogFile) -> Result<Download, CmdError> {
+    Download::try_from(file).map_err(|e| CmdError::Failed(e.to_string()))
 }
 
 async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
@@ -45,7 +50,7 @@ async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
         .map_err(store_failed)?;
     match found.as_slice() {
         [] => Err(CmdError::Failed(format!("no shared file has id {prefix}"))),
-        [one] => Ok(Download::from(one)),
+        [one] => download(one),
         many => {
             let list: Vec<String> = many
                 .iter()
@@ -154,5 +159,35 @@ mod tests {
         assert_eq!(one.download.map(|d| d.name), Some("f2.bin".into()));
         let none = get(&app, &user, GetTarget::Id("0123456789".into()));
         assert!(matches!(none, Err(CmdError::Failed(m)) if m.contains("0123456789")));
+    }
+
+    #[test]
+    fn a_file_on_another_instance_is_refused_with_a_clear_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, user, _thread) = app_with_shared(dir.path(), &[]);
+        let id = "beef".repeat(16);
+        let file = crate::catalog::RemoteFile {
+            id: id.clone(),
+            name: "far.flac".into(),
+            path: "music/far.flac".into(),
+            size: 10,
+        };
+        let owner = rosewire_shell::Address::new("bob", "far.example");
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(
+                app.catalog
+                    .apply_remote_share("far.example", owner, vec![file]),
+            )
+            .unwrap();
+        match get(&app, &user, GetTarget::Id(id[..8].into())) {
+            Err(CmdError::Failed(m)) => assert_eq!(
+                m,
+                "far.flac is on far.example; downloading from other instances comes with the \
+                 relay and is not available yet"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }

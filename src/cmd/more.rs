@@ -3,7 +3,7 @@
 use rosewire_shell::Address;
 
 use super::{browse, library, search, CmdError, Ctx, Output};
-use crate::catalog::{CatalogFile, PageStart};
+use crate::catalog::{CatalogFile, OwnerKey, PageStart};
 
 /// What `/more` continues: the last paged command of the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +14,7 @@ pub enum Continuation {
     Library(Cursor),
     /// `/browse` of one owner.
     Browse {
-        owner_id: i64,
+        key: OwnerKey,
         /// Whose files, for the output.
         owner: Address,
         cursor: Cursor,
@@ -41,11 +41,9 @@ pub async fn run(ctx: &mut Ctx<'_>, json: bool) -> Result<Output, CmdError> {
         Continuation::Library(cursor) => {
             library::show(ctx, json, cursor.page + 1, cursor.next).await
         }
-        Continuation::Browse {
-            owner_id,
-            owner,
-            cursor,
-        } => browse::show(ctx, owner_id, owner, json, cursor.page + 1, cursor.next).await,
+        Continuation::Browse { key, owner, cursor } => {
+            browse::show(ctx, key, owner, json, cursor.page + 1, cursor.next).await
+        }
     }
 }
 

@@ -10,8 +10,11 @@
 //! - [`webfinger`]: `GET /.well-known/webfinger` (RFC 7033) for local users, and the lookup of
 //!   a remote user with its back-check;
 //! - [`profile`]: `GET /api/s2s/user/{address}`, and fetching a remote user's profile;
-//! - [`gossip`], [`schedule`], [`policy`], [`target`]: the sans-IO cores of discovery and
-//!   delivery, with the operator's policy and the SSRF check they obey;
+//! - [`catalog`]: `GET /api/s2s/catalog`, the page of local shared files peers pull;
+//! - [`gossip`]: the sans-IO gossip core (who knows whom), and its in-memory simulator;
+//! - [`schedule`]: the sans-IO per-peer delivery schedule (backoff, unavailable, probes);
+//! - [`target`]: the SSRF check of a peer's address after DNS, and `domain_from_url`;
+//! - [`policy`]: the operator's `block` / `allow_only` lists;
 //! - [`inbox`], [`outbox`], [`peers`], [`routes`]: the runtime, [`Federation`], that drives
 //!   them.
 //!
@@ -20,6 +23,7 @@
 //! and the HTTP client, and `http.rs` serves the endpoints that reach it.
 
 pub mod activity;
+pub mod catalog;
 pub mod client;
 pub mod gossip;
 pub mod identity;

@@ -19,7 +19,7 @@
 //! `Library`'s business (`file_added`, `file_removed`, `renamed`).
 
 mod listing;
-mod paths;
+pub(crate) mod paths;
 mod upload;
 
 use std::collections::{HashMap, VecDeque};

@@ -18,6 +18,9 @@ pub struct FileRecord {
     pub hash: String,
     pub modified: i64,
     pub shared: bool,
+    /// The domain of the instance the file lives on, for a remote file (then `owner_id` is 0
+    /// and `owner_nick` is the nick there); `None` for a local file.
+    pub origin: Option<String>,
 }
 
 /// Which file on disk a catalog row describes: read with `fstat` from the handle that was
@@ -72,6 +75,24 @@ fn record(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         hash: r.get(6)?,
         modified: r.get(7)?,
         shared: r.get(8)?,
+        origin: None,
+    })
+}
+
+/// Like [`SELECT`], for queries that may return remote files as well; read with
+/// [`any_record`].
+pub(super) const SELECT_ANY: &str =
+    "SELECT f.id, COALESCE(f.owner_id, 0), COALESCE(u.nick, ro.nick), f.path, f.name,
+            f.size, f.hash, f.modified, f.shared, o.domain
+     FROM files f LEFT JOIN users u ON u.id = f.owner_id
+     LEFT JOIN remote_owners ro ON ro.id = f.remote_owner_id
+     LEFT JOIN remote_origins o ON o.id = ro.origin_id";
+
+/// A row of [`SELECT_ANY`]: a local or a remote file.
+pub(super) fn any_record(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    Ok(FileRecord {
+        origin: r.get(9)?,
+        ..record(r)?
     })
 }
 
@@ -97,6 +118,15 @@ fn size_class(size: u64) -> u32 {
     u64::BITS - size.leading_zeros()
 }
 
+/// The index's `size` column: `s` and the size class.
+pub fn size_token(size: u64) -> String {
+    format!("s{}", size_class(size))
+}
+
+/// The index's `origin` column of a local file; a remote file's is `o` and the id of its
+/// `remote_origins` row.
+pub(super) const LOCAL_ORIGIN: &str = "o0";
+
 /// Adds a file to the full-text index (its row must exist in `files`).
 fn index_file(
     conn: &Connection,
@@ -106,20 +136,21 @@ fn index_file(
     size: u64,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO files_fts (rowid, words, ext, owner, size)
-         VALUES (?1, ?2, ?3, (SELECT nick_key FROM users WHERE id = ?4), ?5)",
+        "INSERT INTO files_fts (rowid, words, ext, owner, size, origin)
+         VALUES (?1, ?2, ?3, (SELECT nick_key FROM users WHERE id = ?4), ?5, ?6)",
     )?
     .execute(params![
         id,
         index_words(path),
         extension(path),
         owner_id,
-        format!("s{}", size_class(size))
+        size_token(size),
+        LOCAL_ORIGIN
     ])?;
     Ok(())
 }
 
-fn last_component(path: &str) -> &str {
+pub(super) fn last_component(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
@@ -370,14 +401,6 @@ pub fn count_shared(conn: &Connection, owner_id: i64) -> Result<u64, StoreError>
     Ok(n.max(0) as u64)
 }
 
-/// How many files are shared, all owners together.
-pub fn count_all_shared(conn: &Connection) -> Result<u64, StoreError> {
-    let n: i64 = conn
-        .prepare_cached("SELECT count(*) FROM files WHERE shared = 1")?
-        .query_row([], |r| r.get(0))?;
-    Ok(n.max(0) as u64)
-}
-
 /// Sets the shared flag of the files with these ids (all the owner's).
 pub fn set_shared(
     conn: &mut Connection,
@@ -398,7 +421,8 @@ pub fn set_shared(
     Ok(changed)
 }
 
-/// Shared files whose hash starts with `prefix` (lowercase hex), at most `limit`.
+/// Shared files, local or remote, whose hash starts with `prefix` (lowercase hex), at most
+/// `limit`.
 pub fn shared_by_hash_prefix(
     conn: &Connection,
     prefix: &str,
@@ -406,10 +430,36 @@ pub fn shared_by_hash_prefix(
 ) -> Result<Vec<FileRecord>, StoreError> {
     let upper = format!("{prefix}g"); // 'g' sorts after every hex digit
     let mut stmt = conn.prepare(&format!(
-        "{SELECT} WHERE f.hash >= ?1 AND f.hash < ?2 AND f.shared = 1 ORDER BY f.hash, f.id LIMIT ?3"
+        "{SELECT_ANY} WHERE f.hash >= ?1 AND f.hash < ?2 AND f.shared = 1 ORDER BY f.hash, f.id LIMIT ?3"
     ))?;
-    let rows = stmt.query_map(params![prefix, upper, limit as i64], record)?;
+    let rows = stmt.query_map(params![prefix, upper, limit as i64], any_record)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Local shared files by id, after id `after`: at most `limit`, walking the partial index
+/// `files_local_shared` (what the catalog endpoint pages through).
+pub fn local_shared_page(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<FileRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE f.shared = 1 AND f.owner_id IS NOT NULL AND f.id > ?1
+             ORDER BY f.id LIMIT ?2"
+        ))?
+        .query_map(params![after, limit], record)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// How many files local users share.
+pub fn count_local_shared(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM files WHERE shared = 1 AND owner_id IS NOT NULL")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
 }
 
 /// Bytes a user's library holds according to the catalog.
@@ -598,8 +648,8 @@ fn fts_quote(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
 }
 
-/// Searches the shared files of this instance: newest first, distinct by content, `limit`
-/// results from `offset`.
+/// Searches the shared files this instance knows, local and remote: newest first, distinct by
+/// content, `limit` results from `offset`.
 ///
 /// Every query with words, phrases, extensions or a user is answered by walking the FTS index
 /// in rowid order and stopping once the page is full, so its cost follows the page size, not
@@ -613,14 +663,18 @@ pub fn search(
     offset: usize,
 ) -> Result<Vec<SearchHit>, StoreError> {
     use rusqlite::types::Value;
-    if let Some(user) = &query.user {
-        if user
-            .domain
-            .as_deref()
-            .is_some_and(|d| !d.eq_ignore_ascii_case(local_domain))
-        {
-            // Files of other instances arrive with federation; this catalog has none.
-            return Ok(Vec::new());
+    // `user:` and `instance:` both name an instance; a file must be on the one they name.
+    let mut origin: Option<i64> = None;
+    let domains = query
+        .user
+        .iter()
+        .map(|u| u.domain.as_deref().unwrap_or(local_domain))
+        .chain(query.instance.as_deref());
+    for domain in domains {
+        match super::remote::origin_token(conn, domain, local_domain)? {
+            Some(id) if origin.is_none_or(|o| o == id) => origin = Some(id),
+            // An instance we know no file of, or two different ones.
+            _ => return Ok(Vec::new()),
         }
     }
     let mut required: Vec<String> = query
@@ -645,6 +699,9 @@ pub fn search(
     }
     if let Some(user) = &query.user {
         required.push(format!("owner : {}", fts_quote(&user.nick.to_lowercase())));
+    }
+    if let Some(id) = origin {
+        required.push(format!("origin : o{id}"));
     }
     if query.min_size.is_some() || query.max_size.is_some() {
         // The size classes the bounds allow; the exact bounds are checked on each row.
@@ -691,8 +748,11 @@ pub fn search(
         conditions.push(format!("f.size <= ?{}", args.len()));
     }
     let sql = format!(
-        "SELECT f.id, f.owner_id, u.nick, f.path, f.name, f.size, f.hash, f.modified, f.shared
-         FROM {from} JOIN users u ON u.id = f.owner_id
+        "SELECT f.id, COALESCE(f.owner_id, 0), COALESCE(u.nick, ro.nick), f.path, f.name,
+                f.size, f.hash, f.modified, f.shared, o.domain
+         FROM {from} LEFT JOIN users u ON u.id = f.owner_id
+         LEFT JOIN remote_owners ro ON ro.id = f.remote_owner_id
+         LEFT JOIN remote_origins o ON o.id = ro.origin_id
          WHERE {}
          ORDER BY {order}",
         conditions.join(" AND ")
@@ -703,7 +763,7 @@ pub fn search(
     let mut seen = std::collections::HashSet::new();
     let mut hits = Vec::new();
     while let Some(row) = rows.next()? {
-        let file = record(row)?;
+        let file = any_record(row)?;
         if !seen.insert(file.hash.clone()) {
             continue;
         }
@@ -719,14 +779,23 @@ pub fn search(
     Ok(hits)
 }
 
-/// Fills in how many shared files hold each hit's content.
+/// Fills in how many shared files hold each hit's content; a remote hit whose content a
+/// local user shares too stands for the local copy, which can be downloaded from here.
 fn count_copies(conn: &Connection, hits: &mut [SearchHit]) -> Result<(), StoreError> {
     let mut stmt =
         conn.prepare_cached("SELECT count(*) FROM files WHERE hash = ?1 AND shared = 1")?;
+    let mut local = conn.prepare_cached(&format!(
+        "{SELECT} WHERE f.hash = ?1 AND f.shared = 1 ORDER BY f.id DESC LIMIT 1"
+    ))?;
     for hit in hits {
         hit.copies = stmt
             .query_row([&hit.file.hash], |r| r.get::<_, i64>(0))?
             .max(1) as u64;
+        if hit.file.origin.is_some() && hit.copies > 1 {
+            if let Some(file) = local.query_row([&hit.file.hash], record).optional()? {
+                hit.file = file;
+            }
+        }
     }
     Ok(())
 }

@@ -121,10 +121,67 @@ const MIGRATIONS: &[&str] = &[
     // bounded before it is stored (`profile::Bio`); empty when unset. `users.created_at` is
     // the `joined` time.
     "ALTER TABLE users ADD COLUMN bio TEXT NOT NULL DEFAULT '';",
+    // 10: remote catalogs. Files shared on other instances join the local ones in `files` and
+    // `files_fts`, so one index walk answers every search (see ARCHITECTURE.md). `files` is
+    // rebuilt so that a row belongs to a local user or to a remote owner, and the index is
+    // rebuilt with an `origin` column: `o0` for local files, `oN` for files of
+    // `remote_origins` row N, so `instance:` and `user:@nick@domain` are index queries too.
+    "CREATE TABLE remote_origins (
+        id          INTEGER PRIMARY KEY,
+        domain      TEXT NOT NULL UNIQUE,  -- lowercase, as peers are named
+        files       INTEGER NOT NULL DEFAULT 0, -- rows of `files` from it: the per-peer bound
+        generation  INTEGER NOT NULL DEFAULT 0  -- the last catalog pull begun (see `remote.rs`)
+    );
+    CREATE TABLE remote_owners (
+        id          INTEGER PRIMARY KEY,
+        origin_id   INTEGER NOT NULL REFERENCES remote_origins(id) ON DELETE CASCADE,
+        nick        TEXT NOT NULL,         -- as the origin spells it
+        nick_key    TEXT NOT NULL,         -- lowercase
+        UNIQUE (origin_id, nick_key)
+    );
+    CREATE TABLE files_v7 (
+        id          INTEGER PRIMARY KEY,
+        owner_id    INTEGER REFERENCES users(id) ON DELETE CASCADE,          -- local files
+        remote_owner_id INTEGER REFERENCES remote_owners(id) ON DELETE CASCADE, -- remote ones
+        path        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        hash        TEXT NOT NULL,
+        modified    INTEGER NOT NULL,      -- unix seconds; for a remote file, when it arrived
+        shared      INTEGER NOT NULL DEFAULT 0,  -- always 1 for a remote file
+        disk_dev    INTEGER,
+        disk_ino    INTEGER,
+        disk_mtime_ns INTEGER,
+        generation  INTEGER,               -- remote files: the origin's pull it was last seen in
+        CHECK ((owner_id IS NULL) <> (remote_owner_id IS NULL)),
+        UNIQUE (owner_id, path),
+        UNIQUE (remote_owner_id, path)
+    );
+    INSERT INTO files_v7 (id, owner_id, path, name, size, hash, modified, shared,
+                          disk_dev, disk_ino, disk_mtime_ns)
+        SELECT id, owner_id, path, name, size, hash, modified, shared,
+               disk_dev, disk_ino, disk_mtime_ns FROM files;
+    DROP TABLE files;
+    ALTER TABLE files_v7 RENAME TO files;
+    CREATE INDEX files_by_hash ON files(hash);
+    CREATE INDEX files_shared_by_owner ON files(owner_id, shared);
+    CREATE INDEX files_shared_by_owner_path ON files(owner_id, shared, path);
+    -- The catalog endpoint pages through local shared files by id.
+    CREATE INDEX files_local_shared ON files(id) WHERE shared = 1 AND owner_id IS NOT NULL;
+    DROP TABLE files_fts;
+    CREATE VIRTUAL TABLE files_fts USING fts5(
+        words, ext, owner, size, origin,
+        content='', contentless_delete=1, prefix='2 3', tokenize='unicode61 remove_diacritics 2'
+    );
+    INSERT INTO files_fts (rowid, words, ext, owner, size, origin)
+        SELECT f.id, rosewire_index_words(f.path), rosewire_extension(f.path), u.nick_key,
+               rosewire_size_token(f.size), 'o0'
+        FROM files f JOIN users u ON u.id = f.owner_id;",
 ];
 
 /// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that
-/// compute skeletons of stored nicknames.
+/// compute skeletons of stored nicknames; `rosewire_index_words`, `rosewire_extension` and
+/// `rosewire_size_token` compute search index columns as [`super::files`] does.
 fn register_functions(conn: &Connection) -> Result<(), StoreError> {
     use rusqlite::functions::FunctionFlags;
     conn.create_scalar_function(
@@ -133,6 +190,17 @@ fn register_functions(conn: &Connection) -> Result<(), StoreError> {
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| Ok(crate::nick::skeleton(&ctx.get::<String>(0)?)),
     )?;
+    // The search index's columns, for the migration that rebuilds it.
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("rosewire_index_words", 1, flags, |ctx| {
+        Ok(super::files::index_words(&ctx.get::<String>(0)?))
+    })?;
+    conn.create_scalar_function("rosewire_extension", 1, flags, |ctx| {
+        Ok(super::files::extension(&ctx.get::<String>(0)?))
+    })?;
+    conn.create_scalar_function("rosewire_size_token", 1, flags, |ctx| {
+        Ok(super::files::size_token(ctx.get::<i64>(0)?.max(0) as u64))
+    })?;
     Ok(())
 }
 
@@ -209,6 +277,42 @@ mod tests {
                 ("bob".to_owned(), Some("bob".to_owned())),
             ]
         );
+    }
+
+    #[test]
+    fn local_files_stay_searchable_and_shared_across_the_remote_catalog_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
+        let remote = MIGRATIONS
+            .iter()
+            .position(|sql| sql.contains("CREATE TABLE remote_origins"))
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..remote] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", remote as i64)
+            .unwrap();
+        tx.commit().unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, nick, nick_key, created_at) VALUES (7, 'Alice', 'alice', 0);
+             INSERT INTO files (id, owner_id, path, name, size, hash, modified, shared, disk_ino)
+                 VALUES (41, 7, 'Jazz/So_What.flac', 'So_What.flac', 3000000, 'h1', 5, 1, 99),
+                        (42, 7, 'private.txt', 'private.txt', 1, 'h2', 5, 0, NULL);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let q = rosewire_shell::query::parse_query("what user:alice ext:flac size:>2M").unwrap();
+        let hits = super::super::files::search(&conn, &q, "rose.example", 10, 0).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].file.id, hits[0].file.owner_id), (41, 7));
+        let q = rosewire_shell::query::parse_query("instance:rose.example").unwrap();
+        let hits = super::super::files::search(&conn, &q, "rose.example", 10, 0).unwrap();
+        assert_eq!(hits.len(), 1, "the private file stays out of search");
+        let ino: Option<i64> = conn
+            .query_row("SELECT disk_ino FROM files WHERE id = 41", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ino, Some(99));
     }
 
     #[test]

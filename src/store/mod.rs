@@ -9,6 +9,7 @@ pub mod fed;
 pub mod files;
 mod migrations;
 pub mod peer_keys;
+pub mod remote;
 pub mod users;
 
 use std::path::Path;

@@ -19,7 +19,7 @@ mod verified;
 
 use std::future::Future;
 
-use crate::catalog::CatalogFile;
+use crate::catalog::{CatalogFile, NotHere};
 use crate::library::Library;
 use crate::quota::QuotaError;
 use crate::store::StoreError;
@@ -55,17 +55,26 @@ pub enum Source {
     },
 }
 
-impl From<&CatalogFile> for Download {
-    fn from(f: &CatalogFile) -> Self {
-        Download {
+/// A catalogued file as a download; one on another instance cannot be one yet (the relay).
+impl TryFrom<&CatalogFile> for Download {
+    type Error = NotHere;
+
+    fn try_from(f: &CatalogFile) -> Result<Self, NotHere> {
+        let Some(owner_id) = f.owner_id else {
+            return Err(NotHere {
+                name: f.name.clone(),
+                domain: f.owner.domain.clone().unwrap_or_default(),
+            });
+        };
+        Ok(Download {
             source: Source::Local {
-                owner_id: f.owner_id,
+                owner_id,
                 path: f.path.clone(),
             },
             name: f.name.clone(),
             size: f.size,
             hash: f.id.clone(),
-        }
+        })
     }
 }
 

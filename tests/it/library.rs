@@ -298,10 +298,12 @@ fn browse_lists_one_users_shared_files_only() {
     let nobody = rose.ssh(&b, "bob", &["browse", "@nobody"]);
     assert_exit(&nobody, 1);
     assert!(stderr(&nobody).contains("nobody"), "{}", stderr(&nobody));
+    // A user elsewhere whose files never reached this instance.
     let remote = rose.ssh(&b, "bob", &["browse", "@alice@elsewhere.example"]);
     assert_exit(&remote, 1);
     assert!(
-        stderr(&remote).contains("another instance"),
+        stderr(&remote)
+            .contains("no shared file of @alice@elsewhere.example has reached this instance"),
         "{}",
         stderr(&remote)
     );

@@ -15,6 +15,7 @@ mod library;
 mod limits;
 mod paging;
 mod profile;
+mod remote_catalog;
 mod server;
 mod sftp;
 mod shell_tty;
