@@ -53,7 +53,22 @@ impl App {
             domain: config.domain.clone(),
             remote: Arc::default(),
         };
-        let fed = Federation::new(&config, key, store.clone(), catalog.clone())?;
+        let fed = Federation::new(&config, fed_key.clone(), store.clone(), catalog.clone())?;
+        // `/whois @nick@domain` asks the user's home, signed.
+        let client = fed.client().clone();
+        let dev = config.dev;
+        users.set_remote_profiles(Arc::new(move |address: Address| {
+            let client = client.clone();
+            Box::pin(async move {
+                crate::fed::profile::fetch_remote(
+                    |url| async move { client.get_json::<crate::profile::ProfileDoc>(&url).await },
+                    &address,
+                    dev,
+                )
+                .await
+                .map_err(|e| e.to_string())
+            })
+        }));
         Ok(App {
             config: Arc::new(config),
             store,
@@ -71,10 +86,9 @@ impl App {
         &self.config.domain
     }
 
-    /// How many peer instances this one knows (the landing page shows it). The federation
-    /// runtime answers it once it runs; until then an instance knows none.
+    /// How many peer instances this one knows (the landing page shows it).
     pub fn peer_count(&self) -> usize {
-        0
+        self.fed.peer_count()
     }
 }
 

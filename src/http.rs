@@ -61,16 +61,13 @@ pub fn routes(
         .and(warp::get())
         .map(move || warp::reply::json(&instance_doc));
     let webfinger = crate::fed::webfinger::route(app.clone());
-    // Served unsigned until the signature filter exists; then the guard is
-    // `fed::verify::signed(verifier, 0)`.
-    let user = crate::fed::profile::user_route(app.clone(), crate::fed::profile::unsigned());
-    let catalog = crate::fed::catalog::catalog_route(app);
+    let signed = crate::fed::routes::routes(app, body_limit(app));
     healthz
         .or(landing)
         .or(instance)
         .or(webfinger)
-        .or(user)
-        .or(catalog)
+        .or(signed)
+        .recover(crate::fed::verify::recover)
 }
 
 /// The landing page, its counts refreshed at most once per [`LANDING_REFRESH`].

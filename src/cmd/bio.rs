@@ -50,6 +50,12 @@ async fn set(ctx: &Ctx<'_>, bio: &Bio) -> Result<(), CmdError> {
         .await
         .map_err(failed)?;
     tracing::info!(nick = %ctx.user.nick, chars = bio.as_str().chars().count(), "bio changed");
+    let update = crate::fed::activity::Payload::Profile {
+        bio: bio.as_str().to_owned(),
+    };
+    if let Err(e) = ctx.app.fed.publish(&ctx.user.nick, update).await {
+        tracing::warn!("cannot queue the profile update for other instances: {e}");
+    }
     Ok(())
 }
 

@@ -24,9 +24,10 @@ pub async fn run(ctx: &Ctx<'_>, json: bool) -> Output {
         let mut lines: Vec<String> = peers
             .iter()
             .map(|p| {
-                let seen = p
-                    .last_seen
-                    .map_or_else(|| "never seen".to_owned(), |t| format!("last seen {}", rfc3339(t)));
+                let seen = p.last_seen.map_or_else(
+                    || "never seen".to_owned(),
+                    |t| format!("last seen {}", rfc3339(t)),
+                );
                 format!("{:width$}  {:<11}  {seen}", p.domain, p.state.as_str())
             })
             .collect();

@@ -21,8 +21,8 @@ pub const MAX_FILES_PER_ACTIVITY: usize = 100;
 pub const MAX_ID_BYTES: usize = 512;
 /// Longest text of a chat line or action, in bytes (the local chat's bound).
 pub const MAX_TEXT_BYTES: usize = crate::chat::MAX_LINE_BYTES;
-/// Longest bio in a profile update, in bytes.
-pub const MAX_BIO_BYTES: usize = 1024;
+/// Longest bio in a profile update, in bytes: the local bound, 4 bytes a character.
+pub const MAX_BIO_BYTES: usize = 4 * crate::profile::MAX_BIO_CHARS;
 /// Longest file name or path in a share, in bytes.
 pub const MAX_PATH_BYTES: usize = 4096;
 /// The path under an instance's base URL where its activity ids live.

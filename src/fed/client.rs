@@ -42,6 +42,15 @@ pub enum FetchError {
     Invalid(String),
 }
 
+impl FetchError {
+    /// Whether the peer refused this request for good: a 4xx other than 401 (its key cache
+    /// may be behind), 408 and 429 (retry later). Retrying cannot help such a request.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, FetchError::Status(code, _)
+            if (400..500).contains(code) && !matches!(code, 401 | 408 | 429))
+    }
+}
+
 /// `GET /api/s2s/instance`: how an instance names itself and its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceDoc {

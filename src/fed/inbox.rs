@@ -5,8 +5,9 @@
 
 use std::time::Instant;
 
-use super::activity::{ActivityError, Envelope, Payload};
+use super::activity::{ActivityError, Envelope, Payload, SharedFile};
 use crate::app::App;
+use crate::catalog::RemoteFile;
 use crate::chat::{lock, unix_now, ChatError};
 use crate::store::{fed as db, ChatKind};
 
@@ -101,21 +102,23 @@ pub async fn receive(app: &App, signer: &str, body: &[u8]) -> Result<Received, R
         }
         Payload::Share { files } => {
             app.catalog
-                .apply_remote_share(&domain, actor, files)
+                .apply_remote_share(&domain, actor, files.into_iter().map(remote_file).collect())
                 .await
                 .map_err(|e| Refusal::new(403, e.to_string()))?;
         }
         Payload::Unshare { files } => {
             app.catalog
-                .apply_remote_unshare(&domain, actor, files)
+                .apply_remote_unshare(
+                    &domain,
+                    actor,
+                    files.into_iter().map(|f| (f.id, f.path)).collect(),
+                )
                 .await
                 .map_err(|e| Refusal::new(403, e.to_string()))?;
         }
         Payload::Profile { bio } => {
-            app.users
-                .set_remote_bio(&actor, &bio)
-                .await
-                .map_err(|e| Refusal::new(503, e.to_string()))?;
+            // Profiles are fetched live by /whois; the update is recorded for the log only.
+            tracing::debug!(%actor, bytes = bio.len(), "a remote profile changed");
         }
     }
     Ok(Received::Applied)
@@ -137,5 +140,14 @@ async fn chat(
             tracing::info!(%signer, "remote chat line dropped: {e}");
             Ok(())
         }
+    }
+}
+
+fn remote_file(f: SharedFile) -> RemoteFile {
+    RemoteFile {
+        id: f.id,
+        name: f.name,
+        path: f.path,
+        size: f.size,
     }
 }

@@ -46,10 +46,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
 use crate::catalog::Catalog;
+use crate::chat::lock;
 use crate::rate::RateTable;
 use crate::store::Store;
 use client::Client;
-use gossip::Gossip;
+use gossip::{Gossip, PeersPage};
 use identity::InstanceKey;
 use policy::Policy;
 use schedule::{PeerSchedule, ScheduleTiming};
@@ -106,7 +107,11 @@ impl Federation {
             }
             allowed
         }));
-        let gossip = Gossip::new(&config.domain, policy.clone());
+        let gossip = Gossip::new(
+            &config.domain,
+            policy.clone(),
+            gossip::GossipConfig::new(&config.federation, config.dev),
+        );
         Ok(Federation {
             inner: Arc::new(Inner {
                 domain: config.domain.clone(),
@@ -155,88 +160,92 @@ impl Federation {
             crate::app::shutting_down(&mut shutdown).await;
             let _ = fed.inner.down.send(true);
         });
-        let shutdown = self.shutdown();
         let fed = self.clone();
         tokio::spawn(async move {
             fed.load_peers().await;
             for url in fed.inner.bootstrap.clone() {
                 match target::domain_from_url(&url, fed.inner.dev) {
                     Ok(domain) => {
-                        if !fed.learn(&domain).await {
-                            tracing::warn!(%url, "bootstrap peer not reachable yet; gossip will retry");
-                            crate::chat::lock(&fed.inner.gossip).add_bootstrap(&domain);
+                        let candidate = lock(&fed.inner.gossip).add_bootstrap(&domain, now_ms());
+                        if let Some(candidate) = candidate {
+                            fed.learn(&candidate.domain).await;
                         }
                     }
                     Err(e) => tracing::warn!(%url, "bad bootstrap peer: {e}"),
                 }
             }
-            fed.gossip_loop(shutdown).await;
+            fed.gossip_loop().await;
         });
     }
 
-    async fn gossip_loop(&self, mut shutdown: watch::Receiver<bool>) {
+    /// Every tick: what the gossip core says is due (asks, bootstrap retries), and now and
+    /// then the pruning of remembered activity ids.
+    async fn gossip_loop(&self) {
+        let mut shutdown = self.shutdown();
         let mut next_prune = std::time::Instant::now();
+        // Ticks a few times per interval, so asks keep their pace within a tick's error.
+        let tick = (self.inner.gossip_interval / 4).max(std::time::Duration::from_millis(100));
         loop {
             tokio::select! {
                 _ = crate::app::shutting_down(&mut shutdown) => return,
-                _ = tokio::time::sleep(self.inner.gossip_interval) => {}
+                _ = tokio::time::sleep(tick) => {}
             }
-            let ask = {
-                let mut gossip = crate::chat::lock(&self.inner.gossip);
-                gossip.tick(peers_now_ms(), &mut rand::thread_rng())
-            };
-            if let Some(peer) = ask {
-                self.gossip_with(&peer).await;
+            let actions = lock(&self.inner.gossip).tick(now_ms(), &mut rand::thread_rng());
+            for action in actions {
+                match action {
+                    gossip::Action::Ask { peer, after } => self.gossip_with(&peer, after).await,
+                    gossip::Action::Verify(candidate) => {
+                        self.learn(&candidate.domain).await;
+                    }
+                }
             }
             if std::time::Instant::now() >= next_prune {
-                next_prune = std::time::Instant::now() + std::time::Duration::from_secs(3600);
-                let _ = self
+                next_prune = std::time::Instant::now() + SEEN_PRUNE_EVERY;
+                let pruned = self
                     .inner
                     .store
                     .call(|conn| crate::store::fed::prune_seen(conn, crate::chat::unix_now()))
                     .await;
+                if let Err(e) = pruned {
+                    tracing::warn!("cannot prune applied activity ids: {e}");
+                }
             }
         }
     }
 
-    /// Asks `peer` for its peers and learns the new ones.
-    async fn gossip_with(&self, peer: &str) {
-        let url = format!(
+    /// Asks `peer` for its peers (those after `after`) and learns the new ones.
+    async fn gossip_with(&self, peer: &str, after: Option<String>) {
+        let mut url = format!(
             "{}/api/s2s/peers",
             crate::config::base_url(peer, self.inner.dev)
         );
-        let reply: Result<PeersReply, _> = self.inner.client.get_json(&url).await;
-        match reply {
-            Ok(reply) => {
-                if !crate::chat::lock(&self.inner.schedules).contains_key(peer) {
-                    // A bootstrap peer that answers now.
-                    self.learn(peer).await;
-                }
-                let offered = reply.peers.len();
-                let candidates = crate::chat::lock(&self.inner.gossip).on_reply(
-                    peer,
-                    reply.peers,
-                    peers_now_ms(),
-                );
+        if let Some(after) = &after {
+            url.push_str("?after=");
+            url.push_str(&peers::percent_encode(after));
+        }
+        match self.inner.client.get_json::<PeersPage>(&url).await {
+            Ok(page) => {
+                let offered = page.peers.len();
+                let candidates = lock(&self.inner.gossip).on_reply(peer, page, now_ms());
                 tracing::debug!(%peer, offered, new = candidates.len(), "gossip: asked");
                 for candidate in candidates {
-                    self.learn(&candidate).await;
+                    self.learn(&candidate.domain).await;
                 }
             }
             Err(e) => {
-                tracing::debug!(%peer, "gossip failed: {e}");
-                crate::chat::lock(&self.inner.gossip).on_unreachable(peer, peers_now_ms());
+                tracing::debug!(%peer, "gossip: asking failed: {e}");
+                lock(&self.inner.gossip).on_unreachable(peer);
             }
         }
     }
 
     /// A signed request from `domain` reached us: learn it if it is new (in the background).
     pub fn heard_from(&self, domain: &str) {
-        let new = crate::chat::lock(&self.inner.gossip).on_asked_by(domain, peers_now_ms());
-        if let Some(domain) = new {
+        let new = lock(&self.inner.gossip).on_asked_by(domain, now_ms());
+        if let Some(candidate) = new {
             let fed = self.clone();
             tokio::spawn(async move {
-                fed.learn(&domain).await;
+                fed.learn(&candidate.domain).await;
             });
         }
     }
@@ -246,20 +255,17 @@ impl Federation {
         self.inner.down.subscribe()
     }
 
-    /// What we answer to `GET /api/s2s/peers`.
-    pub fn peers_reply(&self) -> PeersReply {
-        let peers = crate::chat::lock(&self.inner.gossip).reply(gossip::GOSSIP_REPLY_MAX);
-        PeersReply { peers }
+    /// What we answer to `GET /api/s2s/peers[?after=CURSOR]`.
+    pub fn peers_reply(&self, after: Option<&str>) -> PeersPage {
+        lock(&self.inner.gossip).reply(after, gossip::GOSSIP_REPLY_MAX)
     }
 }
 
-/// `GET /api/s2s/peers`: `{"peers": ["domain", ...]}`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PeersReply {
-    pub peers: Vec<String>,
-}
+/// How often applied activity ids older than their keep time are forgotten.
+const SEEN_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-fn peers_now_ms() -> i64 {
+/// Milliseconds since the epoch: the clock of the sans-IO cores.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::schedule::{PeerSchedule, PeerState};
-use super::Federation;
+use super::{now_ms, Federation};
+use crate::catalog::CatalogPage;
 use crate::chat::{lock, unix_now};
 use crate::store::fed as db;
 
@@ -21,13 +22,6 @@ pub struct PeerInfo {
     pub state: PeerState,
     /// Unix seconds of the last successful exchange.
     pub last_seen: Option<i64>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Federation {
@@ -54,7 +48,7 @@ impl Federation {
             )
             .unwrap_or_default();
             lock(&self.inner.schedules).insert(row.domain.clone(), schedule);
-            lock(&self.inner.gossip).on_verified(&row.domain, now_ms());
+            lock(&self.inner.gossip).add_known(&row.domain, row.last_seen.unwrap_or(0) * 1000);
             self.start_worker(&row.domain);
             if !row.catalog_pulled {
                 self.spawn_catalog_pull(&row.domain);
@@ -73,8 +67,9 @@ impl Federation {
         if lock(&self.inner.schedules).contains_key(&domain) {
             return true;
         }
-        if let Err(e) = super::target::check(&domain, self.inner.dev).await {
+        if let Err(e) = super::target::resolve(&domain, self.inner.dev).await {
             tracing::info!(peer = %domain, "not a peer: {e}");
+            lock(&self.inner.gossip).on_verify_failed(&domain, now_ms());
             return false;
         }
         if let Err(e) = self.inner.verifier.learn_key(&domain).await {
@@ -245,8 +240,15 @@ impl Federation {
         });
     }
 
+    /// Pulls every page of `domain`'s shared catalog; files it no longer shares are dropped
+    /// at the end. Returns the files received.
     async fn pull_catalog(&self, domain: &str) -> Result<usize, String> {
         let base = crate::config::base_url(domain, self.inner.dev);
+        let catalog = &self.inner.catalog;
+        let pull = catalog
+            .begin_catalog_pull(domain)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut after: Option<String> = None;
         let mut total = 0;
         for _ in 0..MAX_CATALOG_PAGES {
@@ -255,24 +257,27 @@ impl Federation {
                 url.push_str("&after=");
                 url.push_str(&percent_encode(cursor));
             }
-            let page: crate::catalog::WirePage = self
+            let page: CatalogPage = self
                 .inner
                 .client
                 .get_json(&url)
                 .await
                 .map_err(|e| e.to_string())?;
             total += page.files.len();
-            let next = page.next.clone();
-            self.inner
-                .catalog
+            let next = page.next.map(|c| c.to_string());
+            catalog
                 .apply_catalog_page(domain, page)
                 .await
                 .map_err(|e| e.to_string())?;
             match next {
                 Some(n) => after = Some(n),
-                None => return Ok(total),
+                None => break,
             }
         }
+        catalog
+            .finish_catalog_pull(domain, pull)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(total)
     }
 }

@@ -1,5 +1,8 @@
-//! The federation endpoints, each behind the signature filter: `POST /api/s2s/inbox` and
-//! `GET /api/s2s/peers` (the instance document, WebFinger, profiles and catalogs join here).
+//! The signed federation endpoints: `POST /api/s2s/inbox`, `GET /api/s2s/peers`,
+//! `GET /api/s2s/catalog` and `GET /api/s2s/user/{address}`, each behind the signature filter
+//! (`fed::verify::signed`). Refusals of that filter become responses in `http.rs` (`recover`).
+
+use std::collections::HashMap;
 
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -11,7 +14,7 @@ use crate::app::App;
 pub fn routes(
     app: &App,
     max_body: u64,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let verifier = app.fed.verifier().clone();
     let with_app = {
         let app = app.clone();
@@ -37,13 +40,27 @@ pub fn routes(
         });
     let peers = warp::path!("api" / "s2s" / "peers")
         .and(warp::get())
-        .and(signed(verifier, 0))
-        .and(with_app)
-        .map(|signed: Signed, app: App| {
+        .and(signed(verifier.clone(), 0))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_app.clone())
+        .map(|signed: Signed, query: HashMap<String, String>, app: App| {
             app.fed.heard_from(&signed.domain);
-            warp::reply::json(&app.fed.peers_reply()).into_response()
+            let after = query.get("after").map(String::as_str);
+            warp::reply::json(&app.fed.peers_reply(after)).into_response()
         });
-    inbox.or(peers)
+    let catalog = warp::path!("api" / "s2s" / "catalog")
+        .and(warp::get())
+        .and(signed(verifier.clone(), 0))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_app.clone())
+        .then(
+            |signed: Signed, query: HashMap<String, String>, app: App| async move {
+                app.fed.heard_from(&signed.domain);
+                super::catalog::catalog_page(&app.catalog, &query).await
+            },
+        );
+    let user = super::profile::user_route(app.clone(), signed(verifier, 0));
+    inbox.or(peers).unify().or(catalog).unify().or(user).unify()
 }
 
 /// A plain-text answer: one line.

@@ -75,9 +75,15 @@ fn three_instances_find_each_other_and_share_chat_and_files() {
         "{history:?}"
     );
     // Text is sanitized on the receiving side exactly like local text.
-    assert_exit(&a.ssh(&ka, "alice", &["say", "bell\x07 and \x1b[31mred"]), 0);
+    assert_exit(
+        &a.ssh(&ka, "alice", &["say", "bell\x07 and \x1b[31mred"]),
+        0,
+    );
     bob.expect("bell and red");
-    assert!(!bob.output().contains('\x1b'), "no escape reached the shell");
+    assert!(
+        !bob.output().contains('\x1b'),
+        "no escape reached the shell"
+    );
 
     // A file shared on C is found by search on A, with its owner's full address.
     let dir = tempfile::tempdir().unwrap();
@@ -104,13 +110,19 @@ fn three_instances_find_each_other_and_share_chat_and_files() {
         &["search", &format!("instance:{} song", c.domain), "--json"],
     ));
     assert!(by_instance.contains(&owner), "{by_instance}");
-    let by_user = stdout(&a.ssh(&ka, "alice", &["search", &format!("user:{owner}"), "--json"]));
+    let by_user = stdout(&a.ssh(
+        &ka,
+        "alice",
+        &["search", &format!("user:{owner}"), "--json"],
+    ));
     assert!(by_user.contains("song.flac"), "{by_user}");
 
     // Unsharing travels too.
     assert_exit(&c.ssh(&kc, "carol", &["unshare", "song.flac"]), 0);
     assert!(
-        wait_until(|| !stdout(&a.ssh(&ka, "alice", &["search", "song", "--json"])).contains(&owner)),
+        wait_until(
+            || !stdout(&a.ssh(&ka, "alice", &["search", "song", "--json"])).contains(&owner)
+        ),
         "the unshare did not reach A"
     );
 }
@@ -149,7 +161,11 @@ fn files_shared_before_two_instances_met_are_pulled_on_first_contact() {
         "A found {found} of B's 7 files; A log:\n{}",
         a.log()
     );
-    let browse = stdout(&a.ssh(&ka, "alice", &["browse", &format!("@bea@{}", b.domain), "--json"]));
+    let browse = stdout(&a.ssh(
+        &ka,
+        "alice",
+        &["browse", &format!("@bea@{}", b.domain), "--json"],
+    ));
     assert_eq!(browse.lines().count(), 7, "{browse}");
 }
 
@@ -219,7 +235,9 @@ fn a_blocked_instance_can_neither_deliver_nor_be_gossiped_in() {
     assert_exit(&b.ssh(&kw, "bea", &["say", "from B"]), 0);
     let from_b = format!("@bea@{}", b.domain);
     assert!(
-        wait_until(|| history_of(&a, &ka, "alice").iter().any(|(f, _)| *f == from_b)),
+        wait_until(|| history_of(&a, &ka, "alice")
+            .iter()
+            .any(|(f, _)| *f == from_b)),
         "B's line reached A"
     );
     // C's delivery to A was tried and refused.

@@ -22,7 +22,13 @@ fn key_of(node: &Instance) -> InstanceKey {
 }
 
 /// A raw HTTP/1.1 request to `to`; returns (status, body).
-fn send(to: &Instance, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+fn send(
+    to: &Instance,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect((to.ip.as_str(), to.http_port)).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut head = format!(
@@ -43,14 +49,25 @@ fn send(to: &Instance, method: &str, path: &str, headers: &[(&str, String)], bod
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
     (status, body)
 }
 
 /// The signature headers for a request to `to`, signed by `key`.
-fn signed(key: &InstanceKey, to: &Instance, method: &str, path: &str, body: Option<&[u8]>, created: i64) -> Vec<(&'static str, String)> {
+fn signed(
+    key: &InstanceKey,
+    to: &Instance,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    created: i64,
+) -> Vec<(&'static str, String)> {
     let uri = format!("{}{path}", to.url());
-    let headers = signature::sign(key, method, &uri, body, created, &signature::new_nonce()).unwrap();
+    let headers =
+        signature::sign(key, method, &uri, body, created, &signature::new_nonce()).unwrap();
     headers
         .pairs()
         .into_iter()
@@ -67,7 +84,12 @@ fn now() -> i64 {
 
 /// An envelope with a chat line by `actor`, sealed by `key`.
 fn line(key: &InstanceKey, origin: &Instance, actor: Address, text: &str) -> Vec<u8> {
-    let activity = Activity::new(&origin.url(), actor, now(), Payload::Say { text: text.into() });
+    let activity = Activity::new(
+        &origin.url(),
+        actor,
+        now(),
+        Payload::Say { text: text.into() },
+    );
     Envelope::seal(&activity, key.key_id(), |m| key.sign(m)).to_bytes()
 }
 
@@ -80,7 +102,10 @@ fn forged_replayed_expired_and_cross_domain_requests_are_refused_and_change_noth
     let mallory = Address::new("mallory", &d.domain);
     let inbox = "/api/s2s/inbox";
     let texts = |node: &Instance| -> Vec<String> {
-        history_of(node, &ka, "alice").into_iter().map(|(_, t)| t).collect()
+        history_of(node, &ka, "alice")
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     };
 
     // A good request first: the key is pinned and the line applied.
@@ -122,14 +147,21 @@ fn forged_replayed_expired_and_cross_domain_requests_are_refused_and_change_noth
     }
 
     // Cross-domain: D signs a line by a user of A (and one of a third domain).
-    for actor in [Address::new("alice", &a.domain), Address::new("eve", "127.0.0.6:1")] {
+    for actor in [
+        Address::new("alice", &a.domain),
+        Address::new("eve", "127.0.0.6:1"),
+    ] {
         let body = line(&dkey, &d, actor, "impersonation");
         let headers = signed(&dkey, &a, "POST", inbox, Some(&body), now());
         let (status, text) = send(&a, "POST", inbox, &headers, &body);
         assert_eq!(status, 403, "cross-domain: {text}");
     }
 
-    assert_eq!(texts(&a), ["genuine"], "nothing but the genuine line was applied");
+    assert_eq!(
+        texts(&a),
+        ["genuine"],
+        "nothing but the genuine line was applied"
+    );
 
     // The same activity again under a fresh signature (a retry): accepted, applied once.
     let once = line(&dkey, &d, mallory.clone(), "once");

@@ -208,7 +208,11 @@ impl Instance {
 
     /// Stops and starts again with other arguments (a federated instance keeps its domain).
     pub fn restart_with(&mut self, extra: &[&str]) {
-        assert!(self.stop().success(), "clean exit expected; log:\n{}", self.log());
+        assert!(
+            self.stop().success(),
+            "clean exit expected; log:\n{}",
+            self.log()
+        );
         self.extra = extra.iter().map(|s| s.to_string()).collect();
         self.respawn();
     }
