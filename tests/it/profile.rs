@@ -28,7 +28,15 @@ impl Response {
 }
 
 fn get(rose: &Instance, path: &str) -> Response {
-    let raw = rose.http_get(path);
+    parse(rose.http_get(path))
+}
+
+/// A signed GET, as the federated instance `signer` (the S2S endpoints refuse others).
+fn signed_get(rose: &Instance, signer: &Instance, path: &str) -> Response {
+    parse(rose.signed_get(signer, path))
+}
+
+fn parse(raw: String) -> Response {
     let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
     let mut lines = head.lines();
     let status = lines
@@ -150,8 +158,9 @@ fn whois_of_an_unknown_or_remote_user_says_why_it_cannot() {
     );
     let remote = rose.ssh(&b, "bob", &["whois", "@alice@elsewhere.example"]);
     assert_exit(&remote, 1);
+    // The profile is asked of its home, which does not exist here: a clear error.
     assert!(
-        stderr(&remote).contains("cannot reach other instances' profiles yet"),
+        stderr(&remote).contains("elsewhere.example"),
         "{}",
         stderr(&remote)
     );
@@ -239,15 +248,19 @@ fn webfinger_refuses_bad_resources_and_unknown_users() {
 #[test]
 fn the_user_endpoint_serves_the_profile_whois_shows() {
     let rose = Instance::start("127.0.0.6");
+    let peer = Instance::start_federated("127.0.0.7", &[]);
     let (a, b) = (Key::new("a"), Key::new("b"));
     assert_exit(&rose.ssh(&a, "alice", &["bio", "bass"]), 0);
     let whois = whois_json(&rose, &b, "alice");
+    // Unsigned, the endpoint refuses.
+    let path = format!("/api/s2s/user/@alice@{}", rose.domain);
+    assert_eq!(get(&rose, &path).status, 401);
     let d = &rose.domain;
     for path in [
         format!("/api/s2s/user/@alice@{d}"),
         format!("/api/s2s/user/%40Alice%40{d}"),
     ] {
-        let r = get(&rose, &path);
+        let r = signed_get(&rose, &peer, &path);
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert_eq!(r.json(), whois, "{path}");
@@ -259,7 +272,7 @@ fn the_user_endpoint_serves_the_profile_whois_shows() {
         ("/api/s2s/user/%40".to_owned(), 400),
         ("/api/s2s/user/%ff%40x".to_owned(), 400),
     ] {
-        let r = get(&rose, &path);
+        let r = signed_get(&rose, &peer, &path);
         assert_eq!(r.status, status, "{path}: {}", r.body);
     }
 }

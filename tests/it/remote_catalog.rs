@@ -24,6 +24,8 @@ fn status_and_body(response: &str) -> (u16, String) {
 #[test]
 fn the_catalog_endpoint_pages_through_local_shared_files_only() {
     let rose = Instance::start("127.0.0.61");
+    // The endpoint answers signed requests only: another instance asks.
+    let peer = Instance::start_federated("127.0.0.62", &[]);
     let (a, b) = (Key::new("a"), Key::new("b"));
     let local = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
@@ -51,7 +53,7 @@ fn the_catalog_endpoint_pages_through_local_shared_files_only() {
     let mut path = "/api/s2s/catalog?limit=2".to_owned();
     let mut pages = 0;
     loop {
-        let (status, body) = status_and_body(&rose.http_get(&path));
+        let (status, body) = status_and_body(&rose.signed_get(&peer, &path));
         assert_eq!(status, 200, "{path}: {body}");
         let page: serde_json::Value = serde_json::from_str(&body).unwrap();
         let files = page["files"].as_array().unwrap();
@@ -90,7 +92,9 @@ fn the_catalog_endpoint_pages_through_local_shared_files_only() {
     assert_eq!(one["size"], 9);
 
     // The default page holds them all; a bad limit or cursor is a 400 that says why.
-    let (status, body) = status_and_body(&rose.http_get("/api/s2s/catalog"));
+    let (status, _) = status_and_body(&rose.http_get("/api/s2s/catalog"));
+    assert_eq!(status, 401, "unsigned requests are refused");
+    let (status, body) = status_and_body(&rose.signed_get(&peer, "/api/s2s/catalog"));
     assert_eq!(status, 200);
     let page: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(page["files"].as_array().unwrap().len(), 4);
@@ -100,7 +104,8 @@ fn the_catalog_endpoint_pages_through_local_shared_files_only() {
         ("limit=0", "bad limit \"0\""),
         ("after=abc", "bad cursor \"abc\""),
     ] {
-        let (status, body) = status_and_body(&rose.http_get(&format!("/api/s2s/catalog?{query}")));
+        let (status, body) =
+            status_and_body(&rose.signed_get(&peer, &format!("/api/s2s/catalog?{query}")));
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body.contains(needle), "{query}: {body}");
     }

@@ -566,3 +566,106 @@ pub fn connect_from(from: &str, to: (&str, u16)) -> std::net::TcpStream {
     stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     stream
 }
+
+/// Signs as instance `node` with its real instance key (read from its data directory), so a
+/// receiver fetches and pins `node`'s real key document.
+pub fn instance_key_of(node: &Instance) -> rosewire::fed::identity::InstanceKey {
+    let text = std::fs::read_to_string(node.data_dir().join("instance_ed25519_key"))
+        .expect("instance key file");
+    let key = russh::keys::PrivateKey::from_openssh(text).expect("an OpenSSH key");
+    rosewire::fed::identity::InstanceKey::new(&key, &node.url()).expect("an instance key")
+}
+
+/// A raw HTTP/1.1 request to `to`; returns (status, body).
+pub fn http_request(
+    to: &Instance,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let response = http_request_raw(to, method, path, headers, body);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// A raw HTTP/1.1 request to `to`; returns the whole response as text.
+pub fn http_request_raw(
+    to: &Instance,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> String {
+    let mut stream =
+        std::net::TcpStream::connect((to.ip.as_str(), to.http_port)).expect("connect http");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        to.domain,
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send head");
+    stream.write_all(body).expect("send body");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    response
+}
+
+/// RFC 9421 signature headers for a request to `to`, signed by `key` at `created`.
+pub fn signature_headers(
+    key: &rosewire::fed::identity::InstanceKey,
+    to: &Instance,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    created: i64,
+) -> Vec<(&'static str, String)> {
+    use rosewire::fed::signature;
+    let base = rosewire::config::base_url(&to.domain, true);
+    let headers = signature::sign(
+        key,
+        method,
+        &format!("{base}{path}"),
+        body,
+        created,
+        &signature::new_nonce(),
+    )
+    .expect("sign");
+    headers
+        .pairs()
+        .into_iter()
+        .map(|(n, v)| (n, v.to_owned()))
+        .collect()
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+impl Instance {
+    /// A signed `GET path` to this instance, as instance `signer` (a running federated
+    /// instance, whose key this one fetches on first contact); returns the raw response.
+    pub fn signed_get(&self, signer: &Instance, path: &str) -> String {
+        let key = instance_key_of(signer);
+        let headers = signature_headers(&key, self, "GET", path, None, unix_now());
+        http_request_raw(self, "GET", path, &headers, b"")
+    }
+}
