@@ -54,21 +54,6 @@ impl App {
             remote: Arc::default(),
         };
         let fed = Federation::new(&config, fed_key.clone(), store.clone(), catalog.clone())?;
-        // `/whois @nick@domain` asks the user's home, signed.
-        let client = fed.client().clone();
-        let dev = config.dev;
-        users.set_remote_profiles(Arc::new(move |address: Address| {
-            let client = client.clone();
-            Box::pin(async move {
-                crate::fed::profile::fetch_remote(
-                    |url| async move { client.get_json::<crate::profile::ProfileDoc>(&url).await },
-                    &address,
-                    dev,
-                )
-                .await
-                .map_err(|e| e.to_string())
-            })
-        }));
         Ok(App {
             config: Arc::new(config),
             store,
@@ -84,6 +69,27 @@ impl App {
 
     pub fn domain(&self) -> &str {
         &self.config.domain
+    }
+
+    /// Lets `/whois @nick@domain` ask the user's home instance (signed, with the federation
+    /// client). Done once at start; tests may set their own fetcher instead.
+    pub fn fetch_remote_profiles(&self) {
+        let client = self.fed.client().clone();
+        let dev = self.config.dev;
+        let _ = self
+            .users
+            .set_remote_profiles(Arc::new(move |address: Address| {
+                let client = client.clone();
+                Box::pin(async move {
+                    crate::fed::profile::fetch_remote(
+                    |url| async move { client.get_json::<crate::profile::ProfileDoc>(&url).await },
+                    &address,
+                    dev,
+                )
+                .await
+                .map_err(|e| e.to_string())
+                })
+            }));
     }
 
     /// How many peer instances this one knows (the landing page shows it).

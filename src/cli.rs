@@ -334,6 +334,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         host_key,
         down_rx.clone(),
     ));
+    app.fetch_remote_profiles();
     app.fed.start(down_rx.clone());
     let http_task = tokio::spawn(crate::http::serve(
         app.clone(),

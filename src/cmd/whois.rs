@@ -98,7 +98,7 @@ mod tests {
             ..crate::config::Config::default()
         };
         let key = crate::fed::identity::InstanceKey::generate(&config.base_url());
-        let app = App::new(config, db, std::sync::Arc::new(key));
+        let app = App::new(config, db, std::sync::Arc::new(key)).unwrap();
         let carol = Address::parse("@carol@other.example").unwrap();
         let before = whois(&app, &carol, false).unwrap_err().to_string();
         assert!(before.contains("cannot reach other instances"), "{before}");

@@ -92,7 +92,7 @@ impl Federation {
         };
         lock(&self.inner.schedules)
             .entry(domain.clone())
-            .or_insert_with(PeerSchedule::new);
+            .or_default();
         lock(&self.inner.gossip).on_verified(&domain, now_ms());
         if added {
             tracing::info!(peer = %domain, "new peer");

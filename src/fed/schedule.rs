@@ -163,15 +163,13 @@ impl PeerSchedule {
         first_failure: Option<i64>,
         next_attempt: i64,
     ) -> Result<PeerSchedule, ScheduleError> {
+        if failures < 0 {
+            return Err(ScheduleError::Failures(failures));
+        }
         Ok(PeerSchedule {
             state: PeerState::parse(state).ok_or_else(|| ScheduleError::State(state.to_owned()))?,
-            failures: u32::try_from(failures).or_else(|_| {
-                if failures < 0 {
-                    Err(ScheduleError::Failures(failures))
-                } else {
-                    Ok(u32::MAX)
-                }
-            })?,
+            // More failures than a u32 holds count as the most.
+            failures: u32::try_from(failures).unwrap_or(u32::MAX),
             first_failure,
             next_attempt,
         })
