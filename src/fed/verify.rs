@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
 use futures::StreamExt;
@@ -24,15 +25,18 @@ use super::client::{unix_now, Client, FetchError};
 use super::identity::{key_id_domain, key_id_for, PublicKey};
 use super::replay::{NonceCache, Seen, NONCE_CACHE_MAX};
 use super::signature::{self, Checked, Incoming};
+use crate::rate::RateTable;
 use crate::store::peer_keys::{self, PeerKey};
 use crate::store::Store;
 
-/// The least time, in seconds, between two fetches of one domain's instance document made
-/// because of a request (first contact, or a failed signature that may be a rotation).
-pub const KEY_REFETCH_INTERVAL_SECS: i64 = 60;
-/// The most domains whose last fetch time is remembered; past it, fetches for new domains
-/// are refused until old entries age out.
+/// The least time between two fetches of one domain's instance document made because of a
+/// request (first contact, or a failed signature that may be a rotation).
+pub const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// The most domains whose last fetch is remembered for [`KEY_REFETCH_INTERVAL`].
 pub const KEY_FETCHES_TRACKED_MAX: usize = 10_000;
+/// Instance documents fetched because of requests, all domains together, per minute: signed
+/// requests naming ever new domains cannot make us fetch without end.
+pub const KEY_FETCHES_PER_MINUTE: u32 = 120;
 /// The most peers' keys kept in memory in front of the `peer_keys` table.
 pub const PINNED_CACHE_MAX: usize = 10_000;
 
@@ -191,8 +195,9 @@ struct Inner {
     nonces: Mutex<NonceCache>,
     /// Pinned keys in memory, in front of the table.
     pinned: Mutex<HashMap<String, PublicKey>>,
-    /// When each domain's document was last fetched because of a request.
-    fetched: Mutex<HashMap<String, i64>>,
+    /// Fetches of a domain's document because of a request: one per interval per domain,
+    /// and [`KEY_FETCHES_PER_MINUTE`] in all.
+    fetches: Mutex<(RateTable<String>, RateTable<()>)>,
     /// One lock per domain being fetched, so that concurrent first requests fetch once.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The operator's policy; everyone is allowed until set.
@@ -210,7 +215,10 @@ impl Verifier {
                 base_url,
                 nonces: Mutex::new(NonceCache::new(NONCE_CACHE_MAX)),
                 pinned: Mutex::new(HashMap::new()),
-                fetched: Mutex::new(HashMap::new()),
+                fetches: Mutex::new((
+                    RateTable::new(1, KEY_REFETCH_INTERVAL, KEY_FETCHES_TRACKED_MAX),
+                    RateTable::per_minute(KEY_FETCHES_PER_MINUTE, 1),
+                )),
                 fetching: Mutex::new(HashMap::new()),
                 allow: RwLock::new(None),
             }),
@@ -318,7 +326,7 @@ impl Verifier {
         checked: &Checked,
         now: i64,
     ) -> Result<bool, Refusal> {
-        if !self.may_fetch(domain, now) {
+        if !self.may_fetch(domain) {
             return Err(Refusal::unauthorized(match pinned {
                 Some(_) => "bad signature",
                 None => "unknown signer, retry later",
@@ -388,10 +396,10 @@ impl Verifier {
             .instance_key(domain)
             .await
             .map_err(|e| format!("cannot fetch the instance document of {domain}: {e}"))?;
-        if let Ok(mut fetched) = self.inner.fetched.lock() {
-            if fetched.len() < KEY_FETCHES_TRACKED_MAX {
-                fetched.insert(domain.to_owned(), now);
-            }
+        // A fetch we chose to make still counts for the domain: a request naming it right
+        // after does not fetch again.
+        if let Ok(mut limits) = self.inner.fetches.lock() {
+            let _ = limits.0.allow(domain.to_owned(), Instant::now());
         }
         let record = PeerKey {
             domain: domain.to_owned(),
@@ -454,23 +462,16 @@ impl Verifier {
         }
     }
 
-    /// Whether a fetch of `domain`'s document may start at `now`; records it if so.
-    fn may_fetch(&self, domain: &str, now: i64) -> bool {
-        let Ok(mut fetched) = self.inner.fetched.lock() else {
-            return false;
-        };
-        let recent = |at: &i64| now.saturating_sub(*at) < KEY_REFETCH_INTERVAL_SECS;
-        if fetched.get(domain).is_some_and(recent) {
-            return false;
-        }
-        if fetched.len() >= KEY_FETCHES_TRACKED_MAX && !fetched.contains_key(domain) {
-            fetched.retain(|_, at| recent(at));
-            if fetched.len() >= KEY_FETCHES_TRACKED_MAX {
-                return false;
+    /// Whether a fetch of `domain`'s document may start now; counts it if so.
+    fn may_fetch(&self, domain: &str) -> bool {
+        let now = Instant::now();
+        match self.inner.fetches.lock() {
+            Ok(mut limits) => {
+                let (per_domain, all) = &mut *limits;
+                per_domain.allow(domain.to_owned(), now) && all.allow((), now)
             }
+            Err(_) => false,
         }
-        fetched.insert(domain.to_owned(), now);
-        true
     }
 
     fn fetch_lock(&self, domain: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -824,6 +825,18 @@ mod tests {
             );
         }
         assert_eq!(net.fetches(), 0);
+    }
+
+    #[tokio::test]
+    async fn key_fetches_are_limited_per_domain_and_in_all() {
+        let net = net().await;
+        let v = &net.verifier;
+        assert!(v.may_fetch("a.example"));
+        assert!(!v.may_fetch("a.example"), "one per interval per domain");
+        for i in 1..KEY_FETCHES_PER_MINUTE {
+            assert!(v.may_fetch(&format!("d{i}.example")), "{i}");
+        }
+        assert!(!v.may_fetch("one-more.example"), "all domains together");
     }
 
     #[test]
