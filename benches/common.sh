@@ -100,19 +100,24 @@ EOF
     die "sshd did not accept connections within 30 s"
 }
 
-# start_rosewire DIR IP: `rosewire serve` with DIR/config.toml (which the caller writes),
-# data in DIR/data, logs in DIR. Sets ROSEWIRE_PID and OURS_PORT.
+# start_rosewire DIR IP [ARG...]: `rosewire serve` with DIR/config.toml (which the caller
+# writes), data in DIR/data, logs in DIR, domain $ROSEWIRE_DOMAIN (default bench.test; "IP:0"
+# names a federated instance by its HTTP port), extra ARGs (such as --bootstrap URL) last.
+# Sets ROSEWIRE_PID, OURS_PORT (SSH), OURS_HTTP_PORT and OURS_DOMAIN.
 start_rosewire() {
     local dir=$1 ip=$2
+    shift 2
     NO_COLOR=1 ROSEWIRE_LOG=${ROSEWIRE_LOG:-info} "$ROSEWIRE" serve --config "$dir/config.toml" \
-        --data-dir "$dir/data" --domain bench.test \
-        --ssh-listen "$ip:0" --http-listen "$ip:0" --dev \
+        --data-dir "$dir/data" --domain "${ROSEWIRE_DOMAIN:-bench.test}" \
+        --ssh-listen "$ip:0" --http-listen "$ip:0" --dev "$@" \
         </dev/null >"$dir/stdout.log" 2>"$dir/server.log" &
     ROSEWIRE_PID=$!
     OURS_PORT=
     local _
     for _ in $(seq 1 300); do # up to 30 s
         OURS_PORT=$(sed -n "s/^listening: ssh=$ip:\([0-9]*\) .*/\1/p" "$dir/stdout.log")
+        OURS_HTTP_PORT=$(sed -n "s/^listening: .* http=$ip:\([0-9]*\)$/\1/p" "$dir/stdout.log")
+        OURS_DOMAIN=$(sed -n "s/^RoseWire .* serving //p" "$dir/stdout.log")
         [ -n "$OURS_PORT" ] && return 0
         kill -0 "$ROSEWIRE_PID" 2>/dev/null || die "rosewire exited: $(tail -5 "$dir/server.log")"
         sleep 0.1

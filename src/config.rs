@@ -252,6 +252,10 @@ pub struct FederationConfig {
     /// Seconds between two gossip rounds (asking one random known peer for its peers).
     /// Dev mode uses at most [`DEV_GOSSIP_INTERVAL`].
     pub gossip_interval_secs: u64,
+    /// Activities one peer may deliver to our inbox per second, after a burst of twice as
+    /// many; past it the inbox answers 429 and the peer retries later. Bounds what one peer
+    /// can make us verify and write.
+    pub inbox_per_second: u32,
 }
 
 /// Default of `federation.max_remote_files_per_peer`: a large music collection or two per
@@ -259,6 +263,12 @@ pub struct FederationConfig {
 pub const DEFAULT_MAX_REMOTE_FILES_PER_PEER: u64 = 200_000;
 /// Highest `federation.max_remote_files_per_peer` accepted.
 const MAX_REMOTE_FILES_PER_PEER_LIMIT: u64 = 10_000_000;
+
+/// Default of `federation.inbox_per_second`: far above what a busy instance's users say,
+/// well under what the inbox can verify and apply (benches/README.md, `inbox`).
+pub const DEFAULT_INBOX_PER_SECOND: u32 = 1_000;
+/// Highest `federation.inbox_per_second` accepted.
+pub const MAX_INBOX_PER_SECOND: u32 = 1_000_000;
 
 /// Longest `federation.gossip_interval_secs`: one day.
 pub const MAX_GOSSIP_INTERVAL_SECS: u64 = 86_400;
@@ -274,6 +284,7 @@ impl Default for FederationConfig {
             block: Vec::new(),
             allow_only: None,
             gossip_interval_secs: 60,
+            inbox_per_second: DEFAULT_INBOX_PER_SECOND,
         }
     }
 }
@@ -288,6 +299,16 @@ impl FederationConfig {
         } else {
             configured
         }
+    }
+
+    /// The inbox's per-peer token bucket: a burst of twice `inbox_per_second`, then one
+    /// activity every 1/`inbox_per_second` s.
+    pub fn inbox_rate(&self) -> (u32, std::time::Duration) {
+        let per_second = self.inbox_per_second.max(1);
+        (
+            per_second.saturating_mul(2),
+            std::time::Duration::from_secs(1) / per_second,
+        )
     }
 }
 
@@ -485,6 +506,12 @@ impl Config {
                 self.federation.gossip_interval_secs
             ));
         }
+        if !(1..=MAX_INBOX_PER_SECOND).contains(&self.federation.inbox_per_second) {
+            return invalid(format!(
+                "federation.inbox_per_second = {} must be between 1 and {MAX_INBOX_PER_SECOND}",
+                self.federation.inbox_per_second
+            ));
+        }
         for pattern in &self.federation.block {
             crate::fed::policy::check_pattern("federation.block", pattern, self.dev)
                 .map_err(ConfigError::Invalid)?;
@@ -659,6 +686,14 @@ mod tests {
             "[federation]\ngossip_interval_secs = 0",
             "federation.gossip_interval_secs = 0",
         );
+        check(
+            "[federation]\ninbox_per_second = 0",
+            "federation.inbox_per_second = 0",
+        );
+        check(
+            "[federation]\ninbox_per_second = 2000000",
+            "federation.inbox_per_second = 2000000",
+        );
         check("[federation]\nblock = [\"bad domain\"]", "\"bad domain\"");
         check("[federation]\nallow_only = [\"*.x.*\"]", "\"*.x.*\"");
         check("[federation]\nallow_only = []", "allow_only = []");
@@ -739,6 +774,18 @@ mod tests {
                 .federation
                 .effective_gossip_interval(false),
             std::time::Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn the_inbox_rate_is_a_burst_of_two_seconds_then_the_configured_rate() {
+        let default = Config::default().federation.inbox_rate();
+        assert_eq!(default, (2_000, std::time::Duration::from_millis(1)));
+        let raised = parse("[federation]\ninbox_per_second = 4000").unwrap();
+        raised.validate().unwrap();
+        assert_eq!(
+            raised.federation.inbox_rate(),
+            (8_000, std::time::Duration::from_micros(250))
         );
     }
 

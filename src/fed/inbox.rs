@@ -11,10 +11,7 @@ use crate::catalog::RemoteFile;
 use crate::chat::{lock, unix_now, ChatError};
 use crate::store::{fed as db, ChatKind};
 
-/// Activities one peer may deliver in a burst before its rate applies.
-pub const INBOX_BURST: u32 = 2_000;
-/// After a burst, one more activity per this interval from a peer (1,000 a second).
-pub const INBOX_REFILL: std::time::Duration = std::time::Duration::from_millis(1);
+// The per-peer rate itself is `federation.inbox_per_second` (a burst of twice as many).
 /// Peers remembered by the inbox rate limit.
 pub const INBOX_RATE_TABLE: usize = 4_096;
 

@@ -112,6 +112,7 @@ impl Federation {
             policy.clone(),
             gossip::GossipConfig::new(&config.federation, config.dev),
         );
+        let (inbox_burst, inbox_refill) = config.federation.inbox_rate();
         Ok(Federation {
             inner: Arc::new(Inner {
                 domain: config.domain.clone(),
@@ -131,8 +132,8 @@ impl Federation {
                 workers: Mutex::default(),
                 gossip: Mutex::new(gossip),
                 inbox_rate: Mutex::new(RateTable::new(
-                    inbox::INBOX_BURST,
-                    inbox::INBOX_REFILL,
+                    inbox_burst,
+                    inbox_refill,
                     inbox::INBOX_RATE_TABLE,
                 )),
                 down: watch::channel(false).0,
