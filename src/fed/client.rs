@@ -1,6 +1,14 @@
 //! The outgoing S2S client: every request signed with the instance key (GETs too), blocking
 //! ureq calls run off the async runtime, each with timeouts and a response size cap.
+//!
+//! **SSRF:** every request, whatever asked for it (first contact with a signer, catalog pulls,
+//! gossip asks, deliveries, profile fetches), goes through `CheckedResolver`: the URL's host
+//! is resolved and every address checked with [`target::check_addresses`] before ureq connects,
+//! and ureq connects only to the addresses checked (no second lookup, so DNS rebinding between
+//! the check and the connection is not possible). Proxies from the environment are ignored,
+//! since a proxy would resolve the name itself.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +21,8 @@ use super::identity::{
     key_id_domain, key_id_for, plausible_domain, InstanceKey, PublicKey, INSTANCE_PATH,
 };
 use super::signature;
+use super::target::{self, TargetError};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 
 /// Time to open the TCP connection (and finish the TLS handshake's connect step).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +50,11 @@ pub enum FetchError {
     /// The answer, or the URL asked for, is not what the protocol allows.
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The URL's host resolves to an address federation must not reach (loopback, private,
+    /// link-local.. outside `--dev`): the SSRF check of [`target::check_addresses`], with the
+    /// domain and the address.
+    #[error("not reached: {0}")]
+    Forbidden(String),
 }
 
 impl FetchError {
@@ -129,6 +144,8 @@ impl Client {
             // A redirect would send a signature made for one URL to another.
             .max_redirects(0)
             .https_only(!dev)
+            // A proxy resolves the name itself, out of reach of the SSRF check.
+            .proxy(None)
             .user_agent(concat!("rosewire/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = extra_root_pem {
             anyhow::ensure!(
@@ -144,7 +161,11 @@ impl Client {
         }
         Ok(Client {
             inner: Arc::new(Inner {
-                agent: config.build().into(),
+                agent: ureq::Agent::with_parts(
+                    config.build(),
+                    ureq::unversioned::transport::DefaultConnector::default(),
+                    CheckedResolver { dev },
+                ),
                 key,
                 dev,
             }),
@@ -272,7 +293,37 @@ fn blocking_call(
 }
 
 fn transport(e: ureq::Error) -> FetchError {
-    FetchError::Transport(e.to_string().to_lowercase())
+    match e {
+        ureq::Error::Other(inner) => match inner.downcast::<TargetError>() {
+            Ok(refused) => FetchError::Forbidden(refused.to_string()),
+            Err(other) => FetchError::Transport(other.to_string().to_lowercase()),
+        },
+        e => FetchError::Transport(e.to_string().to_lowercase()),
+    }
+}
+
+/// The resolver of every outgoing request: ureq's own lookup (timeouts, address family),
+/// then the SSRF check of every address; ureq connects only to the addresses returned.
+#[derive(Debug)]
+struct CheckedResolver {
+    /// Dev mode: loopback and private addresses allowed.
+    dev: bool,
+}
+
+impl Resolver for CheckedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let addresses = DefaultResolver::default().resolve(uri, config, timeout)?;
+        let domain = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let ips: Vec<IpAddr> = addresses.iter().map(|a| a.ip()).collect();
+        target::check_addresses(domain, &ips, self.dev)
+            .map_err(|refused| ureq::Error::Other(Box::new(refused)))?;
+        Ok(addresses)
+    }
 }
 
 /// The CA certificates in a PEM file.
@@ -375,4 +426,122 @@ mod tests {
         let err = Client::new(key, true, Some(path)).err().unwrap();
         assert!(err.to_string().contains("holds no certificate"), "{err:#}");
     }
+
+    fn client(dev: bool) -> Client {
+        let base = if dev { "http://a.example" } else { "https://a.example" };
+        Client::new(Arc::new(InstanceKey::generate(base)), dev, None).unwrap()
+    }
+
+    /// `err` is the SSRF refusal, naming the domain and one of `addresses`.
+    fn assert_forbidden(err: &FetchError, domain: &str, addresses: &[&str]) {
+        let text = err.to_string();
+        assert!(matches!(err, FetchError::Forbidden(_)), "{domain}: {err:?}");
+        assert!(
+            text.contains(&format!("peer {domain} ")),
+            "{domain} named: {text}"
+        );
+        assert!(
+            addresses.iter().any(|a| text.contains(a)),
+            "{addresses:?} named: {text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_request_to_a_loopback_or_private_address_is_refused_outside_dev_mode() {
+        let client = client(false);
+        // Plain http is refused before any lookup.
+        let err = client
+            .get_json::<serde_json::Value>("http://127.0.0.1:9/api/s2s/peers")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Invalid(_)), "{err}");
+        let cases: [(&str, &str, &[&str]); 5] = [
+            ("https://10.0.0.1/api/s2s/peers", "10.0.0.1", &["10.0.0.1"]),
+            ("https://127.0.0.1/api/s2s/catalog", "127.0.0.1", &["127.0.0.1"]),
+            ("https://192.168.1.1:8443/x", "192.168.1.1:8443", &["192.168.1.1"]),
+            ("https://[::1]/x", "[::1]", &["::1"]),
+            // A name is resolved (here by /etc/hosts, no network) and its addresses checked.
+            ("https://localhost/api/s2s/user/x", "localhost", &["127.0.0.1", "::1"]),
+        ];
+        for (url, domain, addresses) in cases {
+            let err = client
+                .get_json::<serde_json::Value>(url)
+                .await
+                .unwrap_err();
+            assert_forbidden(&err, domain, addresses);
+            let err = client.post_json(url, b"{}".to_vec()).await.unwrap_err();
+            assert_forbidden(&err, domain, addresses);
+        }
+        // The first contact with an unknown signer (the verifier's key fetch) too.
+        let err = client.instance("localhost").await.unwrap_err();
+        assert_forbidden(&err, "localhost", &["127.0.0.1", "::1"]);
+        let err = client.instance("10.1.2.3").await.unwrap_err();
+        assert_forbidden(&err, "10.1.2.3", &["10.1.2.3"]);
+        assert!(err.to_string().contains("private"), "{err}");
+        assert!(!err.is_permanent(), "a name may resolve elsewhere later");
+    }
+
+    #[tokio::test]
+    async fn dev_mode_still_refuses_addresses_no_peer_has() {
+        let client = client(true);
+        for (url, domain, address) in [
+            ("http://0.0.0.0:9/x", "0.0.0.0:9", "0.0.0.0"),
+            ("http://224.0.0.1:9/x", "224.0.0.1:9", "224.0.0.1"),
+        ] {
+            let err = client
+                .get_json::<serde_json::Value>(url)
+                .await
+                .unwrap_err();
+            assert_forbidden(&err, domain, &[address]);
+        }
+    }
+
+    /// A one-shot HTTP server on 127.0.0.1 answering every request with `body`; its address.
+    fn serve_once(body: Vec<u8>) -> std::net::SocketAddr {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                let mut reader = std::io::BufReader::new(stream);
+                let mut line = String::new();
+                // The request head; the GET has no body.
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut stream = reader.into_inner();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_response_cap_is_refused() {
+        let client = client(true);
+        // A "peers" answer of 5 MiB: valid JSON, one long string.
+        let mut body = br#"{"peers": [""#.to_vec();
+        body.resize(5 * 1024 * 1024, b'a');
+        body.extend_from_slice(br#""]}"#);
+        assert!(body.len() as u64 > RESPONSE_MAX_BYTES);
+        let address = serve_once(body);
+        let err = client
+            .get_json::<serde_json::Value>(&format!("http://{address}/api/s2s/peers"))
+            .await
+            .unwrap_err();
+        assert_eq!(err, FetchError::TooLarge);
+        // Under the cap the same server answers fine.
+        let address = serve_once(br#"{"peers": ["b.example"]}"#.to_vec());
+        let answer: serde_json::Value = client
+            .get_json(&format!("http://{address}/api/s2s/peers"))
+            .await
+            .unwrap();
+        assert_eq!(answer["peers"][0], "b.example");
+    }
+
 }

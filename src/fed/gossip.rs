@@ -652,6 +652,24 @@ mod tests {
     }
 
     #[test]
+    fn our_reply_from_a_table_larger_than_the_cap_is_capped_and_pages_on() {
+        let mut g = gossip();
+        let n = GOSSIP_REPLY_MAX + 10;
+        assert!(n <= MAX_PEERS);
+        for i in 0..n {
+            assert!(g.add_known(&format!("p{i:05}.example"), i as i64));
+        }
+        // Whatever limit is asked for, one page holds at most the cap.
+        let first = g.reply(None, usize::MAX);
+        assert_eq!(first.peers.len(), GOSSIP_REPLY_MAX);
+        assert_eq!(first.peers[0], "p00000.example");
+        // The rest comes on the next page, none repeated.
+        let second = g.reply(first.next.as_deref(), usize::MAX);
+        assert_eq!(second.peers.len(), 10);
+        assert!(second.peers.iter().all(|p| !first.peers.contains(p)));
+    }
+
+    #[test]
     fn tick_asks_one_random_reachable_peer_each_interval() {
         let (mut g, mut rng) = (gossip(), rng());
         assert!(g.tick(0, &mut rng).is_empty(), "no peer, nothing to ask");

@@ -9,6 +9,7 @@ use super::activity::{ActivityError, Envelope, Payload, SharedFile};
 use crate::app::App;
 use crate::catalog::RemoteFile;
 use crate::chat::{lock, unix_now, ChatError};
+use crate::rate::RateTable;
 use crate::store::{fed as db, ChatKind};
 
 // The per-peer rate itself is `federation.inbox_per_second` (a burst of twice as many).
@@ -39,16 +40,24 @@ pub enum Received {
     Duplicate,
 }
 
+/// The inbox's rate per peer: spends one of `signer`'s tokens in `table` at `now`, or the
+/// 429 refusal when its burst is spent and no token has come back yet.
+pub fn check_rate(table: &mut RateTable<String>, signer: &str, now: Instant) -> Result<(), Refusal> {
+    if table.allow(signer.to_owned(), now) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            429,
+            format!("too many activities from {signer}; slow down"),
+        ))
+    }
+}
+
 /// Checks and applies one envelope delivered by `signer` (the domain whose key signed the
 /// request).
 pub async fn receive(app: &App, signer: &str, body: &[u8]) -> Result<Received, Refusal> {
     let fed = &app.fed;
-    if !lock(&fed.inner.inbox_rate).allow(signer.to_owned(), Instant::now()) {
-        return Err(Refusal::new(
-            429,
-            format!("too many activities from {signer}; slow down"),
-        ));
-    }
+    check_rate(&mut lock(&fed.inner.inbox_rate), signer, Instant::now())?;
     let envelope = Envelope::parse(body).map_err(|e| Refusal::new(400, e.to_string()))?;
     // The actor's instance must be the signer: nobody speaks for another instance's users.
     let actor_domain = envelope
@@ -146,5 +155,73 @@ fn remote_file(f: SharedFile) -> RemoteFile {
         name: f.name,
         path: f.path,
         size: f.size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RateTable<String> {
+        RateTable::new(INBOX_BURST, INBOX_REFILL, INBOX_RATE_TABLE)
+    }
+
+    #[test]
+    fn a_peer_over_its_inbox_burst_gets_429_and_others_do_not() {
+        let mut rate = table();
+        let t0 = Instant::now();
+        for i in 0..INBOX_BURST {
+            assert_eq!(check_rate(&mut rate, "b.example", t0), Ok(()), "activity {i}");
+        }
+        let refused = check_rate(&mut rate, "b.example", t0).unwrap_err();
+        assert_eq!(refused.status, 429);
+        assert!(refused.reason.contains("b.example"), "{}", refused.reason);
+        // Still refused at the same instant: a refusal spends nothing and earns nothing.
+        assert!(check_rate(&mut rate, "b.example", t0).is_err());
+        // Another peer has its own bucket.
+        assert_eq!(check_rate(&mut rate, "c.example", t0), Ok(()));
+        // One token comes back per INBOX_REFILL, and only one.
+        let t1 = t0 + INBOX_REFILL;
+        assert_eq!(check_rate(&mut rate, "b.example", t1), Ok(()));
+        assert!(check_rate(&mut rate, "b.example", t1).is_err());
+    }
+
+    #[test]
+    fn a_peer_sending_steadily_over_the_inbox_rate_is_held_to_it() {
+        let mut rate = table();
+        let t0 = Instant::now();
+        // Twice the rate for a second, after the burst: about half is accepted.
+        let per_second = (std::time::Duration::from_secs(1).as_nanos() / INBOX_REFILL.as_nanos()) as u32;
+        let sent = 2 * per_second;
+        let step = std::time::Duration::from_secs(1) / sent;
+        let accepted = (0..INBOX_BURST + sent)
+            .filter(|i| {
+                let at = t0 + step * i.saturating_sub(INBOX_BURST);
+                check_rate(&mut rate, "b.example", at).is_ok()
+            })
+            .count() as u32;
+        let over_burst = accepted - INBOX_BURST;
+        assert!(
+            over_burst.abs_diff(per_second) <= 2,
+            "{over_burst} accepted past the burst in a second, the rate is {per_second}"
+        );
+    }
+
+    #[test]
+    fn the_inbox_rate_table_keeps_a_spent_peer_while_new_peers_arrive() {
+        let mut rate = table();
+        let t0 = Instant::now();
+        for _ in 0..INBOX_BURST {
+            check_rate(&mut rate, "b.example", t0).unwrap();
+        }
+        // More peers than the table holds: the spent bucket is not the one forgotten.
+        for i in 0..INBOX_RATE_TABLE {
+            let _ = check_rate(&mut rate, &format!("p{i}.example"), t0);
+        }
+        assert!(check_rate(&mut rate, "b.example", t0).is_err());
+        // Once every bucket has refilled, the next peer finds the table emptied of them.
+        let full = t0 + INBOX_REFILL * INBOX_BURST;
+        check_rate(&mut rate, "d.example", full).unwrap();
+        assert_eq!(rate.len(), 1);
     }
 }

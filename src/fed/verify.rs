@@ -336,6 +336,7 @@ impl Verifier {
             tracing::info!(%domain, "cannot fetch a signer's key: {e}");
             Refusal::unauthorized(match e {
                 FetchError::Invalid(_) => "the signer's instance document is invalid",
+                FetchError::Forbidden(_) => "the signer's address is not one federation reaches",
                 _ => "cannot fetch the signer's key",
             })
         })?;

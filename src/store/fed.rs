@@ -108,6 +108,25 @@ pub fn enqueue(
     envelope: &str,
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
+    enqueue_bounded(
+        conn,
+        activity_id,
+        envelope,
+        now,
+        MAX_PENDING_PER_PEER,
+        PENDING_CHECK_EVERY,
+    )
+}
+
+/// [`enqueue`] with the pending bound and its check interval passed in.
+fn enqueue_bounded(
+    conn: &mut Connection,
+    activity_id: &str,
+    envelope: &str,
+    now: i64,
+    max_pending: i64,
+    check_every: i64,
+) -> Result<Vec<String>, StoreError> {
     let tx = conn.transaction()?;
     tx.execute(
         "INSERT INTO outbox (activity_id, envelope, created_at) VALUES (?1, ?2, ?3)",
@@ -125,17 +144,27 @@ pub fn enqueue(
     };
     // Over the bound: drop the oldest owed (a rare, logged event). Counting costs a scan of
     // what a peer is owed, so it runs every PENDING_CHECK_EVERY activities.
-    if seq % PENDING_CHECK_EVERY == 0 {
+    if seq % check_every.max(1) == 0 {
+        let mut dropped_any = false;
         for peer in &owed {
-            let excess = owed_count(&tx, peer)? - MAX_PENDING_PER_PEER;
+            let excess = owed_count(&tx, peer)? - max_pending;
             if excess > 0 {
+                dropped_any = true;
                 tx.execute(
                     "DELETE FROM deliveries WHERE peer = ?1 AND seq IN
                        (SELECT seq FROM deliveries WHERE peer = ?1 ORDER BY seq LIMIT ?2)",
                     params![peer, excess],
                 )?;
-                tracing::warn!(%peer, dropped = excess, "peer owed more than {MAX_PENDING_PER_PEER} activities: dropped its oldest");
+                tracing::warn!(%peer, dropped = excess, "peer owed more than {max_pending} activities: dropped its oldest");
             }
+        }
+        if dropped_any {
+            // Activities no peer is owed any more leave the outbox.
+            tx.execute(
+                "DELETE FROM outbox WHERE seq < ?1
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = outbox.seq)",
+                [seq],
+            )?;
         }
     }
     if owed.is_empty() {
@@ -190,6 +219,11 @@ pub fn first_sight(conn: &Connection, activity_id: &str, now: i64) -> Result<boo
 
 /// Forgets applied ids older than [`SEEN_KEEP_SECS`], and the oldest past [`MAX_SEEN`].
 pub fn prune_seen(conn: &Connection, now: i64) -> Result<usize, StoreError> {
+    prune_seen_bounded(conn, now, MAX_SEEN)
+}
+
+/// [`prune_seen`] keeping at most `max_seen` ids.
+fn prune_seen_bounded(conn: &Connection, now: i64, max_seen: i64) -> Result<usize, StoreError> {
     let old = conn.execute(
         "DELETE FROM inbox_seen WHERE received_at < ?1",
         [now - SEEN_KEEP_SECS],
@@ -198,7 +232,7 @@ pub fn prune_seen(conn: &Connection, now: i64) -> Result<usize, StoreError> {
         "DELETE FROM inbox_seen WHERE activity_id IN (
             SELECT activity_id FROM inbox_seen ORDER BY received_at
             LIMIT MAX(0, (SELECT COUNT(*) FROM inbox_seen) - ?1))",
-        [MAX_SEEN],
+        [max_seen],
     )?;
     Ok(old + excess)
 }
@@ -258,4 +292,52 @@ mod tests {
         assert_eq!(prune_seen(&conn, SEEN_KEEP_SECS + 1).unwrap(), 1);
         assert!(first_sight(&conn, "x", SEEN_KEEP_SECS + 2).unwrap());
     }
+
+    #[test]
+    fn a_peer_owed_more_than_the_bound_loses_its_oldest_and_keeps_the_order() {
+        let mut conn = crate::store::open_in_memory();
+        add_peer(&conn, "b.test", 0).unwrap();
+        add_peer(&conn, "c.test", 0).unwrap();
+        // c keeps up; b is away.
+        for i in 0..12 {
+            enqueue_bounded(&mut conn, &format!("id{i}"), &format!("e{i}"), i, 5, 4).unwrap();
+            for (seq, _) in owed(&conn, "c.test", 10).unwrap() {
+                delivered(&conn, "c.test", seq).unwrap();
+            }
+        }
+        // Checked at the 4th, 8th and 12th activity: b keeps the newest 5, in order.
+        let b: Vec<String> = owed(&conn, "b.test", 100)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(b, ["e7", "e8", "e9", "e10", "e11"]);
+        assert_eq!(owed_count(&conn, "c.test").unwrap(), 0);
+        // The dropped activities left the outbox (nobody is owed them), the kept ones did not.
+        assert!(outbox_seq(&conn, "id6").unwrap().is_none());
+        assert!(outbox_seq(&conn, "id7").unwrap().is_some());
+        // Between checks a peer may briefly hold a little more, never more than a check's worth.
+        enqueue_bounded(&mut conn, "id12", "e12", 12, 5, 4).unwrap();
+        assert_eq!(owed_count(&conn, "b.test").unwrap(), 6);
+    }
+
+    #[test]
+    fn past_the_applied_id_bound_the_oldest_are_forgotten_first() {
+        let conn = crate::store::open_in_memory();
+        for i in 0..6 {
+            assert!(first_sight(&conn, &format!("id{i}"), 100 + i).unwrap());
+        }
+        assert_eq!(prune_seen_bounded(&conn, 110, 4).unwrap(), 2);
+        // The newest four are still recognised as repeats...
+        for i in 2..6 {
+            assert!(!first_sight(&conn, &format!("id{i}"), 111).unwrap(), "id{i}");
+        }
+        // ...the two oldest were forgotten.
+        for i in 0..2 {
+            assert!(first_sight(&conn, &format!("id{i}"), 111).unwrap(), "id{i}");
+        }
+        // Under the bound, nothing young is forgotten.
+        assert_eq!(prune_seen_bounded(&conn, 112, 10).unwrap(), 0);
+    }
+
 }

@@ -6,6 +6,7 @@ mod bidi;
 mod chat;
 mod exec;
 mod federation;
+mod federation_profiles;
 mod federation_refusals;
 mod federation_sig;
 mod fetch;
