@@ -154,9 +154,10 @@ impl Server {
         conn.query_row(
             "SELECT count(*) FROM chat_lines WHERE from_domain = ?1",
             [domain],
-            |row| row.get(0),
+            |row| row.get::<_, i64>(0),
         )
         .expect("count chat lines")
+        .unsigned_abs()
     }
 }
 
