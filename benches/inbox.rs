@@ -137,7 +137,8 @@ impl Server {
         // Fields after the command name (which may hold spaces) start at field 3.
         let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        let ticks: u64 =
+            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         ticks as f64 / hz
@@ -284,16 +285,31 @@ struct Run {
 }
 
 /// Starts a fresh A with `config`, lets it pin D's key, posts `requests` and counts.
-fn run(bin: &Path, d: &Server, key: &InstanceKey, config: &str, n: usize, users: usize, connections: usize) -> Run {
+fn run(
+    bin: &Path,
+    d: &Server,
+    key: &InstanceKey,
+    config: &str,
+    n: usize,
+    users: usize,
+    connections: usize,
+) -> Run {
     let a = Server::start(bin, "127.0.0.2", config);
     // First contact: A fetches D's instance document and pins its key.
     let warm = signed_request(key, d, &a, n, users);
     let status = Connection::new((a.ip.clone(), a.http_port)).send(&warm);
-    assert_eq!(status, 202, "the first activity was refused; A log:\n{}", log_of(&a));
+    assert_eq!(
+        status,
+        202,
+        "the first activity was refused; A log:\n{}",
+        log_of(&a)
+    );
     let before_lines = a.chat_lines_from(&d.domain);
 
     eprintln!("  signing {n} activities as {} ...", d.domain);
-    let requests: Vec<Vec<u8>> = (0..n).map(|i| signed_request(key, d, &a, i, users)).collect();
+    let requests: Vec<Vec<u8>> = (0..n)
+        .map(|i| signed_request(key, d, &a, i, users))
+        .collect();
     let mut shares: Vec<Vec<Vec<u8>>> = (0..connections).map(|_| Vec::new()).collect();
     for (i, r) in requests.into_iter().enumerate() {
         shares[i % connections].push(r);
@@ -318,9 +334,16 @@ fn run(bin: &Path, d: &Server, key: &InstanceKey, config: &str, n: usize, users:
     let wall = start.elapsed().as_secs_f64();
     let cpu = a.cpu_seconds() - cpu_before;
     let applied = a.chat_lines_from(&d.domain) - before_lines;
-    let other: Vec<u16> = statuses.iter().copied().filter(|s| *s != 202 && *s != 429).collect();
+    let other: Vec<u16> = statuses
+        .iter()
+        .copied()
+        .filter(|s| *s != 202 && *s != 429)
+        .collect();
     if !other.is_empty() {
-        eprintln!("  unexpected answers; A log tail:\n{}", tail(&log_of(&a), 20));
+        eprintln!(
+            "  unexpected answers; A log tail:\n{}",
+            tail(&log_of(&a), 20)
+        );
     }
     Run {
         sent: statuses.len(),
@@ -369,8 +392,15 @@ fn verify_costs(key: &InstanceKey, d: &Server, runs: usize) -> (f64, f64, f64) {
     );
     let body = Envelope::seal(&activity, key.key_id(), |m| key.sign(m)).to_bytes();
     let target = format!("{base}{INBOX}");
-    let h = signature::sign(key, "POST", &target, Some(&body), unix_now(), &signature::new_nonce())
-        .expect("sign");
+    let h = signature::sign(
+        key,
+        "POST",
+        &target,
+        Some(&body),
+        unix_now(),
+        &signature::new_nonce(),
+    )
+    .expect("sign");
     let public = key.public_key();
     let incoming = Incoming {
         method: "POST",
@@ -428,10 +458,7 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut runs = Vec::new();
     for (label, config) in [
-        (
-            "1000 (default)".to_owned(),
-            "# defaults\n".to_owned(),
-        ),
+        ("1000 (default)".to_owned(), "# defaults\n".to_owned()),
         (
             format!("{raised} (raised)"),
             format!("[federation]\ninbox_per_second = {raised}\n"),

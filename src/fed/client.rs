@@ -428,7 +428,11 @@ mod tests {
     }
 
     fn client(dev: bool) -> Client {
-        let base = if dev { "http://a.example" } else { "https://a.example" };
+        let base = if dev {
+            "http://a.example"
+        } else {
+            "https://a.example"
+        };
         Client::new(Arc::new(InstanceKey::generate(base)), dev, None).unwrap()
     }
 
@@ -457,17 +461,26 @@ mod tests {
         assert!(matches!(err, FetchError::Invalid(_)), "{err}");
         let cases: [(&str, &str, &[&str]); 5] = [
             ("https://10.0.0.1/api/s2s/peers", "10.0.0.1", &["10.0.0.1"]),
-            ("https://127.0.0.1/api/s2s/catalog", "127.0.0.1", &["127.0.0.1"]),
-            ("https://192.168.1.1:8443/x", "192.168.1.1:8443", &["192.168.1.1"]),
+            (
+                "https://127.0.0.1/api/s2s/catalog",
+                "127.0.0.1",
+                &["127.0.0.1"],
+            ),
+            (
+                "https://192.168.1.1:8443/x",
+                "192.168.1.1:8443",
+                &["192.168.1.1"],
+            ),
             ("https://[::1]/x", "[::1]", &["::1"]),
             // A name is resolved (here by /etc/hosts, no network) and its addresses checked.
-            ("https://localhost/api/s2s/user/x", "localhost", &["127.0.0.1", "::1"]),
+            (
+                "https://localhost/api/s2s/user/x",
+                "localhost",
+                &["127.0.0.1", "::1"],
+            ),
         ];
         for (url, domain, addresses) in cases {
-            let err = client
-                .get_json::<serde_json::Value>(url)
-                .await
-                .unwrap_err();
+            let err = client.get_json::<serde_json::Value>(url).await.unwrap_err();
             assert_forbidden(&err, domain, addresses);
             let err = client.post_json(url, b"{}".to_vec()).await.unwrap_err();
             assert_forbidden(&err, domain, addresses);
@@ -488,10 +501,7 @@ mod tests {
             ("http://0.0.0.0:9/x", "0.0.0.0:9", "0.0.0.0"),
             ("http://224.0.0.1:9/x", "224.0.0.1:9", "224.0.0.1"),
         ] {
-            let err = client
-                .get_json::<serde_json::Value>(url)
-                .await
-                .unwrap_err();
+            let err = client.get_json::<serde_json::Value>(url).await.unwrap_err();
             assert_forbidden(&err, domain, &[address]);
         }
     }
@@ -543,5 +553,4 @@ mod tests {
             .unwrap();
         assert_eq!(answer["peers"][0], "b.example");
     }
-
 }

@@ -42,7 +42,11 @@ pub enum Received {
 
 /// The inbox's rate per peer: spends one of `signer`'s tokens in `table` at `now`, or the
 /// 429 refusal when its burst is spent and no token has come back yet.
-pub fn check_rate(table: &mut RateTable<String>, signer: &str, now: Instant) -> Result<(), Refusal> {
+pub fn check_rate(
+    table: &mut RateTable<String>,
+    signer: &str,
+    now: Instant,
+) -> Result<(), Refusal> {
     if table.allow(signer.to_owned(), now) {
         Ok(())
     } else {
@@ -161,17 +165,31 @@ fn remote_file(f: SharedFile) -> RemoteFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::FederationConfig;
+
+    /// The default per-peer burst and the time one activity's token takes to come back.
+    fn burst() -> u32 {
+        FederationConfig::default().inbox_rate().0
+    }
+
+    fn refill() -> std::time::Duration {
+        FederationConfig::default().inbox_rate().1
+    }
 
     fn table() -> RateTable<String> {
-        RateTable::new(INBOX_BURST, INBOX_REFILL, INBOX_RATE_TABLE)
+        RateTable::new(burst(), refill(), INBOX_RATE_TABLE)
     }
 
     #[test]
     fn a_peer_over_its_inbox_burst_gets_429_and_others_do_not() {
         let mut rate = table();
         let t0 = Instant::now();
-        for i in 0..INBOX_BURST {
-            assert_eq!(check_rate(&mut rate, "b.example", t0), Ok(()), "activity {i}");
+        for i in 0..burst() {
+            assert_eq!(
+                check_rate(&mut rate, "b.example", t0),
+                Ok(()),
+                "activity {i}"
+            );
         }
         let refused = check_rate(&mut rate, "b.example", t0).unwrap_err();
         assert_eq!(refused.status, 429);
@@ -180,8 +198,8 @@ mod tests {
         assert!(check_rate(&mut rate, "b.example", t0).is_err());
         // Another peer has its own bucket.
         assert_eq!(check_rate(&mut rate, "c.example", t0), Ok(()));
-        // One token comes back per INBOX_REFILL, and only one.
-        let t1 = t0 + INBOX_REFILL;
+        // One token comes back per refill(), and only one.
+        let t1 = t0 + refill();
         assert_eq!(check_rate(&mut rate, "b.example", t1), Ok(()));
         assert!(check_rate(&mut rate, "b.example", t1).is_err());
     }
@@ -191,16 +209,17 @@ mod tests {
         let mut rate = table();
         let t0 = Instant::now();
         // Twice the rate for a second, after the burst: about half is accepted.
-        let per_second = (std::time::Duration::from_secs(1).as_nanos() / INBOX_REFILL.as_nanos()) as u32;
+        let per_second =
+            (std::time::Duration::from_secs(1).as_nanos() / refill().as_nanos()) as u32;
         let sent = 2 * per_second;
         let step = std::time::Duration::from_secs(1) / sent;
-        let accepted = (0..INBOX_BURST + sent)
+        let accepted = (0..burst() + sent)
             .filter(|i| {
-                let at = t0 + step * i.saturating_sub(INBOX_BURST);
+                let at = t0 + step * i.saturating_sub(burst());
                 check_rate(&mut rate, "b.example", at).is_ok()
             })
             .count() as u32;
-        let over_burst = accepted - INBOX_BURST;
+        let over_burst = accepted - burst();
         assert!(
             over_burst.abs_diff(per_second) <= 2,
             "{over_burst} accepted past the burst in a second, the rate is {per_second}"
@@ -211,7 +230,7 @@ mod tests {
     fn the_inbox_rate_table_keeps_a_spent_peer_while_new_peers_arrive() {
         let mut rate = table();
         let t0 = Instant::now();
-        for _ in 0..INBOX_BURST {
+        for _ in 0..burst() {
             check_rate(&mut rate, "b.example", t0).unwrap();
         }
         // More peers than the table holds: the spent bucket is not the one forgotten.
@@ -220,7 +239,7 @@ mod tests {
         }
         assert!(check_rate(&mut rate, "b.example", t0).is_err());
         // Once every bucket has refilled, the next peer finds the table emptied of them.
-        let full = t0 + INBOX_REFILL * INBOX_BURST;
+        let full = t0 + refill() * burst();
         check_rate(&mut rate, "d.example", full).unwrap();
         assert_eq!(rate.len(), 1);
     }

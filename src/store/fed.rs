@@ -330,7 +330,10 @@ mod tests {
         assert_eq!(prune_seen_bounded(&conn, 110, 4).unwrap(), 2);
         // The newest four are still recognised as repeats...
         for i in 2..6 {
-            assert!(!first_sight(&conn, &format!("id{i}"), 111).unwrap(), "id{i}");
+            assert!(
+                !first_sight(&conn, &format!("id{i}"), 111).unwrap(),
+                "id{i}"
+            );
         }
         // ...the two oldest were forgotten.
         for i in 0..2 {
@@ -339,5 +342,4 @@ mod tests {
         // Under the bound, nothing young is forgotten.
         assert_eq!(prune_seen_bounded(&conn, 112, 10).unwrap(), 0);
     }
-
 }

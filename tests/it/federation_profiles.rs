@@ -48,7 +48,8 @@ fn whois_of_a_remote_user_shows_her_bio_joined_and_keys_from_her_home() {
     let keys = seen["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 1);
     assert!(
-        kb.public().contains(keys[0]["public_key"].as_str().unwrap()),
+        kb.public()
+            .contains(keys[0]["public_key"].as_str().unwrap()),
         "{keys:?}"
     );
     assert!(keys[0]["fingerprint"]
