@@ -13,6 +13,7 @@ use super::identity::{
     key_id_domain, key_id_for, plausible_domain, InstanceKey, PublicKey, INSTANCE_PATH,
 };
 use super::signature;
+use crate::config::Scheme;
 
 /// Time to open the TCP connection (and finish the TLS handshake's connect step).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,17 +108,18 @@ struct Inner {
     agent: ureq::Agent,
     /// What every request is signed with.
     key: Arc<InstanceKey>,
-    /// Dev mode: `http://` peers allowed.
-    dev: bool,
+    /// The one scheme peers are reached with (`Config::scheme`): URLs of another are refused.
+    scheme: Scheme,
 }
 
 impl Client {
-    /// A client signing with `key`. In dev mode `http://` URLs are allowed, and
-    /// `extra_root_pem` (a PEM CA certificate file, `federation.dev_trusted_root`) is the
-    /// root trusted for `https://` instead of the public roots.
+    /// A client signing with `key`, reaching peers over `scheme` only (`Config::scheme`:
+    /// `http://` only in dev mode without a trusted root). `extra_root_pem` (a PEM CA
+    /// certificate file, `federation.dev_trusted_root`, which `Config::validate` allows in dev
+    /// mode only) is the root trusted for `https://` instead of the public roots.
     pub fn new(
         key: Arc<InstanceKey>,
-        dev: bool,
+        scheme: Scheme,
         extra_root_pem: Option<PathBuf>,
     ) -> anyhow::Result<Client> {
         let mut config = ureq::Agent::config_builder()
@@ -128,12 +130,12 @@ impl Client {
             .http_status_as_error(false)
             // A redirect would send a signature made for one URL to another.
             .max_redirects(0)
-            .https_only(!dev)
+            .https_only(scheme == Scheme::Https)
             .user_agent(concat!("rosewire/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = extra_root_pem {
             anyhow::ensure!(
-                dev,
-                "federation.dev_trusted_root is for development only; set dev = true or remove it"
+                scheme == Scheme::Https,
+                "federation.dev_trusted_root is a root for https://, but peers are reached over {scheme}"
             );
             let roots = read_roots(&path)?;
             config = config.tls_config(
@@ -146,7 +148,7 @@ impl Client {
             inner: Arc::new(Inner {
                 agent: config.build().into(),
                 key,
-                dev,
+                scheme,
             }),
         })
     }
@@ -156,8 +158,9 @@ impl Client {
         &self.inner.key
     }
 
-    pub fn dev(&self) -> bool {
-        self.inner.dev
+    /// The scheme peers are reached with: every peer URL and key id is `{scheme}DOMAIN...`.
+    pub fn scheme(&self) -> Scheme {
+        self.inner.scheme
     }
 
     /// A signed GET of `url`, its JSON answer parsed.
@@ -187,7 +190,7 @@ impl Client {
         if !plausible_domain(domain) {
             return Err(FetchError::Invalid(format!("{domain:?} is not a domain")));
         }
-        let base = crate::config::base_url(domain, self.inner.dev);
+        let base = self.inner.scheme.base_url(domain);
         let doc: InstanceDoc = self.get_json(&format!("{base}{INSTANCE_PATH}")).await?;
         let key = doc.key_for(domain, &base)?;
         Ok((doc, key))
@@ -199,11 +202,10 @@ impl Client {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, FetchError> {
-        let scheme_ok =
-            url.starts_with("https://") || (self.inner.dev && url.starts_with("http://"));
-        if !scheme_ok {
+        let scheme = self.inner.scheme;
+        if !url.starts_with(scheme.prefix()) {
             return Err(FetchError::Invalid(format!(
-                "{url}: peers are reached over https:// (http:// only with --dev)"
+                "{url}: peers are reached over {scheme} here (http:// only with --dev and no federation.dev_trusted_root)"
             )));
         }
         let inner = self.inner.clone();
@@ -340,20 +342,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn plain_http_is_refused_outside_dev_mode() {
+    async fn a_url_of_another_scheme_than_the_networks_is_refused() {
         let key = Arc::new(InstanceKey::generate("https://a.example"));
-        let client = Client::new(key, false, None).unwrap();
+        let client = Client::new(key.clone(), Scheme::Https, None).unwrap();
         let err = client
             .post_json("http://127.0.0.1:9/x", vec![])
             .await
             .unwrap_err();
         assert!(matches!(err, FetchError::Invalid(_)), "{err}");
+        // A plain-http dev network does not speak https either: one network, one scheme.
+        let client = Client::new(key, Scheme::Http, None).unwrap();
+        let err = client
+            .post_json("https://127.0.0.1:9/x", vec![])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("over http://"), "{err}");
     }
 
     #[tokio::test]
     async fn a_domain_that_could_change_the_url_is_refused() {
         let key = Arc::new(InstanceKey::generate("http://a.example"));
-        let client = Client::new(key, true, None).unwrap();
+        let client = Client::new(key, Scheme::Http, None).unwrap();
         for bad in ["evil.example/x?", "user@evil.example", ""] {
             assert!(
                 matches!(client.instance(bad).await, Err(FetchError::Invalid(_))),
@@ -363,16 +372,16 @@ mod tests {
     }
 
     #[test]
-    fn a_trusted_root_needs_dev_mode_and_a_certificate() {
+    fn a_trusted_root_needs_https_and_a_certificate() {
         let key = Arc::new(InstanceKey::generate("https://a.example"));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
-        let err = Client::new(key.clone(), false, Some(path.clone()))
+        let err = Client::new(key.clone(), Scheme::Http, Some(path.clone()))
             .err()
             .unwrap();
-        assert!(err.to_string().contains("set dev = true"), "{err}");
-        let err = Client::new(key, true, Some(path)).err().unwrap();
+        assert!(err.to_string().contains("reached over http://"), "{err}");
+        let err = Client::new(key, Scheme::Https, Some(path)).err().unwrap();
         assert!(err.to_string().contains("holds no certificate"), "{err:#}");
     }
 }

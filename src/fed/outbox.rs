@@ -77,7 +77,7 @@ impl Federation {
     ) {
         let url = format!(
             "{}/api/s2s/inbox",
-            crate::config::base_url(peer, self.inner.dev)
+            self.inner.scheme.base_url(peer)
         );
         loop {
             // Wait until the schedule allows an attempt.
