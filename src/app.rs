@@ -75,7 +75,7 @@ impl App {
     /// client). Done once at start; tests may set their own fetcher instead.
     pub fn fetch_remote_profiles(&self) {
         let client = self.fed.client().clone();
-        let dev = self.config.dev;
+        let scheme = self.config.scheme();
         let _ = self
             .users
             .set_remote_profiles(Arc::new(move |address: Address| {
@@ -84,7 +84,7 @@ impl App {
                     crate::fed::profile::fetch_remote(
                     |url| async move { client.get_json::<crate::profile::ProfileDoc>(&url).await },
                     &address,
-                    dev,
+                    scheme,
                 )
                 .await
                 .map_err(|e| e.to_string())

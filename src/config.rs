@@ -239,7 +239,10 @@ pub struct FederationConfig {
     /// Peers to contact first (base URLs such as `https://rose.example`).
     pub bootstrap: Vec<String>,
     /// Development and tests only (needs `dev = true`): a PEM CA certificate trusted for
-    /// peers' `https://` instead of the public roots, such as a test CA.
+    /// peers' `https://` instead of the public roots, such as a test CA. Setting it makes the
+    /// dev network speak TLS: this instance (its base URL and key id) and every peer are
+    /// reached over `https://`, not the plain `http://` of other dev networks (see
+    /// [`Config::scheme`]); serve HTTPS with `http.tls_cert`/`tls_key` from the same CA.
     pub dev_trusted_root: Option<PathBuf>,
     /// Most shared files kept from one peer (its users' files together); new files past it
     /// are left out, with a log line. 0 keeps none: search covers local files only.
@@ -474,16 +477,9 @@ impl Config {
             ));
         }
         for url in &self.federation.bootstrap {
-            let scheme_ok = url.starts_with("https://") || (self.dev && url.starts_with("http://"));
-            if !scheme_ok {
-                return invalid(format!(
-                    "bootstrap peer {url:?} must start with https://{}",
-                    if self.dev {
-                        " or http://"
-                    } else {
-                        " (http:// needs --dev)"
-                    }
-                ));
+            // The peer is reached over the network's scheme: the URL must say so.
+            if let Err(e) = crate::fed::target::domain_from_url(url, self.scheme(), self.dev) {
+                return invalid(format!("federation.bootstrap: {e}"));
             }
         }
         if let Some(root) = &self.federation.dev_trusted_root {
@@ -551,9 +547,20 @@ impl Config {
         }
     }
 
-    /// Where this instance's HTTP API is reached: `https://DOMAIN`, or `http://` in dev mode.
+    /// How instances reach each other: `https://`, except in dev mode without
+    /// `federation.dev_trusted_root`, where test instances speak plain `http://`. A dev
+    /// network with a test CA (the trusted root set) speaks `https://` like a real one.
+    pub fn scheme(&self) -> Scheme {
+        if self.dev && self.federation.dev_trusted_root.is_none() {
+            Scheme::Http
+        } else {
+            Scheme::Https
+        }
+    }
+
+    /// Where this instance's HTTP API is reached: `{scheme}://DOMAIN` (see [`Config::scheme`]).
     pub fn base_url(&self) -> String {
-        base_url(&self.domain, self.dev)
+        self.scheme().base_url(&self.domain)
     }
 
     pub fn config_path_in_data_dir(data_dir: &Path) -> PathBuf {
@@ -561,10 +568,44 @@ impl Config {
     }
 }
 
-/// Where an instance named `domain` is reached: `https://DOMAIN`, or `http://` in dev mode.
-pub fn base_url(domain: &str, dev: bool) -> String {
-    let scheme = if dev { "http" } else { "https" };
-    format!("{scheme}://{domain}")
+/// The scheme every instance URL of a network uses, ours and every peer's alike: one
+/// network speaks one scheme. Chosen once by [`Config::scheme`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// The rule: TLS, verified against the public roots (or, in dev mode, the test CA of
+    /// `federation.dev_trusted_root`).
+    Https,
+    /// Dev mode without a trusted root only: plain HTTP between local test instances.
+    Http,
+}
+
+impl Scheme {
+    /// `"https://"` or `"http://"`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Scheme::Https => "https://",
+            Scheme::Http => "http://",
+        }
+    }
+
+    /// Where an instance named `domain` is reached: `https://DOMAIN` (or `http://DOMAIN`).
+    pub fn base_url(self, domain: &str) -> String {
+        format!("{}{domain}", self.prefix())
+    }
+
+    /// The port of a domain that names none: 443, or 80.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Https => 443,
+            Scheme::Http => 80,
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.prefix())
+    }
 }
 
 /// A host name of letters, digits, `-` and `.`; in dev mode also `host:port`.
@@ -654,6 +695,14 @@ mod tests {
         check("domain = \"a.example:8080\"", "a.example:8080");
         check("[chat]\nreplay_lines = 100000", "100000");
         check("[federation]\nbootstrap = [\"http://x\"]", "needs --dev");
+        check(
+            "dev = true\n[federation]\nbootstrap = [\"https://127.0.0.2:8443\"]",
+            "must start with http://",
+        );
+        check(
+            "[federation]\nbootstrap = [\"https://rose.example/inbox\"]",
+            "has a path",
+        );
         check(
             "[federation]\ndev_trusted_root = \"/etc/hostname\"",
             "for development only",
@@ -748,6 +797,22 @@ mod tests {
         config.settle_domain(8443);
         assert_eq!(config.domain, "127.0.0.3:8443");
         assert_eq!(config.base_url(), "http://127.0.0.3:8443");
+    }
+
+    #[test]
+    fn peers_speak_https_unless_dev_without_a_trusted_root() {
+        let scheme = |text: &str| parse(text).unwrap().scheme();
+        assert_eq!(scheme(""), Scheme::Https);
+        assert_eq!(scheme("dev = true"), Scheme::Http);
+        let ca = "dev = true\ndomain = \"127.0.0.2:8443\"\n[federation]\ndev_trusted_root = \"/etc/hostname\"\nbootstrap = [\"https://127.0.0.3:8443\"]";
+        let config = parse(ca).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.scheme(), Scheme::Https);
+        assert_eq!(config.base_url(), "https://127.0.0.2:8443");
+        // A plain-http bootstrap URL does not fit a TLS dev network.
+        let plain = ca.replace("https://127.0.0.3", "http://127.0.0.3");
+        let err = parse(&plain).unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("dev_trusted_root set"), "{err}");
     }
 
     #[test]

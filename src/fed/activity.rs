@@ -15,6 +15,8 @@ use rosewire_shell::Address;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::config::Scheme;
+
 /// Files listed in one share or unshare activity; a larger share travels as several.
 pub const MAX_FILES_PER_ACTIVITY: usize = 100;
 /// Longest activity id, in bytes.
@@ -188,15 +190,16 @@ impl Activity {
     }
 
     /// Parses and checks the wire JSON: schema, bounds, actor address, and that the id lives
-    /// under the actor's instance (`dev` decides the scheme, as for every peer URL).
-    pub fn from_json(value: Value, dev: bool) -> Result<Activity, ActivityError> {
+    /// under the actor's instance (`{scheme}DOMAIN/api/s2s/activities/`, the scheme of every
+    /// peer URL).
+    pub fn from_json(value: Value, scheme: Scheme) -> Result<Activity, ActivityError> {
         let raw: RawActivity =
             serde_json::from_value(value).map_err(|e| ActivityError::Malformed(e.to_string()))?;
         bound("id", &raw.id, MAX_ID_BYTES)?;
         bound("actor", &raw.actor, MAX_ID_BYTES)?;
         let actor = parse_actor(&raw.actor)?;
         let domain = actor.domain.clone().unwrap_or_default();
-        let prefix = format!("{}{ID_PATH}", crate::config::base_url(&domain, dev));
+        let prefix = format!("{}{ID_PATH}", scheme.base_url(&domain));
         let opaque = raw.id.strip_prefix(&prefix).unwrap_or_default();
         if opaque.is_empty() || !opaque.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(ActivityError::ForeignId { id: raw.id, domain });
@@ -293,10 +296,10 @@ impl Envelope {
     /// of [`Proof::key_id`]).
     pub fn open(
         &self,
-        dev: bool,
+        scheme: Scheme,
         verify: impl FnOnce(&[u8], &[u8]) -> bool,
     ) -> Result<Activity, ActivityError> {
-        let activity = Activity::from_json(self.activity.clone(), dev)?;
+        let activity = Activity::from_json(self.activity.clone(), scheme)?;
         let key_domain = key_domain(&self.proof.key_id);
         if !key_domain.is_some_and(|d| d.eq_ignore_ascii_case(activity.domain())) {
             return Err(ActivityError::ForeignKey {
@@ -473,11 +476,11 @@ mod tests {
         let envelope = Envelope::seal(&activity, KEY_ID, fake_sign(1));
         let wire = Envelope::parse(&envelope.to_bytes()).unwrap();
         let opened = wire
-            .open(true, |m, s| fake_sign(1)(m).as_slice() == s)
+            .open(Scheme::Http, |m, s| fake_sign(1)(m).as_slice() == s)
             .unwrap();
         assert_eq!(opened, activity);
         assert_eq!(
-            wire.open(true, |m, s| fake_sign(2)(m).as_slice() == s),
+            wire.open(Scheme::Http, |m, s| fake_sign(2)(m).as_slice() == s),
             Err(ActivityError::BadProof)
         );
     }
@@ -488,7 +491,7 @@ mod tests {
         let mut wire = Envelope::parse(&envelope.to_bytes()).unwrap();
         wire.activity["object"]["text"] = json!("hellO");
         assert_eq!(
-            wire.open(true, |m, s| fake_sign(1)(m).as_slice() == s),
+            wire.open(Scheme::Http, |m, s| fake_sign(1)(m).as_slice() == s),
             Err(ActivityError::BadProof)
         );
     }
@@ -505,7 +508,7 @@ mod tests {
         assert!(canonical(&envelope.activity).starts_with("{\"actor\":\"@alice@a.test:8080\""));
         assert!(Envelope::parse(pretty.as_bytes())
             .unwrap()
-            .open(true, |m, s| fake_sign(1)(m).as_slice() == s)
+            .open(Scheme::Http, |m, s| fake_sign(1)(m).as_slice() == s)
             .is_ok());
     }
 
@@ -524,7 +527,7 @@ mod tests {
             fake_sign(1),
         );
         assert!(matches!(
-            envelope.open(true, |_, _| true),
+            envelope.open(Scheme::Http, |_, _| true),
             Err(ActivityError::ForeignKey { .. })
         ));
     }
@@ -535,13 +538,13 @@ mod tests {
         activity.id = "http://b.test:8080/api/s2s/activities/abc".into();
         let envelope = Envelope::seal(&activity, KEY_ID, fake_sign(1));
         assert!(matches!(
-            envelope.open(true, |_, _| true),
+            envelope.open(Scheme::Http, |_, _| true),
             Err(ActivityError::ForeignId { .. })
         ));
-        // Without --dev the origin is https://.
+        // On an https:// network (no --dev, or a dev network with a test CA) the origin is https://.
         let envelope = Envelope::seal(&say("hi"), KEY_ID, fake_sign(1));
         assert!(matches!(
-            envelope.open(false, |_, _| true),
+            envelope.open(Scheme::Https, |_, _| true),
             Err(ActivityError::ForeignId { .. })
         ));
     }
@@ -552,7 +555,7 @@ mod tests {
         let check = |edit: &dyn Fn(&mut Value)| {
             let mut v = base.clone();
             edit(&mut v);
-            Activity::from_json(v, true)
+            Activity::from_json(v, Scheme::Http)
         };
         assert!(check(&|_| {}).is_ok());
         assert!(matches!(

@@ -22,6 +22,7 @@ use super::identity::{
 };
 use super::signature;
 use super::target::{self, TargetError};
+use crate::config::Scheme;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 
 /// Time to open the TCP connection (and finish the TLS handshake's connect step).
@@ -122,16 +123,19 @@ struct Inner {
     agent: ureq::Agent,
     /// What every request is signed with.
     key: Arc<InstanceKey>,
-    /// Dev mode: `http://` peers allowed.
-    dev: bool,
+    /// The one scheme peers are reached with (`Config::scheme`): URLs of another are refused.
+    scheme: Scheme,
 }
 
 impl Client {
-    /// A client signing with `key`. In dev mode `http://` URLs are allowed, and
-    /// `extra_root_pem` (a PEM CA certificate file, `federation.dev_trusted_root`) is the
-    /// root trusted for `https://` instead of the public roots.
+    /// A client signing with `key`, reaching peers over `scheme` only (`Config::scheme`:
+    /// `http://` only in dev mode without a trusted root). `extra_root_pem` (a PEM CA
+    /// certificate file, `federation.dev_trusted_root`, which `Config::validate` allows in dev
+    /// mode only) is the root trusted for `https://` instead of the public roots. In `dev`
+    /// mode the SSRF check lets loopback and private addresses through.
     pub fn new(
         key: Arc<InstanceKey>,
+        scheme: Scheme,
         dev: bool,
         extra_root_pem: Option<PathBuf>,
     ) -> anyhow::Result<Client> {
@@ -143,14 +147,14 @@ impl Client {
             .http_status_as_error(false)
             // A redirect would send a signature made for one URL to another.
             .max_redirects(0)
-            .https_only(!dev)
+            .https_only(scheme == Scheme::Https)
             // A proxy resolves the name itself, out of reach of the SSRF check.
             .proxy(None)
             .user_agent(concat!("rosewire/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = extra_root_pem {
             anyhow::ensure!(
-                dev,
-                "federation.dev_trusted_root is for development only; set dev = true or remove it"
+                scheme == Scheme::Https,
+                "federation.dev_trusted_root is a root for https://, but peers are reached over {scheme}"
             );
             let roots = read_roots(&path)?;
             config = config.tls_config(
@@ -167,7 +171,7 @@ impl Client {
                     CheckedResolver { dev },
                 ),
                 key,
-                dev,
+                scheme,
             }),
         })
     }
@@ -177,8 +181,9 @@ impl Client {
         &self.inner.key
     }
 
-    pub fn dev(&self) -> bool {
-        self.inner.dev
+    /// The scheme peers are reached with: every peer URL and key id is `{scheme}DOMAIN...`.
+    pub fn scheme(&self) -> Scheme {
+        self.inner.scheme
     }
 
     /// A signed GET of `url`, its JSON answer parsed.
@@ -208,7 +213,7 @@ impl Client {
         if !plausible_domain(domain) {
             return Err(FetchError::Invalid(format!("{domain:?} is not a domain")));
         }
-        let base = crate::config::base_url(domain, self.inner.dev);
+        let base = self.inner.scheme.base_url(domain);
         let doc: InstanceDoc = self.get_json(&format!("{base}{INSTANCE_PATH}")).await?;
         let key = doc.key_for(domain, &base)?;
         Ok((doc, key))
@@ -220,11 +225,10 @@ impl Client {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, FetchError> {
-        let scheme_ok =
-            url.starts_with("https://") || (self.inner.dev && url.starts_with("http://"));
-        if !scheme_ok {
+        let scheme = self.inner.scheme;
+        if !url.starts_with(scheme.prefix()) {
             return Err(FetchError::Invalid(format!(
-                "{url}: peers are reached over https:// (http:// only with --dev)"
+                "{url}: peers are reached over {scheme} here (http:// only with --dev and no federation.dev_trusted_root)"
             )));
         }
         let inner = self.inner.clone();
@@ -391,20 +395,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn plain_http_is_refused_outside_dev_mode() {
+    async fn a_url_of_another_scheme_than_the_networks_is_refused() {
         let key = Arc::new(InstanceKey::generate("https://a.example"));
-        let client = Client::new(key, false, None).unwrap();
+        let client = Client::new(key.clone(), Scheme::Https, false, None).unwrap();
         let err = client
             .post_json("http://127.0.0.1:9/x", vec![])
             .await
             .unwrap_err();
         assert!(matches!(err, FetchError::Invalid(_)), "{err}");
+        // A plain-http dev network does not speak https either: one network, one scheme.
+        let client = Client::new(key, Scheme::Http, true, None).unwrap();
+        let err = client
+            .post_json("https://127.0.0.1:9/x", vec![])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("over http://"), "{err}");
     }
 
     #[tokio::test]
     async fn a_domain_that_could_change_the_url_is_refused() {
         let key = Arc::new(InstanceKey::generate("http://a.example"));
-        let client = Client::new(key, true, None).unwrap();
+        let client = Client::new(key, Scheme::Http, true, None).unwrap();
         for bad in ["evil.example/x?", "user@evil.example", ""] {
             assert!(
                 matches!(client.instance(bad).await, Err(FetchError::Invalid(_))),
@@ -414,16 +425,18 @@ mod tests {
     }
 
     #[test]
-    fn a_trusted_root_needs_dev_mode_and_a_certificate() {
+    fn a_trusted_root_needs_https_and_a_certificate() {
         let key = Arc::new(InstanceKey::generate("https://a.example"));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
-        let err = Client::new(key.clone(), false, Some(path.clone()))
+        let err = Client::new(key.clone(), Scheme::Http, true, Some(path.clone()))
             .err()
             .unwrap();
-        assert!(err.to_string().contains("set dev = true"), "{err}");
-        let err = Client::new(key, true, Some(path)).err().unwrap();
+        assert!(err.to_string().contains("reached over http://"), "{err}");
+        let err = Client::new(key, Scheme::Https, true, Some(path))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("holds no certificate"), "{err:#}");
     }
 
@@ -433,7 +446,8 @@ mod tests {
         } else {
             "https://a.example"
         };
-        Client::new(Arc::new(InstanceKey::generate(base)), dev, None).unwrap()
+        let scheme = if dev { Scheme::Http } else { Scheme::Https };
+        Client::new(Arc::new(InstanceKey::generate(base)), scheme, dev, None).unwrap()
     }
 
     /// `err` is the SSRF refusal, naming the domain and one of `addresses`.

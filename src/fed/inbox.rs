@@ -84,7 +84,7 @@ pub async fn receive(app: &App, signer: &str, body: &[u8]) -> Result<Received, R
         .await
         .ok_or_else(|| Refusal::new(401, format!("no key known for {signer}")))?;
     let activity = envelope
-        .open(fed.inner.dev, |m, s| key.verify(m, s))
+        .open(fed.inner.scheme, |m, s| key.verify(m, s))
         .map_err(|e| match e {
             ActivityError::BadProof | ActivityError::ForeignKey { .. } => {
                 Refusal::new(403, e.to_string())

@@ -47,6 +47,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::catalog::Catalog;
 use crate::chat::lock;
+use crate::config::Scheme;
 use crate::rate::RateTable;
 use crate::store::Store;
 use client::Client;
@@ -65,6 +66,9 @@ pub struct Federation {
 pub(crate) struct Inner {
     pub domain: String,
     pub base_url: String,
+    /// How peers are reached (`Config::scheme`): every peer URL is built with it.
+    pub scheme: Scheme,
+    /// Dev mode: ports in domains, loopback and private peers, short timers.
     pub dev: bool,
     pub key: Arc<InstanceKey>,
     pub client: Client,
@@ -93,6 +97,7 @@ impl Federation {
     ) -> anyhow::Result<Federation> {
         let client = Client::new(
             key.clone(),
+            config.scheme(),
             config.dev,
             config.federation.dev_trusted_root.clone(),
         )?;
@@ -117,6 +122,7 @@ impl Federation {
             inner: Arc::new(Inner {
                 domain: config.domain.clone(),
                 base_url: config.base_url(),
+                scheme: config.scheme(),
                 dev: config.dev,
                 key,
                 client,
@@ -165,7 +171,7 @@ impl Federation {
         tokio::spawn(async move {
             fed.load_peers().await;
             for url in fed.inner.bootstrap.clone() {
-                match target::domain_from_url(&url, fed.inner.dev) {
+                match target::domain_from_url(&url, fed.inner.scheme, fed.inner.dev) {
                     Ok(domain) => {
                         let candidate = lock(&fed.inner.gossip).add_bootstrap(&domain, now_ms());
                         if let Some(candidate) = candidate {
@@ -216,10 +222,7 @@ impl Federation {
 
     /// Asks `peer` for its peers (those after `after`) and learns the new ones.
     async fn gossip_with(&self, peer: &str, after: Option<String>) {
-        let mut url = format!(
-            "{}/api/s2s/peers",
-            crate::config::base_url(peer, self.inner.dev)
-        );
+        let mut url = format!("{}/api/s2s/peers", self.inner.scheme.base_url(peer));
         if let Some(after) = &after {
             url.push_str("?after=");
             url.push_str(&peers::percent_encode(after));

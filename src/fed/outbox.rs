@@ -75,10 +75,7 @@ impl Federation {
         wake: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let url = format!(
-            "{}/api/s2s/inbox",
-            crate::config::base_url(peer, self.inner.dev)
-        );
+        let url = format!("{}/api/s2s/inbox", self.inner.scheme.base_url(peer));
         loop {
             // Wait until the schedule allows an attempt.
             let wait = self.until_due(peer).await;

@@ -67,7 +67,7 @@ impl Federation {
         if lock(&self.inner.schedules).contains_key(&domain) {
             return true;
         }
-        if let Err(e) = super::target::resolve(&domain, self.inner.dev).await {
+        if let Err(e) = super::target::resolve(&domain, self.inner.scheme, self.inner.dev).await {
             tracing::info!(peer = %domain, "not a peer: {e}");
             lock(&self.inner.gossip).on_verify_failed(&domain, now_ms());
             return false;
@@ -243,7 +243,7 @@ impl Federation {
     /// Pulls every page of `domain`'s shared catalog; files it no longer shares are dropped
     /// at the end. Returns the files received.
     async fn pull_catalog(&self, domain: &str) -> Result<usize, String> {
-        let base = crate::config::base_url(domain, self.inner.dev);
+        let base = self.inner.scheme.base_url(domain);
         let catalog = &self.inner.catalog;
         let pull = catalog
             .begin_catalog_pull(domain)

@@ -18,6 +18,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::app::App;
+use crate::config::Scheme;
 use crate::profile::{Profile, ProfileDoc, ProfileDocError};
 
 /// What a nick or domain keeps unencoded in a profile URL: RFC 3986 unreserved characters,
@@ -133,11 +134,11 @@ pub enum FetchProfileError {
 /// Asks `address`'s instance for the user's profile with `get_json(url)` (the lead passes the
 /// signed client: `|url| async move { client.get_json::<ProfileDoc>(&url).await }`), and
 /// checks the answer (see [`ProfileDoc::into_profile`]: it must be the profile asked for, from
-/// the domain asked). `dev` picks `http://` as `config::base_url` does.
+/// the domain asked). The instance is reached over `scheme`, as every peer.
 pub async fn fetch_remote<F, Fut, E>(
     get_json: F,
     address: &Address,
-    dev: bool,
+    scheme: Scheme,
 ) -> Result<Profile, FetchProfileError>
 where
     F: FnOnce(String) -> Fut,
@@ -147,7 +148,7 @@ where
     let Some(domain) = address.domain.as_deref() else {
         return Err(FetchProfileError::NoDomain(address.to_string()));
     };
-    let base = crate::config::base_url(domain, dev);
+    let base = scheme.base_url(domain);
     let url = profile_url(&base, &address.nick, domain);
     let doc = get_json(url).await.map_err(|e| FetchProfileError::Fetch {
         address: address.to_string(),
@@ -252,7 +253,7 @@ mod tests {
                 async { Ok::<_, String>(doc("alice", "rose.example")) }
             },
             &alice,
-            false,
+            Scheme::Https,
         ))
         .unwrap();
         assert_eq!(
@@ -264,14 +265,14 @@ mod tests {
         let err = run(fetch_remote(
             |_| async { Ok::<_, String>(doc("alice", "evil.example")) },
             &alice,
-            false,
+            Scheme::Https,
         ))
         .unwrap_err();
         assert!(matches!(err, FetchProfileError::Invalid { .. }), "{err}");
         let err = run(fetch_remote(
             |_| async { Err::<ProfileDoc, _>("status 404") },
             &alice,
-            true,
+            Scheme::Http,
         ))
         .unwrap_err();
         assert!(err.to_string().contains("status 404"), "{err}");

@@ -4,21 +4,27 @@
 //! URLs), so before any request it is resolved and every address checked: without `--dev`
 //! only public unicast addresses are reached (no loopback, private, link-local, shared
 //! (CGNAT), unspecified, multicast, broadcast, reserved or documentation ranges, in IPv4,
-//! IPv6 or IPv4 embedded in IPv6), and only over `https://`. In dev mode `http://`,
-//! loopback and private addresses are allowed, so that test instances on 127.0.0.x work.
+//! IPv6 or IPv4 embedded in IPv6). In dev mode loopback and private addresses and ports in
+//! domains are allowed, so that test instances on 127.0.0.x work. Peers are reached over the
+//! network's one [`Scheme`] (`Config::scheme`): `https://`, or `http://` in dev mode without
+//! `federation.dev_trusted_root`.
 //!
 //! [`resolve`] returns the checked addresses: connect to those, not to a second lookup of
 //! the name, or DNS could answer differently the second time (rebinding).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::config::valid_domain;
+use crate::config::{valid_domain, Scheme};
 
 /// A peer address or URL that must not be reached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error("peer url {url:?} must start with https://{}", if *.dev { " or http://" } else { " (http:// needs --dev)" })]
-    Scheme { url: String, dev: bool },
+    #[error("peer url {url:?} must start with {scheme}{}", scheme_hint(*.scheme, *.dev))]
+    Scheme {
+        url: String,
+        scheme: Scheme,
+        dev: bool,
+    },
     #[error("peer url {url:?} {why}; write it as https://DOMAIN")]
     Url { url: String, why: &'static str },
     #[error("peer domain {domain:?} is not a host name{}", if *.dev { " or host:port" } else { " (a port needs --dev)" })]
@@ -36,26 +42,34 @@ pub enum TargetError {
     },
 }
 
+/// Why a URL of the other scheme is refused, for [`TargetError::Scheme`].
+fn scheme_hint(scheme: Scheme, dev: bool) -> &'static str {
+    match (scheme, dev) {
+        (Scheme::Https, false) => " (http:// needs --dev)",
+        (Scheme::Https, true) => {
+            " (with federation.dev_trusted_root set, dev peers are reached over https://)"
+        }
+        (Scheme::Http, _) => {
+            " (in --dev without federation.dev_trusted_root peers are reached over plain http://)"
+        }
+    }
+}
+
 /// The peer domain (`host`, or `host:port` in dev mode) of a base URL such as a bootstrap
-/// entry: `https://Rose.Example/` -> `rose.example`.
-pub fn domain_from_url(url: &str, dev: bool) -> Result<String, TargetError> {
+/// entry: `https://Rose.Example/` -> `rose.example`. The URL must use the network's `scheme`,
+/// the one the peer will be reached with.
+pub fn domain_from_url(url: &str, scheme: Scheme, dev: bool) -> Result<String, TargetError> {
     let bad = |why| TargetError::Url {
         url: url.to_owned(),
         why,
     };
     let lower = url.trim().to_ascii_lowercase();
-    let rest = match (
-        lower.strip_prefix("https://"),
-        lower.strip_prefix("http://"),
-    ) {
-        (Some(rest), _) => rest,
-        (None, Some(rest)) if dev => rest,
-        _ => {
-            return Err(TargetError::Scheme {
-                url: url.to_owned(),
-                dev,
-            })
-        }
+    let Some(rest) = lower.strip_prefix(scheme.prefix()) else {
+        return Err(TargetError::Scheme {
+            url: url.to_owned(),
+            scheme,
+            dev,
+        });
     };
     let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
     if !(path.is_empty() || path == "/") {
@@ -74,9 +88,13 @@ pub fn domain_from_url(url: &str, dev: bool) -> Result<String, TargetError> {
     Ok(domain.to_owned())
 }
 
-/// Resolves `domain` (`host`, or `host:port` in dev mode; the port defaults to 443, or 80 in
-/// dev mode) and checks every address it resolves to; returns them all.
-pub async fn resolve(domain: &str, dev: bool) -> Result<Vec<SocketAddr>, TargetError> {
+/// Resolves `domain` (`host`, or `host:port` in dev mode; the port defaults to the
+/// `scheme`'s, 443 or 80) and checks every address it resolves to; returns them all.
+pub async fn resolve(
+    domain: &str,
+    scheme: Scheme,
+    dev: bool,
+) -> Result<Vec<SocketAddr>, TargetError> {
     if !valid_domain(domain, dev) {
         return Err(TargetError::Domain {
             domain: domain.to_owned(),
@@ -86,7 +104,7 @@ pub async fn resolve(domain: &str, dev: bool) -> Result<Vec<SocketAddr>, TargetE
     let with_port = if domain.contains(':') {
         domain.to_owned()
     } else {
-        format!("{domain}:{}", if dev { 80 } else { 443 })
+        format!("{domain}:{}", scheme.default_port())
     };
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host(with_port)
         .await
@@ -283,39 +301,54 @@ mod tests {
 
     #[tokio::test]
     async fn localhost_is_refused_after_dns_without_dev_and_allowed_with_it() {
-        let err = resolve("localhost", false).await.unwrap_err();
+        let err = resolve("localhost", Scheme::Https, false)
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("localhost") && text.contains("loopback"),
             "{text}"
         );
         assert!(text.contains("--dev allows it"), "{text}");
-        let addresses = resolve("localhost:8080", true).await.unwrap();
+        let addresses = resolve("localhost:8080", Scheme::Http, true).await.unwrap();
         assert!(addresses
             .iter()
             .all(|a| a.ip().is_loopback() && a.port() == 8080));
-        let err = resolve("127.0.0.2:8080", false).await.unwrap_err();
+        let err = resolve("127.0.0.2:8080", Scheme::Https, false)
+            .await
+            .unwrap_err();
         assert!(matches!(err, TargetError::Domain { .. }), "{err}");
     }
 
     #[test]
     fn domain_from_url_keeps_the_host_and_refuses_the_rest() {
-        let ok = |url: &str, dev: bool| domain_from_url(url, dev).unwrap();
-        assert_eq!(ok("https://Rose.Example", false), "rose.example");
-        assert_eq!(ok("https://rose.example/", false), "rose.example");
-        assert_eq!(ok("http://127.0.0.2:8080", true), "127.0.0.2:8080");
-        assert_eq!(ok("https://127.0.0.2:8443/", true), "127.0.0.2:8443");
-        let err = |url: &str, dev: bool, needle: &str| {
-            let text = domain_from_url(url, dev).unwrap_err().to_string();
+        // (scheme, dev): the public network, a dev network with a test CA, a plain dev one.
+        const PUBLIC: (Scheme, bool) = (Scheme::Https, false);
+        const DEV_TLS: (Scheme, bool) = (Scheme::Https, true);
+        const DEV_PLAIN: (Scheme, bool) = (Scheme::Http, true);
+        let ok =
+            |url: &str, (scheme, dev): (Scheme, bool)| domain_from_url(url, scheme, dev).unwrap();
+        assert_eq!(ok("https://Rose.Example", PUBLIC), "rose.example");
+        assert_eq!(ok("https://rose.example/", PUBLIC), "rose.example");
+        assert_eq!(ok("http://127.0.0.2:8080", DEV_PLAIN), "127.0.0.2:8080");
+        assert_eq!(ok("https://127.0.0.2:8443/", DEV_TLS), "127.0.0.2:8443");
+        let err = |url: &str, (scheme, dev): (Scheme, bool), needle: &str| {
+            let text = domain_from_url(url, scheme, dev).unwrap_err().to_string();
             assert!(text.contains(needle), "{url}: {text}");
         };
-        err("http://rose.example", false, "http:// needs --dev");
-        err("ftp://rose.example", true, "must start with https://");
-        err("https://rose.example:8443", false, "a port needs --dev");
-        err("https://rose.example/inbox", false, "has a path");
-        err("https://me@rose.example", false, "user name");
-        err("https://", false, "not a host name");
-        err("https://[::1]:80", true, "not a host name");
-        err("rose.example", false, "must start with https://");
+        err("http://rose.example", PUBLIC, "http:// needs --dev");
+        err("http://127.0.0.2:8080", DEV_TLS, "dev_trusted_root set");
+        err(
+            "https://127.0.0.2:8443",
+            DEV_PLAIN,
+            "must start with http://",
+        );
+        err("ftp://rose.example", DEV_TLS, "must start with https://");
+        err("https://rose.example:8443", PUBLIC, "a port needs --dev");
+        err("https://rose.example/inbox", PUBLIC, "has a path");
+        err("https://me@rose.example", PUBLIC, "user name");
+        err("https://", PUBLIC, "not a host name");
+        err("https://[::1]:80", DEV_TLS, "not a host name");
+        err("rose.example", PUBLIC, "must start with https://");
     }
 }

@@ -268,9 +268,7 @@ impl Verifier {
         )
         .map_err(|e| Refusal::unauthorized(e.to_string()))?;
         let domain = key_id_domain(&checked.key_id)
-            .filter(|d| {
-                checked.key_id == key_id_for(&crate::config::base_url(d, self.inner.client.dev()))
-            })
+            .filter(|d| checked.key_id == key_id_for(&self.inner.client.scheme().base_url(d)))
             .ok_or_else(|| Refusal::unauthorized("keyid is not an instance key id"))?
             .to_owned();
         if !self.allowed(&domain) {
@@ -550,7 +548,7 @@ mod tests {
         let fetches = Arc::new(AtomicUsize::new(0));
         let dir = tempfile::tempdir().unwrap();
         let (store, thread) = Store::open(&dir.path().join("db")).unwrap();
-        let client = Client::new(key.clone(), true, None).unwrap();
+        let client = Client::new(key.clone(), crate::config::Scheme::Http, true, None).unwrap();
         let verifier = Verifier::new(store.clone(), client.clone(), base.clone());
         let count = fetches.clone();
         let instance = warp::path!("api" / "s2s" / "instance").map(move || {

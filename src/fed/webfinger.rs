@@ -32,6 +32,7 @@ use warp::{Filter, Rejection};
 
 use super::profile::{json, local_profile, plain, profile_url};
 use crate::app::App;
+use crate::config::Scheme;
 use crate::profile::Profile;
 
 /// The media type of a JRD.
@@ -240,27 +241,31 @@ pub enum LookupError {
     WrongSubject { asked: String, subject: String },
 }
 
-/// The WebFinger URL for `address` on its own instance.
-pub fn webfinger_url(address: &Address, dev: bool) -> Option<String> {
+/// The WebFinger URL for `address` on its own instance, reached over `scheme`.
+pub fn webfinger_url(address: &Address, scheme: Scheme) -> Option<String> {
     let domain = address.domain.as_deref()?;
     let resource = format!("acct:{}@{domain}", address.nick);
     Some(format!(
         "{}/.well-known/webfinger?resource={}",
-        crate::config::base_url(domain, dev),
+        scheme.base_url(domain),
         utf8_percent_encode(&resource, QUERY_KEEP)
     ))
 }
 
 /// Looks `address` up on its own instance with `get(url)` and keeps the answer only if its
 /// `subject` is `acct:nick@domain` for the nick and the domain asked (any case).
-pub async fn lookup<F, Fut, E>(get: F, address: &Address, dev: bool) -> Result<Jrd, LookupError>
+pub async fn lookup<F, Fut, E>(
+    get: F,
+    address: &Address,
+    scheme: Scheme,
+) -> Result<Jrd, LookupError>
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = Result<Jrd, E>>,
     E: std::fmt::Display,
 {
     let url =
-        webfinger_url(address, dev).ok_or_else(|| LookupError::NoDomain(address.to_string()))?;
+        webfinger_url(address, scheme).ok_or_else(|| LookupError::NoDomain(address.to_string()))?;
     let jrd = get(url).await.map_err(|e| LookupError::Fetch {
         address: address.to_string(),
         reason: e.to_string(),
@@ -310,7 +315,11 @@ mod tests {
     fn answered(json: &str) -> Result<Jrd, LookupError> {
         let jrd: Jrd = serde_json::from_str(json).unwrap();
         let alice = Address::parse("@alice@rose.example").unwrap();
-        run(lookup(|_| async { Ok::<_, String>(jrd) }, &alice, false))
+        run(lookup(
+            |_| async { Ok::<_, String>(jrd) },
+            &alice,
+            Scheme::Https,
+        ))
     }
 
     #[test]
@@ -352,13 +361,17 @@ mod tests {
     fn a_lookup_asks_the_users_own_instance() {
         let alice = Address::parse("@alice@127.0.0.2:8080").unwrap();
         assert_eq!(
-            webfinger_url(&alice, true).as_deref(),
+            webfinger_url(&alice, Scheme::Http).as_deref(),
             Some("http://127.0.0.2:8080/.well-known/webfinger?resource=acct%3Aalice%40127.0.0.2%3A8080")
+        );
+        assert_eq!(
+            webfinger_url(&alice, Scheme::Https).as_deref(),
+            Some("https://127.0.0.2:8080/.well-known/webfinger?resource=acct%3Aalice%40127.0.0.2%3A8080")
         );
         let err = run(lookup(
             |_| async { Err::<Jrd, _>("connection refused") },
             &alice,
-            true,
+            Scheme::Http,
         ))
         .unwrap_err();
         assert!(err.to_string().contains("connection refused"), "{err}");

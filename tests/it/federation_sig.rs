@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rosewire::config::Scheme;
 use rosewire::fed::client::{Client, InstanceDoc};
 use rosewire::fed::identity::{InstanceKey, PublicKey};
 
@@ -57,7 +58,7 @@ fn each_instance_serves_its_key_named_for_its_domain() {
 fn a_peer_fetches_the_instance_document_with_a_signed_get() {
     let a = Instance::start_federated("127.0.0.2", &[]);
     let peer = Arc::new(InstanceKey::generate("http://127.0.0.3:1"));
-    let client = Client::new(peer, true, None).unwrap();
+    let client = Client::new(peer, Scheme::Http, true, None).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

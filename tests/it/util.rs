@@ -635,7 +635,8 @@ pub fn signature_headers(
     created: i64,
 ) -> Vec<(&'static str, String)> {
     use rosewire::fed::signature;
-    let base = rosewire::config::base_url(&to.domain, true);
+    // Test instances speak plain http (dev mode without a trusted root).
+    let base = rosewire::config::Scheme::Http.base_url(&to.domain);
     let headers = signature::sign(
         key,
         method,
