@@ -7,7 +7,7 @@ use crate::library::upload;
 use crate::util::*;
 
 /// `ssh USER@instance peers --json`, as domains.
-fn peers_of(node: &Instance, key: &Key, user: &str) -> Vec<String> {
+pub(crate) fn peers_of(node: &Instance, key: &Key, user: &str) -> Vec<String> {
     let out = node.ssh(key, user, &["peers", "--json"]);
     assert_exit(&out, 0);
     stdout(&out)
@@ -34,7 +34,7 @@ pub(crate) fn history_of(node: &Instance, key: &Key, user: &str) -> Vec<(String,
 }
 
 /// Waits until every node lists every other as a peer.
-fn wait_all_know_all(nodes: &[&Instance], key: &Key) {
+pub(crate) fn wait_all_know_all(nodes: &[&Instance], key: &Key) {
     for node in nodes {
         let others: Vec<&str> = nodes
             .iter()

@@ -13,6 +13,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use crate::federation::{history_of, peers_of, wait_all_know_all};
 use crate::util::*;
 
 /// The address every test instance here listens on, named in the test certificates.
@@ -54,8 +55,13 @@ impl TestCa {
 
     /// A certificate for [`IP`] with its own new key.
     fn leaf(&self, serial: u64, name: &str) -> Leaf {
+        self.leaf_for(IP, serial, name)
+    }
+
+    /// A certificate for the address `ip` with its own new key.
+    fn leaf_for(&self, ip: &str, serial: u64, name: &str) -> Leaf {
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![IP.to_owned()]).unwrap();
+        let mut params = CertificateParams::new(vec![ip.to_owned()]).unwrap();
         params.serial_number = Some(SerialNumber::from(serial));
         params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
@@ -114,15 +120,15 @@ fn connect(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let name = ServerName::try_from(IP).unwrap();
+    let name = ServerName::try_from(rose.ip.clone()).unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let sock = TcpStream::connect((rose.ip.as_str(), rose.http_port)).unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
-        tls.conn
-            .complete_io(&mut tls.sock)
-            .unwrap_or_else(|e| panic!("tls handshake with {IP}: {e}; log:\n{}", rose.log()));
+        tls.conn.complete_io(&mut tls.sock).unwrap_or_else(|e| {
+            panic!("tls handshake with {}: {e}; log:\n{}", rose.ip, rose.log())
+        });
     }
     tls
 }
@@ -139,7 +145,8 @@ fn https_get(rose: &Instance, ca: &TestCa, path: &str) -> String {
     let mut tls = connect(rose, ca);
     write!(
         tls,
-        "GET {path} HTTP/1.1\r\nHost: {IP}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        rose.ip
     )
     .unwrap();
     let mut response = Vec::new();
@@ -274,4 +281,76 @@ fn start_up_refuses_a_certificate_without_a_key_and_names_an_unreadable_file() {
         err.contains("cannot load http.tls_cert") && err.contains("/nonexistent/cert.pem"),
         "{err}"
     );
+}
+
+/// A federated instance on `ip` serving HTTPS with a certificate from `ca`, and trusting
+/// `ca` (only) for its peers: a dev network that speaks TLS like a real one.
+fn start_tls_federated(ip: &str, ca: &TestCa, files: &CertFiles, extra: &[&str]) -> Instance {
+    let ca_file = files.cert.with_file_name("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let config = files.cert.with_file_name("rosewire.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[federation]\ndev_trusted_root = {:?}\n",
+            files.config(),
+            ca_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Instance::start_federated(ip, &args)
+}
+
+#[test]
+fn two_instances_federate_over_tls_with_a_test_ca() {
+    let ca = TestCa::new();
+    let (a_ip, b_ip) = ("127.0.0.2", "127.0.0.3");
+    let a_files = CertFiles::new(&ca.leaf_for(a_ip, 1, "rose a"));
+    let b_files = CertFiles::new(&ca.leaf_for(b_ip, 2, "rose b"));
+    let a = start_tls_federated(a_ip, &ca, &a_files, &[]);
+    let bootstrap = format!("https://{}", a.domain);
+    let b = start_tls_federated(b_ip, &ca, &b_files, &["--bootstrap", &bootstrap]);
+    let (ka, kw) = (Key::new("alice"), Key::new("watcher"));
+
+    wait_all_know_all(&[&a, &b], &kw);
+    // Each names itself, and is named by the other, with https:// URLs.
+    let doc = https_get(&b, &ca, "/api/s2s/instance");
+    assert!(
+        doc.contains(&format!(
+            "\"key_id\":\"https://{}/api/s2s/instance#main-key\"",
+            b.domain
+        )),
+        "{doc}"
+    );
+    // A line said on A arrives on B over the TLS inbox.
+    assert_exit(&a.ssh(&ka, "alice", &["say", "over tls"]), 0);
+    let from = format!("@alice@{}", a.domain);
+    let mut last = Vec::new();
+    assert!(
+        wait_until(|| {
+            last = history_of(&b, &kw, "watcher");
+            last.iter().any(|(f, t)| *f == from && t == "over tls")
+        }),
+        "B's history {last:?}; A log:\n{}\nB log:\n{}",
+        a.log(),
+        b.log()
+    );
+    // Nothing between them went in plain text: A's HTTP port speaks only TLS.
+    let mut plain = TcpStream::connect((a.ip.as_str(), a.http_port)).unwrap();
+    plain.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        plain,
+        "GET /api/s2s/instance HTTP/1.1\r\nHost: {}\r\n\r\n",
+        a.domain
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "plain HTTP answered on a TLS port"
+    );
+    assert!(peers_of(&a, &kw, "watcher").contains(&b.domain));
 }
