@@ -6,7 +6,7 @@
 //! cache is bounded; when full of entries still inside that time it refuses new ones (the
 //! request is refused, to be retried later) rather than forget one that could be replayed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// How long a nonce is remembered after it was first seen, in seconds: the whole time a
 /// signature carrying it could still be accepted (2 × the created window).
@@ -22,61 +22,127 @@ pub enum Seen {
     Fresh,
     /// Seen within the keep time: a replay.
     Replayed,
-    /// The cache is full of nonces it must keep: refuse the request for now.
+    /// The cache is full and this signer holds the most of it: refuse its request for now.
     Full,
 }
 
-/// Nonces seen within [`NONCE_KEEP_SECS`], in the order they arrived.
+/// The nonces seen from one signer, oldest first.
+#[derive(Debug, Default)]
+struct Signer {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+/// Nonces seen recently, per signer, at most `max` in all.
+///
+/// When the cache is full, the signer holding the most nonces pays: its own request is
+/// refused, or, for a request from any other signer, its oldest nonce is forgotten to make
+/// room. One peer sending as fast as it can therefore fills the cache with its own nonces
+/// and is then held back, while every other peer's requests still go through (what it
+/// loses is replay protection for its own oldest requests, whose activities are still
+/// applied once by id).
 #[derive(Debug)]
 pub struct NonceCache {
-    /// The most entries kept.
     max: usize,
-    /// What is remembered, for lookups.
-    seen: HashSet<String>,
-    /// The same entries with the time each arrived, oldest first, for expiry.
-    order: VecDeque<(i64, String)>,
+    len: usize,
+    signers: HashMap<String, Signer>,
+    /// Every nonce remembered, in the order first seen: (when, signer, nonce).
+    order: VecDeque<(i64, String, String)>,
 }
 
 impl NonceCache {
     pub fn new(max: usize) -> NonceCache {
         NonceCache {
             max,
-            seen: HashSet::new(),
+            len: 0,
+            signers: HashMap::new(),
             order: VecDeque::new(),
         }
     }
 
-    /// Records `nonce` (already namespaced by the caller, for example with the signer's
-    /// domain) at time `now`, unless it was seen within the keep time or the cache is full.
-    pub fn check_and_insert(&mut self, nonce: &str, now: i64) -> Seen {
+    /// Checks `nonce` from `signer` at `now` (seconds) and remembers it if it is fresh.
+    pub fn check_and_insert(&mut self, signer: &str, nonce: &str, now: i64) -> Seen {
         self.expire(now);
-        if self.seen.contains(nonce) {
+        if self
+            .signers
+            .get(signer)
+            .is_some_and(|s| s.seen.contains(nonce))
+        {
             return Seen::Replayed;
         }
-        if self.seen.len() >= self.max {
+        if self.len >= self.max && !self.make_room_for(signer) {
             return Seen::Full;
         }
-        self.seen.insert(nonce.to_owned());
-        self.order.push_back((now, nonce.to_owned()));
+        let entry = self.signers.entry(signer.to_owned()).or_default();
+        entry.seen.insert(nonce.to_owned());
+        entry.order.push_back(nonce.to_owned());
+        self.order
+            .push_back((now, signer.to_owned(), nonce.to_owned()));
+        self.len += 1;
         Seen::Fresh
     }
 
+    /// Nonces remembered.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len == 0
     }
 
-    /// Forgets nonces that arrived more than [`NONCE_KEEP_SECS`] before `now`.
+    /// Nonces remembered from `signer`.
+    pub fn held_by(&self, signer: &str) -> usize {
+        self.signers.get(signer).map_or(0, |s| s.seen.len())
+    }
+
+    /// Forgets the oldest nonce of the signer holding the most, unless that is `signer`
+    /// itself (or ties with it). Returns whether there is room now.
+    fn make_room_for(&mut self, signer: &str) -> bool {
+        let own = self.held_by(signer);
+        let Some((heaviest, held)) = self
+            .signers
+            .iter()
+            .map(|(name, s)| (name, s.seen.len()))
+            .max_by_key(|(_, held)| *held)
+        else {
+            return false;
+        };
+        if held <= own {
+            return false;
+        }
+        let heaviest = heaviest.clone();
+        let Some(entry) = self.signers.get_mut(&heaviest) else {
+            return false;
+        };
+        let Some(oldest) = entry.order.pop_front() else {
+            return false;
+        };
+        entry.seen.remove(&oldest);
+        self.len -= 1;
+        // Its place in `order` is skipped when it comes up (not in `seen` any more).
+        true
+    }
+
     fn expire(&mut self, now: i64) {
-        while let Some((at, _)) = self.order.front() {
+        while let Some((at, _, _)) = self.order.front() {
             if now.saturating_sub(*at) <= NONCE_KEEP_SECS {
                 break;
             }
-            if let Some((_, nonce)) = self.order.pop_front() {
-                self.seen.remove(&nonce);
+            let Some((_, signer, nonce)) = self.order.pop_front() else {
+                break;
+            };
+            let Some(entry) = self.signers.get_mut(&signer) else {
+                continue;
+            };
+            // Forgotten already to make room: its signer's oldest entries went first, so
+            // a nonce still remembered is at the front of its signer's order.
+            if entry.seen.remove(&nonce) {
+                entry.order.pop_front();
+                self.len -= 1;
+            }
+            if entry.seen.is_empty() {
+                self.signers.remove(&signer);
             }
         }
     }
@@ -89,22 +155,22 @@ mod tests {
     #[test]
     fn a_nonce_seen_twice_is_a_replay() {
         let mut cache = NonceCache::new(10);
-        assert_eq!(cache.check_and_insert("a", 0), Seen::Fresh);
-        assert_eq!(cache.check_and_insert("b", 1), Seen::Fresh);
-        assert_eq!(cache.check_and_insert("a", 2), Seen::Replayed);
+        assert_eq!(cache.check_and_insert("d.example", "a", 0), Seen::Fresh);
+        assert_eq!(cache.check_and_insert("d.example", "b", 1), Seen::Fresh);
+        assert_eq!(cache.check_and_insert("d.example", "a", 2), Seen::Replayed);
         assert_eq!(cache.len(), 2);
     }
 
     #[test]
     fn a_nonce_is_kept_for_the_whole_keep_time_then_forgotten() {
         let mut cache = NonceCache::new(10);
-        assert_eq!(cache.check_and_insert("a", 100), Seen::Fresh);
+        assert_eq!(cache.check_and_insert("d.example", "a", 100), Seen::Fresh);
         assert_eq!(
-            cache.check_and_insert("a", 100 + NONCE_KEEP_SECS),
+            cache.check_and_insert("d.example", "a", 100 + NONCE_KEEP_SECS),
             Seen::Replayed
         );
         assert_eq!(
-            cache.check_and_insert("a", 100 + NONCE_KEEP_SECS + 1),
+            cache.check_and_insert("d.example", "a", 100 + NONCE_KEEP_SECS + 1),
             Seen::Fresh
         );
     }
@@ -117,28 +183,37 @@ mod tests {
         // (created in our past).
         let (first, last) = (created - CREATED_WINDOW_SECS, created + CREATED_WINDOW_SECS);
         let mut cache = NonceCache::new(10);
-        assert_eq!(cache.check_and_insert("a", first), Seen::Fresh);
-        assert_eq!(cache.check_and_insert("a", last), Seen::Replayed);
+        assert_eq!(cache.check_and_insert("d.example", "a", first), Seen::Fresh);
+        assert_eq!(
+            cache.check_and_insert("d.example", "a", last),
+            Seen::Replayed
+        );
     }
 
     #[test]
     fn a_full_cache_refuses_rather_than_forget_a_young_nonce() {
         let mut cache = NonceCache::new(3);
         for (i, n) in ["a", "b", "c"].iter().enumerate() {
-            assert_eq!(cache.check_and_insert(n, i as i64), Seen::Fresh);
+            assert_eq!(
+                cache.check_and_insert("d.example", n, i as i64),
+                Seen::Fresh
+            );
         }
-        assert_eq!(cache.check_and_insert("d", 10), Seen::Full);
+        assert_eq!(cache.check_and_insert("d.example", "d", 10), Seen::Full);
         // Every young nonce is still there: replays are still caught.
-        assert_eq!(cache.check_and_insert("a", 10), Seen::Replayed);
+        assert_eq!(cache.check_and_insert("d.example", "a", 10), Seen::Replayed);
         assert_eq!(cache.len(), 3);
         // Once the oldest is old enough to forget, there is room again.
-        assert_eq!(cache.check_and_insert("d", NONCE_KEEP_SECS), Seen::Full);
         assert_eq!(
-            cache.check_and_insert("d", NONCE_KEEP_SECS + 1),
+            cache.check_and_insert("d.example", "d", NONCE_KEEP_SECS),
+            Seen::Full
+        );
+        assert_eq!(
+            cache.check_and_insert("d.example", "d", NONCE_KEEP_SECS + 1),
             Seen::Fresh
         );
         assert_eq!(
-            cache.check_and_insert("b", NONCE_KEEP_SECS + 1),
+            cache.check_and_insert("d.example", "b", NONCE_KEEP_SECS + 1),
             Seen::Replayed
         );
     }
@@ -147,8 +222,68 @@ mod tests {
     fn the_default_bound_is_the_named_constant() {
         let mut cache = NonceCache::new(NONCE_CACHE_MAX);
         for i in 0..NONCE_CACHE_MAX {
-            assert_eq!(cache.check_and_insert(&i.to_string(), 0), Seen::Fresh);
+            assert_eq!(
+                cache.check_and_insert("d.example", &i.to_string(), 0),
+                Seen::Fresh
+            );
         }
-        assert_eq!(cache.check_and_insert("one more", 1), Seen::Full);
+        assert_eq!(
+            cache.check_and_insert("d.example", "one more", 1),
+            Seen::Full
+        );
+    }
+
+    #[test]
+    fn a_full_cache_holds_back_the_signer_that_filled_it_and_no_one_else() {
+        let mut cache = NonceCache::new(100);
+        for i in 0..100 {
+            assert_eq!(
+                cache.check_and_insert("flood.example", &i.to_string(), 0),
+                Seen::Fresh
+            );
+        }
+        // The flooder is refused; another peer gets in, at the flooder's expense.
+        assert_eq!(
+            cache.check_and_insert("flood.example", "more", 1),
+            Seen::Full
+        );
+        for i in 0..10 {
+            let nonce = format!("b{i}");
+            assert_eq!(cache.check_and_insert("b.example", &nonce, 1), Seen::Fresh);
+        }
+        assert_eq!(cache.len(), 100);
+        assert_eq!(cache.held_by("flood.example"), 90);
+        assert_eq!(cache.check_and_insert("b.example", "b3", 2), Seen::Replayed);
+        // The flooder's oldest nonces were forgotten, its newest are still caught.
+        assert_eq!(
+            cache.check_and_insert("flood.example", "99", 2),
+            Seen::Replayed
+        );
+        // When all expire, the accounting is back to nothing.
+        assert_eq!(
+            cache.check_and_insert("c.example", "x", NONCE_KEEP_SECS + 2),
+            Seen::Fresh
+        );
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.held_by("flood.example"), 0);
+    }
+
+    #[test]
+    fn two_signers_with_equal_shares_do_not_push_each_other_out() {
+        let mut cache = NonceCache::new(4);
+        for i in 0..2 {
+            assert_eq!(
+                cache.check_and_insert("a.example", &i.to_string(), 0),
+                Seen::Fresh
+            );
+            assert_eq!(
+                cache.check_and_insert("b.example", &i.to_string(), 0),
+                Seen::Fresh
+            );
+        }
+        assert_eq!(cache.check_and_insert("a.example", "x", 0), Seen::Full);
+        assert_eq!(cache.check_and_insert("b.example", "x", 0), Seen::Full);
+        // Nonces are per signer: the same text from another signer is not a replay.
+        assert_eq!(cache.check_and_insert("c.example", "0", 0), Seen::Fresh);
     }
 }

@@ -276,7 +276,7 @@ impl Verifier {
         }
         self.check_key(&domain, &checked, now).await?;
         let seen = match self.inner.nonces.lock() {
-            Ok(mut nonces) => nonces.check_and_insert(&format!("{domain} {}", checked.nonce), now),
+            Ok(mut nonces) => nonces.check_and_insert(&domain, &checked.nonce, now),
             Err(_) => Seen::Full,
         };
         match seen {
