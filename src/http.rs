@@ -55,11 +55,16 @@ pub fn routes(
         let page = page.clone();
         async move { page.text().await }
     });
-    // How peers learn our key: readable unsigned (a signed GET is served the same).
+    // How peers learn our key: readable unsigned; a signed GET also introduces its signer.
     let instance_doc = crate::fed::client::InstanceDoc::of(app.domain(), &app.fed_key);
+    let fed = app.fed.clone();
     let instance = warp::path!("api" / "s2s" / "instance")
         .and(warp::get())
-        .map(move || warp::reply::json(&instance_doc));
+        .and(warp::header::headers_cloned())
+        .map(move |headers: warp::http::HeaderMap| {
+            fed.introduced_by(&headers);
+            warp::reply::json(&instance_doc)
+        });
     let webfinger = crate::fed::webfinger::route(app.clone());
     let signed = crate::fed::routes::routes(app, body_limit(app));
     healthz

@@ -9,10 +9,12 @@
 //!                                   ok:  for c in gossip.on_reply(peer, page, now): verify(c)
 //!                                   err: gossip.on_unreachable(peer)
 //!                 Verify(c)      -> verify(c)
-//! verify(c):    SSRF check, GET {c}/api/s2s/instance, key checked
+//! verify(c):    SSRF check, signed GET {c}/api/s2s/instance, key checked
 //!                                   ok:  gossip.on_verified(c, now)   err: gossip.on_verify_failed(c, now)
 //! GET /api/s2s/peers signed by D:   gossip.on_asked_by(D, now).map(verify);
 //!                                   answer gossip.reply(after, GOSSIP_REPLY_MAX) as JSON
+//! GET /api/s2s/instance signed by D: answer, then (in the background, D's signature
+//!                                   checked) gossip.on_asked_by(D, now).map(verify)
 //! ```
 //!
 //! **Invariant:** a domain enters the peer table only through [`Gossip::on_verified`] (or
@@ -21,8 +23,9 @@
 //! domains the [`Policy`] refuses are never candidates and never peers.
 //!
 //! Convergence: an asked instance learns the asker (the signature names it, so pull gossip
-//! also pushes). Each instance asks the peer it asked longest ago (never asked first), so
-//! every round brings a fresh view. The peer list is paged like a change log: peers in the
+//! also pushes), and an instance whose document is fetched learns the fetcher: first
+//! contact goes both ways. Every other ask goes to the newest peer never asked (a long
+//! jump: it knows most of what we do not), the others to a random peer. The peer list is paged like a change log: peers in the
 //! order they were verified, and the asker keeps, per peer, a cursor (`after`) past what it
 //! already read, so an answer never repeats a name the asker had from that peer and a
 //! capped reply still carries the whole table over a few asks. `benches/gossip.rs` runs the

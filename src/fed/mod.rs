@@ -44,6 +44,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{watch, Notify};
+use warp::http::HeaderMap;
 
 use crate::catalog::Catalog;
 use crate::chat::lock;
@@ -84,6 +85,9 @@ pub(crate) struct Inner {
     pub workers: Mutex<HashMap<String, Arc<Notify>>>,
     pub gossip: Mutex<Gossip>,
     pub inbox_rate: Mutex<RateTable<String>>,
+    /// Places for introductions being checked in the background
+    /// ([`Federation::introduced_by`]).
+    pub introductions: Arc<tokio::sync::Semaphore>,
     /// Turns true when the instance shuts down (forwarded by [`Federation::start`]).
     pub down: watch::Sender<bool>,
 }
@@ -142,6 +146,7 @@ impl Federation {
                     inbox_refill,
                     inbox::INBOX_RATE_TABLE,
                 )),
+                introductions: Arc::new(tokio::sync::Semaphore::new(MAX_INTRODUCTIONS_IN_FLIGHT)),
                 down: watch::channel(false).0,
             }),
         })
@@ -254,6 +259,37 @@ impl Federation {
         }
     }
 
+    /// Someone fetched our instance document with a signed GET (as an instance does when it
+    /// first hears of us): check that signature in the background, fetching and pinning the
+    /// signer's key as for any signed request, and learn the signer if it is new. First
+    /// contact thus goes both ways, which is what makes gossip converge in a few rounds
+    /// (`benches/gossip.rs`). The document is answered first, without waiting: the signer
+    /// may be fetching our key while we fetch its. Unsigned fetches, and fetches while
+    /// [`MAX_INTRODUCTIONS_IN_FLIGHT`] checks are running, change nothing.
+    pub fn introduced_by(&self, headers: &HeaderMap) {
+        if !headers.contains_key("signature-input") {
+            return;
+        }
+        let Ok(place) = self.inner.introductions.clone().try_acquire_owned() else {
+            return;
+        };
+        let (fed, headers) = (self.clone(), headers.clone());
+        tokio::spawn(async move {
+            let signer = fed
+                .inner
+                .verifier
+                .verify("GET", identity::INSTANCE_PATH, &headers, b"")
+                .await;
+            drop(place);
+            match signer {
+                Ok(domain) => fed.heard_from(&domain),
+                Err(refusal) => {
+                    tracing::debug!("introduction not taken: {}", refusal.reason);
+                }
+            }
+        });
+    }
+
     /// The instance's shutdown flag.
     pub(crate) fn shutdown(&self) -> watch::Receiver<bool> {
         self.inner.down.subscribe()
@@ -264,6 +300,9 @@ impl Federation {
         lock(&self.inner.gossip).reply(after, gossip::GOSSIP_REPLY_MAX)
     }
 }
+
+/// Most introductions ([`Federation::introduced_by`]) checked at once; more are ignored.
+pub const MAX_INTRODUCTIONS_IN_FLIGHT: usize = 16;
 
 /// How often applied activity ids older than their keep time are forgotten.
 const SEEN_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -269,3 +269,29 @@ fn a_blocked_instance_can_neither_deliver_nor_be_gossiped_in() {
         "C's line reached A"
     );
 }
+
+#[test]
+fn a_signed_fetch_of_the_instance_document_introduces_the_fetcher() {
+    let a = Instance::start_federated("127.0.0.2", &[]);
+    let c = Instance::start_federated("127.0.0.3", &[]);
+    let d = Instance::start_federated("127.0.0.4", &[]);
+    let kw = Key::new("watcher");
+
+    // D's fetch is unsigned: it introduces nobody.
+    let (status, _) = http_request(&a, "GET", "/api/s2s/instance", &[], b"");
+    assert_eq!(status, 200);
+    // C's is signed with C's instance key: A answers, checks the signature against C's own
+    // document, and learns C; C never asked A for peers nor delivered anything.
+    let answer = a.signed_get(&c, "/api/s2s/instance");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut known = Vec::new();
+    assert!(
+        wait_until(|| {
+            known = peers_of(&a, &kw, "watcher");
+            known.contains(&c.domain)
+        }),
+        "A knows {known:?}; A log:\n{}",
+        a.log()
+    );
+    assert!(!known.contains(&d.domain), "{known:?}");
+}

@@ -4,7 +4,8 @@
 //!
 //! A round is synchronous: every instance ticks, every ask is answered from the state at the
 //! start of the round, then the answers (and the askers' names) are applied; a candidate is
-//! verified at once (it is an instance of the network, or it fails).
+//! verified at once (it is an instance of the network, or it fails), and, as the runtime's
+//! signed fetch of its instance document introduces the fetcher, learns the verifier.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -183,8 +184,13 @@ impl Network {
     /// Instance `i` fetches the candidate's instance document: it exists or it does not.
     fn verify(&mut self, i: usize, candidate: Candidate) {
         self.traffic.verifications += 1;
-        if self.index.contains_key(&candidate.domain) {
+        if let Some(&j) = self.index.get(&candidate.domain) {
             self.nodes[i].on_verified(&candidate.domain, self.now);
+            // The fetch of j's document was signed by i: j learns i (`introduced_by`).
+            let fetcher = self.domains[i].clone();
+            if let Some(back) = self.nodes[j].on_asked_by(&fetcher, self.now) {
+                self.verify(j, back);
+            }
         } else {
             self.nodes[i].on_verify_failed(&candidate.domain, self.now);
         }
