@@ -19,7 +19,7 @@ pub struct RateTable<K> {
     buckets: HashMap<K, (f64, Instant)>,
 }
 
-impl<K: Hash + Eq> RateTable<K> {
+impl<K: Hash + Eq + Clone> RateTable<K> {
     /// `burst` at once, then one every `refill`; `burst` and `max_keys` at least 1.
     pub fn new(burst: u32, refill: Duration, max_keys: usize) -> RateTable<K> {
         RateTable {
@@ -37,24 +37,49 @@ impl<K: Hash + Eq> RateTable<K> {
     }
 
     /// Spends one of `key`'s tokens at `now`; false when it has none left.
+    ///
+    /// The table never holds more than `max_keys`: a new key finding it full of buckets
+    /// still refilling takes the place of the one used longest ago (which starts afresh if
+    /// it comes back: the bound on memory wins over that key's history).
     pub fn allow(&mut self, key: K, now: Instant) -> bool {
-        if self.buckets.len() >= self.max_keys {
+        if self.buckets.len() >= self.max_keys && !self.buckets.contains_key(&key) {
             self.forget_full(now);
+            if self.buckets.len() >= self.max_keys {
+                let oldest = self
+                    .buckets
+                    .iter()
+                    .min_by_key(|(_, (_, last))| *last)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.buckets.remove(&oldest);
+                }
+            }
         }
+        let tokens = self.tokens(&key, now);
+        let allowed = tokens >= 1.0;
+        let left = if allowed { tokens - 1.0 } else { tokens };
+        self.buckets.insert(key, (left, now));
+        allowed
+    }
+
+    /// Whether `key` has a token at `now`, without spending it.
+    pub fn would_allow(&self, key: &K, now: Instant) -> bool {
+        self.tokens(key, now) >= 1.0
+    }
+
+    /// `key`'s tokens at `now`: what it had, plus what came back since, at most `burst`.
+    fn tokens(&self, key: &K, now: Instant) -> f64 {
         let (burst, refill) = (self.burst, self.refill.as_secs_f64());
-        let (tokens, last) = self.buckets.entry(key).or_insert((burst, now));
-        let earned = if refill > 0.0 {
-            now.saturating_duration_since(*last).as_secs_f64() / refill
-        } else {
-            burst
-        };
-        *tokens = (*tokens + earned).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+        match self.buckets.get(key) {
+            None => burst,
+            Some((tokens, last)) => {
+                let earned = if refill > 0.0 {
+                    now.saturating_duration_since(*last).as_secs_f64() / refill
+                } else {
+                    burst
+                };
+                (tokens + earned).min(burst)
+            }
         }
     }
 
@@ -112,9 +137,29 @@ mod tests {
         // Both buckets are full again 2 s later: the third key makes room by forgetting them.
         assert!(rate.allow(3, t0 + Duration::from_secs(2)));
         assert_eq!(rate.len(), 1);
-        // A bucket still spending is kept.
-        assert!(rate.allow(4, t0 + Duration::from_secs(2)));
-        assert!(rate.allow(5, t0 + Duration::from_secs(2)));
-        assert_eq!(rate.len(), 3);
+        // Full of buckets still refilling: a new key takes the place of the one used longest
+        // ago, and the table stays at its size.
+        let (t1, t2) = (
+            t0 + Duration::from_millis(2200),
+            t0 + Duration::from_millis(2500),
+        );
+        assert!(rate.allow(4, t1) && rate.allow(4, t1));
+        assert!(rate.allow(5, t2));
+        assert_eq!(rate.len(), 2);
+        assert!(
+            !rate.would_allow(&4, t2),
+            "4, used last, kept its spent bucket"
+        );
+    }
+
+    #[test]
+    fn a_key_can_be_asked_without_spending() {
+        let mut rate = RateTable::new(1, Duration::from_secs(10), 10);
+        let t0 = Instant::now();
+        assert!(rate.would_allow(&"a", t0));
+        assert!(rate.would_allow(&"a", t0), "asking spends nothing");
+        assert!(rate.allow("a", t0));
+        assert!(!rate.would_allow(&"a", t0));
+        assert!(rate.would_allow(&"a", t0 + Duration::from_secs(10)));
     }
 }

@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use super::activity::{ActivityError, Envelope, Payload, SharedFile};
+use super::activity::{Activity, ActivityError, Envelope, Payload, SharedFile};
 use crate::app::App;
-use crate::catalog::RemoteFile;
+use crate::catalog::{RemoteError, RemoteFile};
 use crate::chat::{lock, unix_now, ChatError};
 use crate::rate::RateTable;
 use crate::store::{fed as db, ChatKind};
@@ -101,6 +101,19 @@ pub async fn receive(app: &App, signer: &str, body: &[u8]) -> Result<Received, R
     if !first {
         return Ok(Received::Duplicate);
     }
+    let id = activity.id.clone();
+    let applied = apply_payload(app, signer, activity).await;
+    if applied.as_ref().is_err_and(|r| r.status >= 500) {
+        // Not applied, and the sender will retry: it must not be taken for a repeat then.
+        if let Err(e) = app.store.call(move |conn| db::unsee(conn, &id)).await {
+            tracing::warn!("cannot forget the id of an activity not applied: {e}");
+        }
+    }
+    applied.map(|()| Received::Applied)
+}
+
+/// Applies a new activity's payload; a refusal of 500 or more may be retried.
+async fn apply_payload(app: &App, signer: &str, activity: Activity) -> Result<(), Refusal> {
     let domain = activity.domain().to_owned();
     let actor = activity.actor.clone();
     match activity.payload {
@@ -114,7 +127,7 @@ pub async fn receive(app: &App, signer: &str, body: &[u8]) -> Result<Received, R
             app.catalog
                 .apply_remote_share(&domain, actor, files.into_iter().map(remote_file).collect())
                 .await
-                .map_err(|e| Refusal::new(403, e.to_string()))?;
+                .map_err(remote_refusal)?;
         }
         Payload::Unshare { files } => {
             app.catalog
@@ -124,14 +137,23 @@ pub async fn receive(app: &App, signer: &str, body: &[u8]) -> Result<Received, R
                     files.into_iter().map(|f| (f.id, f.path)).collect(),
                 )
                 .await
-                .map_err(|e| Refusal::new(403, e.to_string()))?;
+                .map_err(remote_refusal)?;
         }
         Payload::Profile { bio } => {
             // Profiles are fetched live by /whois; the update is recorded for the log only.
             tracing::debug!(%actor, bytes = bio.len(), "a remote profile changed");
         }
     }
-    Ok(Received::Applied)
+    Ok(())
+}
+
+/// A catalog refusal as the inbox answers it: the database failing is ours (503, retried),
+/// anything else is the sender's (403, not retried).
+fn remote_refusal(e: RemoteError) -> Refusal {
+    match e {
+        RemoteError::Store(e) => Refusal::new(503, e.to_string()),
+        e => Refusal::new(403, e.to_string()),
+    }
 }
 
 /// Shows a remote chat line; one the local rules refuse is dropped, not retried.
@@ -178,6 +200,14 @@ mod tests {
 
     fn table() -> RateTable<String> {
         RateTable::new(burst(), refill(), INBOX_RATE_TABLE)
+    }
+
+    #[test]
+    fn a_catalog_refusal_is_ours_when_the_database_fails_and_the_senders_otherwise() {
+        let ours = remote_refusal(RemoteError::Store(crate::store::StoreError::Closed));
+        assert_eq!(ours.status, 503);
+        let theirs = remote_refusal(RemoteError::TooMany { got: 1_000_000 });
+        assert_eq!(theirs.status, 403);
     }
 
     #[test]

@@ -467,7 +467,12 @@ impl Verifier {
         match self.inner.fetches.lock() {
             Ok(mut limits) => {
                 let (per_domain, all) = &mut *limits;
-                per_domain.allow(domain.to_owned(), now) && all.allow((), now)
+                // Spend from both or neither: a fetch refused by one limit costs nothing.
+                let domain = domain.to_owned();
+                if !per_domain.would_allow(&domain, now) || !all.would_allow(&(), now) {
+                    return false;
+                }
+                per_domain.allow(domain, now) && all.allow((), now)
             }
             Err(_) => false,
         }
@@ -836,6 +841,13 @@ mod tests {
             assert!(v.may_fetch(&format!("d{i}.example")), "{i}");
         }
         assert!(!v.may_fetch("one-more.example"), "all domains together");
+        // Refused by the global limit, it was not counted for its domain either.
+        let later = Instant::now() + KEY_REFETCH_INTERVAL;
+        let limits = v.inner.fetches.lock().unwrap();
+        assert!(limits
+            .0
+            .would_allow(&"one-more.example".to_owned(), Instant::now()));
+        assert!(limits.0.would_allow(&"a.example".to_owned(), later));
     }
 
     #[test]

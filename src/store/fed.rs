@@ -14,6 +14,9 @@ const PENDING_CHECK_EVERY: i64 = 256;
 /// How long applied activity ids are remembered, in seconds: longer than any retry schedule
 /// (an unavailable peer is retried for weeks at most), so a repeat is always recognised.
 pub const SEEN_KEEP_SECS: i64 = 60 * 24 * 3600;
+/// Peers stored at most (each gets a delivery worker and a row per activity): the gossip
+/// table's bound.
+pub const MAX_PEERS: i64 = crate::fed::gossip::MAX_PEERS as i64;
 /// Applied activity ids remembered at most; past it the oldest are forgotten first.
 pub const MAX_SEEN: i64 = 2_000_000;
 
@@ -32,11 +35,38 @@ pub struct PeerRow {
 
 /// Adds a peer; returns whether it is new.
 pub fn add_peer(conn: &Connection, domain: &str, now: i64) -> Result<bool, StoreError> {
+    add_peer_bounded(conn, domain, now, MAX_PEERS)
+}
+
+/// [`add_peer`] with the bound passed in (tests).
+fn add_peer_bounded(
+    conn: &Connection,
+    domain: &str,
+    now: i64,
+    max: i64,
+) -> Result<bool, StoreError> {
+    // One statement: the count and the insert cannot be split by another writer.
     let n = conn.execute(
-        "INSERT OR IGNORE INTO peers (domain, added_at) VALUES (?1, ?2)",
-        params![domain, now],
+        "INSERT OR IGNORE INTO peers (domain, added_at)
+         SELECT ?1, ?2 WHERE (SELECT count(*) FROM peers) < ?3",
+        params![domain, now, max],
     )?;
+    if n == 0 && !is_peer(conn, domain)? {
+        return Err(StoreError::TooManyPeers { max });
+    }
     Ok(n == 1)
+}
+
+/// Whether `domain` is in the peer table.
+pub fn is_peer(conn: &Connection, domain: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM peers WHERE domain = ?1",
+            [domain],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// Forgets a peer and what it was owed.
@@ -217,6 +247,15 @@ pub fn first_sight(conn: &Connection, activity_id: &str, now: i64) -> Result<boo
     Ok(n == 1)
 }
 
+/// Forgets that `activity_id` was seen: applying it failed in a way a retry may mend.
+pub fn unsee(conn: &Connection, activity_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM inbox_seen WHERE activity_id = ?1",
+        [activity_id],
+    )?;
+    Ok(())
+}
+
 /// Forgets applied ids older than [`SEEN_KEEP_SECS`], and the oldest past [`MAX_SEEN`].
 pub fn prune_seen(conn: &Connection, now: i64) -> Result<usize, StoreError> {
     prune_seen_bounded(conn, now, MAX_SEEN)
@@ -275,6 +314,36 @@ mod tests {
         );
         remove_peer(&conn, "c.test").unwrap();
         assert_eq!(owed_count(&conn, "c.test").unwrap(), 0);
+    }
+
+    #[test]
+    fn the_peer_table_is_bounded_and_a_known_peer_is_still_known() {
+        let conn = crate::store::open_in_memory();
+        for i in 0..3 {
+            assert!(add_peer_bounded(&conn, &format!("p{i}.test"), 0, 3).unwrap());
+        }
+        let err = add_peer_bounded(&conn, "one-more.test", 0, 3).unwrap_err();
+        assert!(err.to_string().contains("full (3 peers)"), "{err}");
+        assert!(!is_peer(&conn, "one-more.test").unwrap());
+        assert!(
+            !add_peer_bounded(&conn, "p1.test", 1, 3).unwrap(),
+            "known, not new"
+        );
+        remove_peer(&conn, "p0.test").unwrap();
+        assert!(add_peer_bounded(&conn, "one-more.test", 2, 3).unwrap());
+        assert_eq!(MAX_PEERS, 4096);
+    }
+
+    #[test]
+    fn an_id_unseen_after_a_failed_apply_is_new_again() {
+        let conn = crate::store::open_in_memory();
+        assert!(first_sight(&conn, "id1", 0).unwrap());
+        assert!(!first_sight(&conn, "id1", 1).unwrap(), "a repeat");
+        unsee(&conn, "id1").unwrap();
+        assert!(
+            first_sight(&conn, "id1", 2).unwrap(),
+            "the retry is applied"
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum StoreError {
     /// A change to a user's keys that the rules refuse; `cmd/keys.rs` words it for the user.
     #[error("{0:?}")]
     Keys(KeyRefusal),
+    /// The peer table holds `max` peers already.
+    #[error("the peer table is full ({max} peers)")]
+    TooManyPeers { max: i64 },
 }
 
 /// Why a change to a user's keys was refused.
