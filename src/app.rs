@@ -72,24 +72,42 @@ impl App {
     }
 
     /// Lets `/whois @nick@domain` ask the user's home instance (signed, with the federation
-    /// client). Done once at start; tests may set their own fetcher instead.
+    /// client), as Mastodon resolves an account: WebFinger on the user's domain (the answer
+    /// must be about that very account: the back-check), then the profile at its `self`
+    /// link, on that same instance. Done once at start; tests may set their own fetcher.
     pub fn fetch_remote_profiles(&self) {
         let client = self.fed.client().clone();
         let scheme = self.config.scheme();
-        let _ = self
-            .users
-            .set_remote_profiles(Arc::new(move |address: Address| {
-                let client = client.clone();
-                Box::pin(async move {
-                    crate::fed::profile::fetch_remote(
-                    |url| async move { client.get_json::<crate::profile::ProfileDoc>(&url).await },
-                    &address,
-                    scheme,
-                )
-                .await
-                .map_err(|e| e.to_string())
-                })
-            }));
+        let _ =
+            self.users
+                .set_remote_profiles(Arc::new(move |address: Address| {
+                    let client = client.clone();
+                    Box::pin(async move {
+                        use crate::fed::{profile, webfinger};
+                        let jrd = webfinger::lookup(
+                            |url| {
+                                let client = client.clone();
+                                async move { client.get_json::<webfinger::Jrd>(&url).await }
+                            },
+                            &address,
+                            scheme,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        let url = jrd.profile_url().map(str::to_owned).ok_or_else(|| {
+                            format!("the webfinger answer for {address} links no profile")
+                        })?;
+                        profile::fetch_remote_at(
+                            |url| async move {
+                                client.get_json::<crate::profile::ProfileDoc>(&url).await
+                            },
+                            &address,
+                            url,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                    })
+                }));
     }
 
     /// How many peer instances this one knows (the landing page shows it).

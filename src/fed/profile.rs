@@ -31,6 +31,9 @@ const PATH_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b':');
 
 /// The URL of a user's profile on the instance at `base_url` (see `config::base_url`):
+/// The path under which profiles are served.
+const USER_PATH: &str = "/api/s2s/user/";
+
 /// `{base_url}/api/s2s/user/@nick@domain`.
 pub fn profile_url(base_url: &str, nick: &str, domain: &str) -> String {
     format!(
@@ -149,7 +152,37 @@ where
         return Err(FetchProfileError::NoDomain(address.to_string()));
     };
     let base = scheme.base_url(domain);
-    let url = profile_url(&base, &address.nick, domain);
+    fetch_remote_at(get_json, address, profile_url(&base, &address.nick, domain)).await
+}
+
+/// [`fetch_remote`] from a profile URL found elsewhere (the `self` link of the user's
+/// WebFinger answer): it must be a profile URL of the user's own instance.
+pub async fn fetch_remote_at<F, Fut, E>(
+    get_json: F,
+    address: &Address,
+    url: String,
+) -> Result<Profile, FetchProfileError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<ProfileDoc, E>>,
+    E: std::fmt::Display,
+{
+    let fetch_error = |reason: String| FetchProfileError::Fetch {
+        address: address.to_string(),
+        reason,
+    };
+    let domain = address
+        .domain
+        .as_deref()
+        .ok_or_else(|| FetchProfileError::NoDomain(address.to_string()))?;
+    let home = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default());
+    if !home.is_some_and(|h| h.eq_ignore_ascii_case(domain)) || !url.contains(USER_PATH) {
+        return Err(fetch_error(format!(
+            "its profile link {url:?} is not a profile on {domain}"
+        )));
+    }
     let doc = get_json(url).await.map_err(|e| FetchProfileError::Fetch {
         address: address.to_string(),
         reason: e.to_string(),
@@ -276,5 +309,34 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("status 404"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_link_to_another_instance_is_not_followed() {
+        let alice = Address::parse("@alice@rose.example").unwrap();
+        let fetched = std::cell::Cell::new(false);
+        for url in [
+            "https://evil.example/api/s2s/user/@alice@rose.example",
+            "https://rose.example.evil.example/api/s2s/user/@alice@rose.example",
+            "https://rose.example/elsewhere",
+        ] {
+            let err = run(fetch_remote_at(
+                |_| {
+                    fetched.set(true);
+                    async { Ok::<_, String>(doc("alice", "rose.example")) }
+                },
+                &alice,
+                url.to_owned(),
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains("is not a profile on rose.example"), "{err}");
+        }
+        assert!(!fetched.get(), "nothing was fetched");
+        let ok = run(fetch_remote_at(
+            |_| async { Ok::<_, String>(doc("alice", "rose.example")) },
+            &alice,
+            "https://rose.example/api/s2s/user/@alice@rose.example".to_owned(),
+        ));
+        assert!(ok.is_ok());
     }
 }
