@@ -78,26 +78,26 @@ impl App {
     pub fn fetch_remote_profiles(&self) {
         let client = self.fed.client().clone();
         let scheme = self.config.scheme();
-        let _ =
-            self.users
-                .set_remote_profiles(Arc::new(move |address: Address| {
-                    let client = client.clone();
-                    Box::pin(async move {
-                        use crate::fed::{profile, webfinger};
-                        let jrd = webfinger::lookup(
-                            |url| {
-                                let client = client.clone();
-                                async move { client.get_json::<webfinger::Jrd>(&url).await }
-                            },
-                            &address,
-                            scheme,
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                        let url = jrd.profile_url().map(str::to_owned).ok_or_else(|| {
-                            format!("the webfinger answer for {address} links no profile")
-                        })?;
-                        profile::fetch_remote_at(
+        let _ = self
+            .users
+            .set_remote_profiles(Arc::new(move |address: Address| {
+                let client = client.clone();
+                Box::pin(async move {
+                    use crate::fed::{profile, webfinger};
+                    let jrd = webfinger::lookup(
+                        |url| {
+                            let client = client.clone();
+                            async move { client.get_json::<webfinger::Jrd>(&url).await }
+                        },
+                        &address,
+                        scheme,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    let url = jrd.profile_url().map(str::to_owned).ok_or_else(|| {
+                        format!("the webfinger answer for {address} links no profile")
+                    })?;
+                    profile::fetch_remote_at(
                             |url| async move {
                                 client.get_json::<crate::profile::ProfileDoc>(&url).await
                             },
@@ -106,8 +106,8 @@ impl App {
                         )
                         .await
                         .map_err(|e| e.to_string())
-                    })
-                }));
+                })
+            }));
     }
 
     /// How many peer instances this one knows (the landing page shows it).

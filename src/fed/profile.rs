@@ -329,7 +329,10 @@ mod tests {
                 url.to_owned(),
             ))
             .unwrap_err();
-            assert!(err.to_string().contains("is not a profile on rose.example"), "{err}");
+            assert!(
+                err.to_string().contains("is not a profile on rose.example"),
+                "{err}"
+            );
         }
         assert!(!fetched.get(), "nothing was fetched");
         let ok = run(fetch_remote_at(
