@@ -409,6 +409,34 @@ pub fn command_spec(name: &str) -> Option<&'static CommandSpec> {
     })
 }
 
+/// `text` worded for exec form, where commands are typed without a slash: each `/name` that
+/// starts a word and names a command (`/get`, `/history:`) loses its slash. Anything else,
+/// such as `library/get` or `/nosuch`, stays as it is.
+pub fn exec_wording(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut at_word_start = true;
+    while let Some(c) = rest.chars().next() {
+        if c == '/' && at_word_start {
+            let after = &rest[1..];
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(after.len());
+            let word = &after[..end];
+            if !word.is_empty() && command_spec(word).is_some() {
+                out.push_str(word);
+                rest = &after[end..];
+                at_word_start = false;
+                continue;
+            }
+        }
+        out.push(c);
+        at_word_start = c.is_whitespace() || matches!(c, '(' | '"' | '\'' | '`' | ',' | ';');
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 /// Every command name and alias, without slashes, in table order.
 pub fn command_names() -> impl Iterator<Item = &'static str> {
     COMMANDS
@@ -992,6 +1020,22 @@ fn parse_quit(args: &Args<'_>) -> Result<Command, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exec_wording_drops_the_slash_of_command_names_only() {
+        assert_eq!(
+            exec_wording("/history: 0 is out of range; usage: /history [N] [--json]"),
+            "history: 0 is out of range; usage: history [N] [--json]"
+        );
+        assert_eq!(
+            exec_wording("no results; /search first, or /get ID (see `/help`)"),
+            "no results; search first, or get ID (see `help`)"
+        );
+        for unchanged in ["library/get.txt", "unknown command \"/nosuch\"", "a /", "/"] {
+            assert_eq!(exec_wording(unchanged), unchanged);
+        }
+        assert_eq!(exec_wording("é /who"), "é who");
+    }
+
     use super::*;
 
     /// What a case expects: a parsed line, or an error kind (abbreviated) at an offset.

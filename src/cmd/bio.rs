@@ -38,7 +38,7 @@ async fn show(ctx: &Ctx<'_>) -> Result<Output, CmdError> {
         .map_err(failed)?;
     let line = match profile {
         Some(p) if !p.bio.is_empty() => format!("your bio: {}", p.bio),
-        _ => "you have no bio; /bio TEXT sets one".to_owned(),
+        _ => format!("you have no bio; {} TEXT sets one", ctx.cmd("bio")),
     };
     Ok(Output::lines(vec![line]))
 }

@@ -67,7 +67,7 @@ pub(super) async fn show(
         }
         lines.push(format!("{owner} shares {shared} files"));
         if listed.more {
-            lines.push(format!("more files: /more (or --page {})", page + 1));
+            lines.push(ctx.more_hint("files", page + 1));
         }
         lines
     };

@@ -126,6 +126,7 @@ mod tests {
             app,
             user,
             session: &mut session,
+            exec: true,
         };
         tokio::runtime::Builder::new_current_thread()
             .build()

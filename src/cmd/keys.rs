@@ -121,8 +121,9 @@ async fn add(ctx: &Ctx<'_>, text: &str) -> Result<Output, CmdError> {
         ),
         format!("  ssh -i PATH/TO/ITS/PRIVATE/KEY -p PORT {login}@HOST keys"),
         format!(
-            "then it logs in as {}; /keys remove {fingerprint} cancels it",
-            ctx.user.nick
+            "then it logs in as {}; {} remove {fingerprint} cancels it",
+            ctx.user.nick,
+            ctx.cmd("keys")
         ),
     ]))
 }

@@ -74,7 +74,7 @@ pub(super) async fn show(
         totals.shared
     ));
     if listed.more {
-        lines.push(format!("more files: /more (or --page {})", page + 1));
+        lines.push(ctx.more_hint("files", page + 1));
     }
     Ok(Output::lines(lines))
 }

@@ -35,6 +35,29 @@ pub struct Ctx<'a> {
     pub user: &'a User,
     /// What earlier commands of this session left for later ones.
     pub session: &'a mut SessionState,
+    /// Exec form (`ssh host get ID`): commands are named without a slash, and there is no
+    /// later command to continue a listing.
+    pub exec: bool,
+}
+
+impl Ctx<'_> {
+    /// How the user types command `name` here: `/name` in a shell, `name` in exec form.
+    pub fn cmd(&self, name: &str) -> String {
+        if self.exec {
+            name.to_owned()
+        } else {
+            format!("/{name}")
+        }
+    }
+
+    /// The line that says how to see the next page of `what`.
+    pub fn more_hint(&self, what: &str, next_page: usize) -> String {
+        if self.exec {
+            format!("more {what}: --page {next_page}")
+        } else {
+            format!("more {what}: /more (or --page {next_page})")
+        }
+    }
 }
 
 /// Per-session memory of commands: the last search, for `/more` and `/get N`.

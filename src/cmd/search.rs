@@ -33,7 +33,7 @@ pub async fn run(
     }
     let hits = fetch(ctx, &query, page).await?;
     let first_number = (page - 1) * PAGE_SIZE + 1;
-    let out = render(&hits, first_number, json);
+    let out = render(ctx, &hits, first_number, json);
     ctx.session.more = Some(super::more::Continuation::Search);
     ctx.session.last_search = Some(LastSearch {
         query,
@@ -67,7 +67,7 @@ pub async fn more(ctx: &mut Ctx<'_>, json: bool) -> Result<Output, CmdError> {
         }
     };
     let first_number = last.hits.len() + 1;
-    let out = render(&hits, first_number, json);
+    let out = render(ctx, &hits, first_number, json);
     let mut all = last.hits;
     all.extend(hits.into_iter().map(Some));
     ctx.session.last_search = Some(LastSearch {
@@ -92,7 +92,7 @@ async fn fetch(ctx: &Ctx<'_>, query: &Query, page: usize) -> Result<Vec<Hit>, Cm
         .map_err(store_failed)
 }
 
-fn render(hits: &[Hit], first_number: usize, json: bool) -> Output {
+fn render(ctx: &Ctx<'_>, hits: &[Hit], first_number: usize, json: bool) -> Output {
     if json {
         return Output::lines(
             hits.iter()
@@ -135,11 +135,11 @@ fn render(hits: &[Hit], first_number: usize, json: bool) -> Output {
         })
         .collect();
     if hits.len() == PAGE_SIZE {
-        lines.push(format!(
-            "more results: /more (or --page {})",
-            first_number / PAGE_SIZE + 2
-        ));
+        lines.push(ctx.more_hint("results", first_number / PAGE_SIZE + 2));
     }
-    lines.push("/get N downloads result N".to_owned());
+    if !ctx.exec {
+        // In exec form each command is its own session: there is no result N to get.
+        lines.push("/get N downloads result N".to_owned());
+    }
     Output::lines(lines)
 }

@@ -82,6 +82,7 @@ mod tests {
             app,
             user: &me,
             session: &mut session,
+            exec: true,
         };
         tokio::runtime::Builder::new_current_thread()
             .build()

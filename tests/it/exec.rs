@@ -70,3 +70,28 @@ fn a_chat_line_keeps_its_spacing_and_quotes() {
     let line: serde_json::Value = serde_json::from_str(history.trim()).expect("json");
     assert_eq!(line["text"], "it's  \"quoted\"");
 }
+
+#[test]
+fn exec_errors_and_hints_name_exec_commands_and_search_has_no_shell_hint() {
+    let rose = Instance::start("127.0.0.4");
+    let a = Key::new("a");
+    // An error of the grammar, and one of a command, both worded for exec form.
+    let usage = rose.ssh(&a, "alice", &["history", "0"]);
+    assert_exit(&usage, 2);
+    let err = stderr(&usage);
+    assert!(err.starts_with("rosewire: history: "), "{err}");
+    assert!(err.contains("usage: history [N]"), "{err}");
+    assert!(!err.contains("/history"), "{err}");
+    let get = rose.ssh(&a, "alice", &["get", "3"]);
+    assert_exit(&get, 1);
+    let err = stderr(&get);
+    assert!(err.contains("search first, or get ID"), "{err}");
+    assert!(!err.contains("/search") && !err.contains("/get"), "{err}");
+    let bio = rose.ssh(&a, "alice", &["bio"]);
+    assert_eq!(stdout(&bio), "you have no bio; bio TEXT sets one\n");
+    // A search answers its results, without the shell's `/get N` hint.
+    let search = rose.ssh(&a, "alice", &["search", "nothing-matches-this"]);
+    assert_exit(&search, 0);
+    let out = stdout(&search);
+    assert!(!out.contains("/get"), "{out}");
+}

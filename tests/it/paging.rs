@@ -68,7 +68,11 @@ fn library_and_browse_answer_a_hundred_files_a_page() {
             plain.contains("track099.ogg") && !plain.contains("track100.ogg"),
             "{plain}"
         );
-        assert!(plain.contains("/more (or --page 2)"), "{plain}");
+        assert!(plain.contains("more files: --page 2"), "{plain}");
+        assert!(
+            !plain.contains("/more"),
+            "no shell-only hint in exec form: {plain}"
+        );
     }
     let bad = rose.ssh(&a, "alice", &["library", "--page", "0"]);
     assert_exit(&bad, 2);

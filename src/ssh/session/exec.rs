@@ -46,6 +46,7 @@ pub(super) async fn exec(
                 app,
                 user,
                 session: &mut state,
+                exec: true,
             };
             cmd::run(&mut ctx, command).await
         }
@@ -68,7 +69,8 @@ pub(super) async fn exec(
             finish(tx, out.as_bytes(), b"", 0).await;
         }
         Err(e) => {
-            let err = terminal_lines(&[format!("rosewire: {e}")], false, eol);
+            let message = rosewire_shell::command::exec_wording(&e.to_string());
+            let err = terminal_lines(&[format!("rosewire: {message}")], false, eol);
             finish(tx, b"", err.as_bytes(), e.exit_status()).await;
         }
     }

@@ -182,6 +182,7 @@ async fn submit(app: &App, user: &User, state: &mut SessionState, line: &str) ->
         app,
         user,
         session: state,
+        exec: false,
     };
     match cmd::run(&mut ctx, command).await {
         Ok(out) => Reply {
