@@ -121,6 +121,9 @@ pub enum KeysCommand {
     Add { key: String },
     /// `/keys remove FINGERPRINT`
     Remove { fingerprint: String },
+    /// `/keys @user[@domain]`: another user's public keys, one `authorized_keys` line each
+    /// (for encrypting to them with `age -R`).
+    Of { user: Address },
 }
 
 /// The `/bio` forms.
@@ -302,14 +305,16 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "keys",
         aliases: &[],
-        usage: "/keys [--json] | /keys add KEY | /keys remove FINGERPRINT",
+        usage: "/keys [--json] | /keys add KEY | /keys remove FINGERPRINT | /keys @user@domain",
         summary: "list, add or remove your SSH keys",
         help: "/keys lists the SSH public keys that may log in as you, and those waiting for\n\
                confirmation (--json for JSON).\n\
                /keys add KEY proposes a key: paste the whole line, e.g. `ssh-ed25519 AAAA... laptop`;\n\
                it joins once you log in with it as NICK+CODE, the code it prints.\n\
                /keys remove FINGERPRINT removes a key or cancels a waiting one (SHA256:... as\n\
-               /keys shows it).",
+               /keys shows it).\n\
+               /keys @bob@rose.example prints bob's public keys, one authorized_keys line each\n\
+               (from his home instance): `age -R` encrypts to them.",
         parse: parse_keys,
     },
     CommandSpec {
@@ -895,6 +900,18 @@ fn parse_keys(args: &Args<'_>) -> Result<Command, ParseError> {
         _ => {
             let (json, positionals) = args.json_and_positionals(args.words()?)?;
             match positionals.first() {
+                Some(word) if word.text.starts_with('@') => {
+                    args.no_more(&positionals[1..])?;
+                    if json {
+                        return Err(args.usage(
+                            word.offset,
+                            "--json is for your own keys; a user's keys are authorized_keys lines",
+                        ));
+                    }
+                    Ok(Command::Keys(KeysCommand::Of {
+                        user: user_address(args, word)?,
+                    }))
+                }
                 Some(word) => Err(args.usage(
                     word.offset,
                     format!("unknown subcommand \"{}\" (try add or remove)", word.text),
@@ -1207,6 +1224,18 @@ mod tests {
         );
         check("/keys", cmd(Keys(KeysCommand::List { json: false })));
         check("/keys --json", cmd(Keys(KeysCommand::List { json: true })));
+        check(
+            "/keys @bob@rose.example",
+            cmd(Keys(KeysCommand::Of {
+                user: Address::parse("@bob@rose.example").unwrap(),
+            })),
+        );
+        check(
+            "/keys @bob",
+            cmd(Keys(KeysCommand::Of {
+                user: Address::parse("@bob").unwrap(),
+            })),
+        );
         check(
             "/keys add ssh-ed25519 AAAAC3Nz alice@laptop",
             cmd(Keys(KeysCommand::Add {

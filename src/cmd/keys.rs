@@ -1,5 +1,5 @@
 //! `/keys [--json]`, `/keys add KEY`, `/keys remove FINGERPRINT`: the SSH keys that may log
-//! in as this user.
+//! in as this user; `/keys @user@domain`: another user's public keys.
 //!
 //! A key joins an account only once it has proven itself: `/keys add` gives a one-time code,
 //! and logging in once with the new key as `NICK+CODE` moves it to the user's keys (see
@@ -27,7 +27,28 @@ pub async fn run(ctx: &Ctx<'_>, command: KeysCommand) -> Result<Output, CmdError
         KeysCommand::List { json } => list(ctx, json).await,
         KeysCommand::Add { key } => add(ctx, &key).await,
         KeysCommand::Remove { fingerprint } => remove(ctx, fingerprint).await,
+        KeysCommand::Of { user } => of(ctx, &user).await,
     }
+}
+
+/// `user`'s public keys as `authorized_keys` lines, each with the user's address as its
+/// comment: what `age -R` takes to encrypt to them. From the user's home for a remote user
+/// (the profile behind the WebFinger answer, keys checked against their fingerprints).
+async fn of(ctx: &Ctx<'_>, user: &rosewire_shell::Address) -> Result<Output, CmdError> {
+    let profile = super::whois::profile_of(ctx, user).await?;
+    let lines: Vec<String> = profile
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let mut fields = k.public_key.split_whitespace();
+            let (kind, blob) = (fields.next()?, fields.next()?);
+            Some(format!("{kind} {blob} {}", profile.address))
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(CmdError::Failed(format!("{} has no keys", profile.address)));
+    }
+    Ok(Output::lines(lines))
 }
 
 async fn list(ctx: &Ctx<'_>, json: bool) -> Result<Output, CmdError> {

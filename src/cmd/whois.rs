@@ -11,6 +11,19 @@ use super::{json_line, rfc3339, store_failed, CmdError, Ctx, Output};
 use crate::profile::{Profile, ProfileDoc};
 
 pub async fn run(ctx: &Ctx<'_>, user: &Address, json: bool) -> Result<Output, CmdError> {
+    let profile = profile_of(ctx, user).await?;
+    let lines = if json {
+        let doc = serde_json::to_value(ProfileDoc::from(&profile))
+            .map_err(|e| CmdError::Failed(format!("cannot encode the profile: {e}")))?;
+        vec![json_line(doc)]
+    } else {
+        text(&profile)
+    };
+    Ok(Output::lines(lines))
+}
+
+/// `user`'s profile: from here for a local user, else fetched from the user's own instance.
+pub(super) async fn profile_of(ctx: &Ctx<'_>, user: &Address) -> Result<Profile, CmdError> {
     let domain = ctx.app.domain();
     let profile = if user.is_on(domain) {
         let found = ctx
@@ -32,14 +45,7 @@ pub async fn run(ctx: &Ctx<'_>, user: &Address, json: bool) -> Result<Output, Cm
             .await
             .map_err(|e| CmdError::Failed(format!("cannot show {user}: {e}")))?
     };
-    let lines = if json {
-        let doc = serde_json::to_value(ProfileDoc::from(&profile))
-            .map_err(|e| CmdError::Failed(format!("cannot encode the profile: {e}")))?;
-        vec![json_line(doc)]
-    } else {
-        text(&profile)
-    };
-    Ok(Output::lines(lines))
+    Ok(profile)
 }
 
 /// The profile as aligned lines.

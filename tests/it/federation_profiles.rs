@@ -64,6 +64,25 @@ fn whois_of_a_remote_user_shows_her_bio_joined_and_keys_from_her_home() {
         "{text}"
     );
 
+    // `keys @bob@B` on A prints bob's key as an authorized_keys line, fetched from B (through
+    // WebFinger), named by his address; the same as B prints for him locally.
+    let remote_keys = stdout(&a.ssh(&ka, "alice", &["keys", &bob]));
+    let blob = |line: &str| line.split_whitespace().nth(1).map(str::to_owned);
+    assert_eq!(remote_keys.lines().count(), 1, "{remote_keys}");
+    assert_eq!(
+        blob(remote_keys.trim()),
+        blob(&kb.public()),
+        "{remote_keys}"
+    );
+    assert!(
+        remote_keys.trim().ends_with(&format!(" {bob}")),
+        "{remote_keys}"
+    );
+    assert_eq!(stdout(&b.ssh(&kb, "bob", &["keys", "@bob"])), remote_keys);
+    let out = a.ssh(&ka, "alice", &["keys", &format!("@nobody@{}", b.domain)]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("nobody"), "{}", stderr(&out));
+
     // The bio change also travelled to A as a Profile activity, applied without trouble.
     assert!(
         wait_until(|| a.log().contains("a remote profile changed")),
