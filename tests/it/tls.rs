@@ -340,12 +340,12 @@ fn two_instances_federate_over_tls_with_a_test_ca() {
     // Nothing between them went in plain text: A's HTTP port speaks only TLS.
     let mut plain = TcpStream::connect((a.ip.as_str(), a.http_port)).unwrap();
     plain.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
+    // The server may hang up on the plain request before it is all written.
+    let _ = write!(
         plain,
         "GET /api/s2s/instance HTTP/1.1\r\nHost: {}\r\n\r\n",
         a.domain
-    )
-    .unwrap();
+    );
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer);
     assert!(
