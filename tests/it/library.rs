@@ -259,7 +259,7 @@ fn search_pages_hold_a_hundred_results() {
     assert_eq!(ids.len(), 150, "pages do not overlap");
     let plain = stdout(&rose.ssh(&a, "alice", &["search", "ext:ogg"]));
     assert!(
-        plain.contains("100. ") && plain.contains("/more"),
+        plain.contains("100. ") && plain.contains("more results: --page 2"),
         "{plain}"
     );
 }
