@@ -109,7 +109,15 @@ impl CmdError {
 
 pub async fn run(ctx: &mut Ctx<'_>, command: Command) -> Result<Output, CmdError> {
     match command {
-        Command::Help { topic } => help::run(topic.as_deref()),
+        Command::Help { topic } => help::run(topic.as_deref()).map(|mut out| {
+            if ctx.exec {
+                // Usage lines name commands as typed here: `history [N]`, not `/history [N]`.
+                for line in &mut out.lines {
+                    *line = rosewire_shell::command::exec_wording(line);
+                }
+            }
+            out
+        }),
         Command::Who { json } => Ok(who::run(ctx, json)),
         Command::Peers { json } => Ok(peers::run(ctx, json).await),
         Command::Whois { user, json } => whois::run(ctx, &user, json).await,

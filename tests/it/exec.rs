@@ -10,7 +10,12 @@ fn exec_commands_take_an_optional_slash() {
     let slash = rose.ssh(&a, "alice", &["/help"]);
     assert_exit(&plain, 0);
     assert_eq!(stdout(&plain), stdout(&slash));
-    assert!(stdout(&plain).contains("/history"), "{}", stdout(&plain));
+    let help = stdout(&plain);
+    assert!(help.contains("  history [N] [--json]"), "{help}");
+    assert!(
+        !help.contains("/history"),
+        "exec help names exec commands: {help}"
+    );
     assert!(
         !plain.stdout.contains(&0x1b),
         "exec output has no escape codes"
@@ -54,7 +59,7 @@ fn help_for_one_command_shows_its_usage() {
     let out = rose.ssh(&a, "alice", &["help", "history"]);
     assert_exit(&out, 0);
     assert!(
-        stdout(&out).starts_with("usage: /history"),
+        stdout(&out).starts_with("usage: history [N]"),
         "{}",
         stdout(&out)
     );
