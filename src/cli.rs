@@ -133,8 +133,7 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
         config.federation.bootstrap = args.bootstrap;
     }
     config.dev |= args.dev;
-    // Domains are compared lowercase everywhere (key ids, actors, peers): ours too.
-    config.domain = config.domain.to_ascii_lowercase();
+    config.normalize();
     config.validate()?;
     Ok(config)
 }

@@ -383,6 +383,12 @@ impl Config {
     }
 
     /// Checks what serde cannot: ranges and the shape of names.
+    /// Puts values in the one form the rest of the server compares: the domain lowercase, as
+    /// peers compare key ids, actors and peer names.
+    pub fn normalize(&mut self) {
+        self.domain = self.domain.to_ascii_lowercase();
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if !valid_domain(&self.domain, self.dev) {
@@ -797,6 +803,14 @@ mod tests {
         config.settle_domain(8443);
         assert_eq!(config.domain, "127.0.0.3:8443");
         assert_eq!(config.base_url(), "http://127.0.0.3:8443");
+    }
+
+    #[test]
+    fn the_domain_is_compared_lowercase() {
+        let mut config = parse("domain = \"Rose.Example\"").unwrap();
+        config.normalize();
+        assert_eq!(config.domain, "rose.example");
+        assert_eq!(config.base_url(), "https://rose.example");
     }
 
     #[test]
