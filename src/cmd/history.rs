@@ -42,4 +42,3 @@ fn json_of(line: &ChatLine) -> String {
         "kind": kind,
     }))
 }
-

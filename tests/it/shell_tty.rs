@@ -148,7 +148,10 @@ fn page_up_brings_back_chat_that_help_pushed_off_the_screen() {
     // Each PgUp shows an earlier page; the chat line is on one of them, below the welcome.
     let mut pages = 0;
     while !screen.contains("<alice> an older line") {
-        assert!(pages < 10, "no page showed the chat line; last screen:\n{screen}");
+        assert!(
+            pages < 10,
+            "no page showed the chat line; last screen:\n{screen}"
+        );
         let before = screen.clone();
         tmux.send_keys(&["PPage"]);
         screen = tmux.expect("an earlier page", |s| s != before);
