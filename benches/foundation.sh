@@ -65,6 +65,9 @@ cat >"$WORK/rosewire/config.toml" <<EOF
 [ssh]
 connections_per_minute_per_address = 100000
 max_connections = 2048
+# A batch logs in at once from one address: the same room as sshd's MaxStartups above.
+max_unauthenticated_per_address = 200
+max_startups = "100:30:200"
 EOF
 start_rosewire "$WORK/rosewire" "$OURS_IP"
 log "rosewire pid $ROSEWIRE_PID on $OURS_IP:$OURS_PORT; sshd pid $SSHD_PID on $SSHD_IP:$SSHD_PORT"

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rosewire_shell::Address;
+use rosewire_shell::{Address, Message};
 use tokio::sync::broadcast;
 
 use crate::rate::RateTable;
@@ -48,6 +48,14 @@ impl ChatLine {
         }
     }
 
+    /// How the line looks in the message area.
+    pub fn message(&self) -> Message {
+        match self.kind {
+            ChatKind::Say => Message::chat(self.at, &self.speaker(), &self.text),
+            ChatKind::Me => Message::action(self.at, &self.speaker(), &self.text),
+        }
+    }
+
     /// How the speaker is shown: the nick for a local user, `@nick@domain` for a remote one.
     pub fn speaker(&self) -> String {
         if self.remote {
@@ -58,11 +66,43 @@ impl ChatLine {
     }
 }
 
+/// What every open shell hears. Each carries `shown`, its message-area form, built once here
+/// and shared by every session's scrollback (a pointer per session, not a copy).
 #[derive(Debug, Clone)]
 pub enum ChatEvent {
-    Line(Arc<ChatLine>),
-    Joined { nick: String },
-    Left { nick: String },
+    Line {
+        line: Arc<ChatLine>,
+        shown: Arc<Message>,
+    },
+    Joined {
+        nick: String,
+        shown: Arc<Message>,
+    },
+    Left {
+        nick: String,
+        shown: Arc<Message>,
+    },
+}
+
+impl ChatEvent {
+    fn line(line: Arc<ChatLine>) -> ChatEvent {
+        let shown = Arc::new(line.message());
+        ChatEvent::Line { line, shown }
+    }
+
+    fn joined(nick: &str) -> ChatEvent {
+        ChatEvent::Joined {
+            nick: nick.to_owned(),
+            shown: Arc::new(Message::notice(unix_now(), &format!("{nick} joined"))),
+        }
+    }
+
+    fn left(nick: &str) -> ChatEvent {
+        ChatEvent::Left {
+            nick: nick.to_owned(),
+            shown: Arc::new(Message::notice(unix_now(), &format!("{nick} left"))),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,9 +174,7 @@ impl Chat {
             entry.shells == 1
         };
         if first {
-            let _ = self.events.send(ChatEvent::Joined {
-                nick: nick.to_owned(),
-            });
+            let _ = self.events.send(ChatEvent::joined(nick));
         }
     }
 
@@ -158,9 +196,7 @@ impl Chat {
             }
         };
         if last {
-            let _ = self.events.send(ChatEvent::Left {
-                nick: nick.to_owned(),
-            });
+            let _ = self.events.send(ChatEvent::left(nick));
         }
     }
 
@@ -216,7 +252,7 @@ impl Chat {
             text,
             remote: false,
         });
-        let _ = self.events.send(ChatEvent::Line(line.clone()));
+        let _ = self.events.send(ChatEvent::line(line.clone()));
         Ok(line)
     }
 
@@ -264,7 +300,7 @@ impl Chat {
             kind,
             text,
         });
-        let _ = self.events.send(ChatEvent::Line(line.clone()));
+        let _ = self.events.send(ChatEvent::line(line.clone()));
         Ok(line)
     }
 

@@ -13,6 +13,7 @@
 //!   plain-text form for line mode and exec.
 //! - [`editor`]: the input line: editing keys, history, completion.
 //! - [`screen`]: the screen model (message area, status line, input line) rendered with termwiz.
+//! - [`scrollback`]: the messages a session keeps for paging back (PgUp/PgDn), bounded.
 //! - [`shell`]: [`Shell`], which ties keys, editor and screen together.
 
 pub mod address;
@@ -23,6 +24,7 @@ pub mod message;
 pub mod query;
 pub mod sanitize;
 pub mod screen;
+pub mod scrollback;
 pub mod shell;
 
 pub use address::{Address, AddressError};

@@ -4,6 +4,10 @@
 //! wrapped), one status line in reverse video, and the input line (prompt, then the editor's
 //! text, scrolled sideways so the cursor is always visible).
 //!
+//! The message area shows the newest messages, or, after PgUp, older ones: the session keeps
+//! the last [`SCROLLBACK_MESSAGES`] ([`Scrollback`]) and wraps only the rows it shows. While
+//! paged back, the view stays put as messages arrive and its last row says how many are below.
+//!
 //! Rendering is a diff. [`Screen`] keeps a termwiz [`Surface`] of what the client's terminal
 //! shows; each [`Screen::render`] composes a new surface from the state, scrolls the message
 //! area of the old one by the rows that new messages added, and sends only the cells that
@@ -16,8 +20,9 @@
 //! installed on the server. xterm's sequences are understood by every terminal a stock SSH
 //! client runs in (xterm, VTE, iTerm2, PuTTY, Windows Terminal, screen, tmux).
 
-use std::collections::VecDeque;
+use std::borrow::Cow;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use termwiz::caps::{Capabilities, ColorLevel, ProbeHints};
 use termwiz::cell::{CellAttributes, Intensity};
@@ -30,11 +35,8 @@ use unicode_segmentation::UnicodeSegmentation;
 use crate::editor::{grapheme_width, Editor};
 use crate::message::{Message, Part, NICK_PALETTE};
 use crate::sanitize::sanitize;
-
-/// Most messages the message area keeps. Fewer are kept when fewer fill the screen: older
-/// messages are dropped once the newer ones cover the message area, since there is no
-/// scrolling back (this keeps a session small when hundreds of people join at once).
-pub const SCROLLBACK_MESSAGES: usize = 1000;
+pub use crate::scrollback::SCROLLBACK_MESSAGES;
+use crate::scrollback::{Anchor, Scrollback};
 
 /// Widest screen we draw, in columns; a wider terminal gets this many (bounds memory).
 pub const MAX_COLS: u16 = 1000;
@@ -77,11 +79,21 @@ pub struct Status {
     pub activity: String,
 }
 
+/// The message area needs this many rows for paging back: one for messages, one for the
+/// marker.
+const MIN_AREA_TO_SCROLL: usize = 2;
+
 /// A run of text with one set of attributes.
 type Span = (CellAttributes, String);
 
 /// One screen row of a wrapped message.
 type Row = Vec<Span>;
+
+/// What the message area shows, top to bottom (fewer rows than the area: blank above).
+#[derive(Clone, Default)]
+struct View {
+    rows: Vec<Row>,
+}
 
 /// The screen state and the model of what the client shows.
 pub struct Screen {
@@ -95,8 +107,11 @@ pub struct Screen {
     shown: Surface,
     /// Where the client's cursor is now.
     shown_cursor: Option<(usize, usize)>,
-    /// The newest messages, each wrapped to the current width.
-    messages: VecDeque<(Message, Vec<Row>)>,
+    /// The kept messages (unwrapped) and where the view is.
+    messages: Scrollback,
+    /// The rows the message area shows, wrapped from `messages`; `None` when they changed
+    /// since the last render.
+    view: Option<View>,
     /// Rows added to the bottom of the message area since the last render.
     pending_scroll: usize,
     /// Whether the next render must clear and repaint everything (first render, resize,
@@ -124,7 +139,8 @@ impl Screen {
             renderer: TerminfoRenderer::new(capabilities(term)),
             shown: Surface::new(cols, rows),
             shown_cursor: None,
-            messages: VecDeque::new(),
+            messages: Scrollback::new(),
+            view: None,
             pending_scroll: 0,
             full_redraw: true,
             started: false,
@@ -135,28 +151,137 @@ impl Screen {
         }
     }
 
-    /// Adds a message at the bottom of the message area.
+    /// Adds a message only this session shows at the bottom of the message area.
     pub fn push(&mut self, message: Message) {
-        let rows = wrap(&message, self.cols);
-        self.pending_scroll += rows.len();
-        self.messages.push_back((message, rows));
-        self.drop_hidden_messages();
+        self.follow_new_rows(&message);
+        self.messages.push_private(message);
     }
 
-    /// Drops the oldest messages that can no longer be seen: the newer ones fill the area.
-    fn drop_hidden_messages(&mut self) {
-        let area = self.message_area_rows().max(1);
-        let mut shown = 0;
-        let mut keep = 0;
-        for (_, rows) in self.messages.iter().rev() {
-            if shown >= area || keep == SCROLLBACK_MESSAGES {
+    /// Adds a message shared with other sessions (see [`Scrollback::push_shared`]).
+    pub fn push_shared(&mut self, message: Arc<Message>) {
+        self.follow_new_rows(&message);
+        self.messages.push_shared(message);
+    }
+
+    /// Counts the rows a new message adds when the view follows the newest messages.
+    fn follow_new_rows(&mut self, message: &Message) {
+        if self.messages.anchor().is_none() {
+            self.pending_scroll += wrap(message, self.cols).len();
+        }
+        self.view = None;
+    }
+
+    /// Pages back: the top row of the message area becomes its bottom row, above a marker
+    /// saying how many messages are below. Stops when the oldest kept message is at the top.
+    pub fn page_up(&mut self) {
+        let area = self.message_area_rows();
+        let Some(bottom) = self.bottom() else {
+            return;
+        };
+        if area < MIN_AREA_TO_SCROLL {
+            return;
+        }
+        let anchor = self.messages.anchor();
+        let shown = if anchor.is_some() { area - 1 } else { area };
+        let moved = self.rows_up(anchor.unwrap_or(bottom), page(shown));
+        let highest = self.rows_down(Anchor { index: 0, row: 0 }, area - 2);
+        self.scroll_to(moved.max(highest), bottom);
+    }
+
+    /// Pages forward: the bottom row becomes the top row; at the newest message the view
+    /// follows new messages again.
+    pub fn page_down(&mut self) {
+        let (Some(anchor), Some(bottom)) = (self.messages.anchor(), self.bottom()) else {
+            return;
+        };
+        let shown = self.message_area_rows().saturating_sub(1);
+        let moved = self.rows_down(anchor, page(shown));
+        self.scroll_to(moved, bottom);
+    }
+
+    /// Follows the newest messages again.
+    pub fn scroll_to_bottom(&mut self) {
+        if self.messages.anchor().is_some() {
+            self.messages.set_anchor(None);
+            self.view = None;
+        }
+    }
+
+    /// Whether the view is paged back.
+    pub fn scrolled_back(&self) -> bool {
+        self.messages.anchor().is_some()
+    }
+
+    /// How many messages are kept.
+    pub fn kept_messages(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Bytes of this session's own messages kept (see [`crate::scrollback::MAX_PRIVATE_BYTES`]).
+    pub fn private_bytes(&self) -> usize {
+        self.messages.private_bytes()
+    }
+
+    /// Puts the view's bottom row at `target`; at `bottom` (the newest row) it follows.
+    fn scroll_to(&mut self, target: Anchor, bottom: Anchor) {
+        let anchor = (target < bottom).then_some(target);
+        if anchor != self.messages.anchor() {
+            self.messages.set_anchor(anchor);
+            self.view = None;
+        }
+    }
+
+    /// The last row of the newest message; `None` when there are no messages.
+    fn bottom(&self) -> Option<Anchor> {
+        let index = self.messages.len().checked_sub(1)?;
+        Some(Anchor {
+            index,
+            row: self.row_count(index) - 1,
+        })
+    }
+
+    /// Rows message `index` wraps to (at least 1).
+    fn row_count(&self, index: usize) -> usize {
+        self.messages
+            .get(index)
+            .map_or(1, |m| wrap(m, self.cols).len())
+    }
+
+    /// The position `n` rows above `from`, or the oldest row.
+    fn rows_up(&self, mut from: Anchor, mut n: usize) -> Anchor {
+        while n > 0 {
+            if from.row > 0 {
+                let step = n.min(from.row);
+                from.row -= step;
+                n -= step;
+            } else if from.index > 0 {
+                from.index -= 1;
+                from.row = self.row_count(from.index) - 1;
+                n -= 1;
+            } else {
                 break;
             }
-            shown += rows.len().max(1);
-            keep += 1;
         }
-        let hidden = self.messages.len() - keep;
-        self.messages.drain(..hidden);
+        from
+    }
+
+    /// The position `n` rows below `from`, or the newest row.
+    fn rows_down(&self, mut from: Anchor, mut n: usize) -> Anchor {
+        while n > 0 {
+            let rows = self.row_count(from.index);
+            if from.row + 1 < rows {
+                let step = n.min(rows - 1 - from.row);
+                from.row += step;
+                n -= step;
+            } else if from.index + 1 < self.messages.len() {
+                from.index += 1;
+                from.row = 0;
+                n -= 1;
+            } else {
+                break;
+            }
+        }
+        from
     }
 
     /// Replaces the status line's instance and online count.
@@ -174,9 +299,11 @@ impl Screen {
         let (cols, rows) = clamp_size(cols, rows);
         self.cols = cols;
         self.rows = rows;
-        for (message, rows) in &mut self.messages {
-            *rows = wrap(message, cols);
+        if let Some(mut anchor) = self.messages.anchor() {
+            anchor.row = anchor.row.min(self.row_count(anchor.index) - 1);
+            self.messages.set_anchor(Some(anchor));
         }
+        self.view = None;
         self.redraw();
     }
 
@@ -187,6 +314,9 @@ impl Screen {
 
     /// Bytes that bring the client's terminal up to date; empty when nothing changed.
     pub fn render(&mut self, editor: &Editor) -> Vec<u8> {
+        if self.view.is_none() {
+            self.view = Some(self.compose_view());
+        }
         let (next, cursor, hscroll) = self.compose(editor);
         self.hscroll = hscroll;
         let mut sink = Sink::new(self.cols, self.rows);
@@ -256,20 +386,12 @@ impl Screen {
     fn compose(&self, editor: &Editor) -> (Surface, (usize, usize), usize) {
         let mut surface = Surface::new(self.cols, self.rows);
         let area = self.message_area_rows();
-        let mut visible: Vec<&Row> = Vec::with_capacity(area);
-        for (_, rows) in self.messages.iter().rev() {
-            for row in rows.iter().rev() {
-                if visible.len() == area {
-                    break;
-                }
-                visible.push(row);
-            }
-            if visible.len() == area {
-                break;
-            }
-        }
-        let top = area - visible.len();
-        for (i, row) in visible.into_iter().rev().enumerate() {
+        let view = match &self.view {
+            Some(view) => Cow::Borrowed(view),
+            None => Cow::Owned(self.compose_view()),
+        };
+        let top = area.saturating_sub(view.rows.len());
+        for (i, row) in view.rows.iter().enumerate() {
             draw_row(&mut surface, top + i, row);
         }
         if self.rows >= CHROME_ROWS {
@@ -281,6 +403,61 @@ impl Screen {
         draw_row(&mut surface, input_y, &row);
         surface.flush_changes_older_than(surface.current_seqno());
         (surface, (cursor_x, input_y), hscroll)
+    }
+
+    /// The rows of the message area: the newest messages, or while paged back the rows
+    /// that end at the anchor and the marker below them. Wraps only the messages shown.
+    fn compose_view(&self) -> View {
+        let area = self.message_area_rows();
+        let Some(bottom) = self.bottom() else {
+            return View::default();
+        };
+        match self.messages.anchor() {
+            None => View {
+                rows: self.rows_ending_at(bottom, area),
+            },
+            Some(anchor) => {
+                let mut rows = self.rows_ending_at(anchor, area.saturating_sub(1));
+                let cut = usize::from(anchor.row + 1 < self.row_count(anchor.index));
+                let below = self.messages.len() - 1 - anchor.index + cut;
+                rows.push(self.marker_row(below));
+                View { rows }
+            }
+        }
+    }
+
+    /// Up to `count` rows, the last of them `end`.
+    fn rows_ending_at(&self, end: Anchor, count: usize) -> Vec<Row> {
+        let mut rows: Vec<Row> = Vec::with_capacity(count);
+        let mut index = end.index;
+        let mut last_row = Some(end.row);
+        while rows.len() < count {
+            let Some(message) = self.messages.get(index) else {
+                break;
+            };
+            let mut wrapped = wrap(message, self.cols);
+            if let Some(last) = last_row {
+                wrapped.truncate(last + 1);
+            }
+            let take = wrapped.len().min(count - rows.len());
+            rows.extend(wrapped.into_iter().rev().take(take));
+            if index == 0 {
+                break;
+            }
+            index -= 1;
+            last_row = None;
+        }
+        rows.reverse();
+        rows
+    }
+
+    /// The last row of the message area while paged back.
+    fn marker_row(&self, below: usize) -> Row {
+        let text = format!("-- {below} more below (PgDn) --");
+        let fitted: String = text.chars().take(self.cols).collect();
+        let mut attrs = CellAttributes::default();
+        attrs.set_intensity(Intensity::Bold);
+        vec![(attrs, fitted)]
     }
 
     /// The status line: instance, online count, nick and any hint, in reverse video,
@@ -340,6 +517,12 @@ impl Screen {
         ];
         (row, prompt.len() + column - hscroll, hscroll)
     }
+}
+
+/// The rows a page moves when `shown` rows are on screen: all but one, which stays for
+/// context.
+fn page(shown: usize) -> usize {
+    shown.saturating_sub(1).max(1)
 }
 
 /// Clamps a client's size to what we draw: at least 1x1, at most MAX_COLS x MAX_ROWS.

@@ -8,14 +8,17 @@
 //! Input goes through three stages: a UTF-8 guard (an incomplete character waits for the
 //! next chunk, invalid bytes are dropped), the [`KeyDecoder`] (keys, escape sequences and
 //! bracketed paste, kept across calls so a sequence split between two reads still decodes),
-//! and the [`Editor`].
+//! and the [`Editor`]. PgUp and PgDn page the message area; Enter brings it back to the
+//! newest messages.
+
+use std::sync::Arc;
 
 use termwiz::input::{InputEvent, KeyCode};
 
 use crate::editor::{Editor, EditorEvent};
 use crate::keys::KeyDecoder;
 use crate::message::Message;
-use crate::sanitize::sanitize;
+use crate::sanitize::{is_unsafe_char, sanitize};
 use crate::screen::Screen;
 pub use crate::screen::Status;
 
@@ -165,9 +168,18 @@ impl Shell {
                     return;
                 }
                 self.screen.set_hint(None);
+                match key.key {
+                    KeyCode::PageUp => return self.screen.page_up(),
+                    KeyCode::PageDown => return self.screen.page_down(),
+                    _ => {}
+                }
                 match self.editor.handle_key(&key, &self.nicks) {
                     EditorEvent::None => {}
-                    EditorEvent::Submit(line) => actions.push(Action::Submit(line)),
+                    EditorEvent::Submit(line) => {
+                        // What the line produces shows at the bottom.
+                        self.screen.scroll_to_bottom();
+                        actions.push(Action::Submit(line));
+                    }
                     EditorEvent::Quit => actions.push(Action::Quit),
                     EditorEvent::Redraw => self.screen.redraw(),
                     EditorEvent::Candidates(candidates) => {
@@ -193,10 +205,22 @@ impl Shell {
         self.screen.resize(cols, rows);
     }
 
-    /// Add a line to the message area (text is sanitized here too).
+    /// Add a line only this session shows to the message area (command output, errors, its
+    /// own notices); text is sanitized here too. These count against
+    /// [`MAX_PRIVATE_BYTES`](crate::scrollback::MAX_PRIVATE_BYTES).
     pub fn push(&mut self, mut message: Message) {
         message.text = sanitize(&message.text);
         self.screen.push(message);
+    }
+
+    /// Add a line built once and given to every session (a chat line, a join) to the
+    /// message area: the session keeps a pointer to it. Text that is not clean is
+    /// sanitized into a copy of this session's own.
+    pub fn push_shared(&mut self, message: Arc<Message>) {
+        if message.text.chars().any(is_unsafe_char) {
+            return self.push(Message::clone(&message));
+        }
+        self.screen.push_shared(message);
     }
 
     /// Replaces the status line's instance name and online count.
@@ -219,6 +243,21 @@ impl Shell {
     /// below the last line, attributes reset).
     pub fn farewell(&mut self) -> Vec<u8> {
         self.screen.farewell()
+    }
+
+    /// Whether the message area is paged back (PgUp) rather than following new messages.
+    pub fn scrolled_back(&self) -> bool {
+        self.screen.scrolled_back()
+    }
+
+    /// How many messages the session keeps for paging back (for tests).
+    pub fn kept_messages(&self) -> usize {
+        self.screen.kept_messages()
+    }
+
+    /// Bytes of this session's own messages it keeps (for tests).
+    pub fn private_bytes(&self) -> usize {
+        self.screen.private_bytes()
     }
 
     /// The current input line (for tests).

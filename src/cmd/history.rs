@@ -1,6 +1,5 @@
 //! `/history [N] [--json]`: the last N chat lines (default [`DEFAULT_COUNT`]).
 
-use rosewire_shell::Message;
 use serde_json::json;
 
 use super::{json_line, rfc3339, CmdError, Ctx, Output};
@@ -26,7 +25,7 @@ pub async fn run(ctx: &Ctx<'_>, count: Option<usize>, json: bool) -> Result<Outp
     let out = if json {
         lines.iter().map(json_of).collect()
     } else {
-        lines.iter().map(|l| message_of(l).plain()).collect()
+        lines.iter().map(|l| l.message().plain()).collect()
     };
     Ok(Output::lines(out))
 }
@@ -42,12 +41,4 @@ fn json_of(line: &ChatLine) -> String {
         "at": rfc3339(line.at),
         "kind": kind,
     }))
-}
-
-/// How a stored chat line looks in the message area.
-pub fn message_of(line: &ChatLine) -> Message {
-    match line.kind {
-        ChatKind::Say => Message::chat(line.at, &line.speaker(), &line.text),
-        ChatKind::Me => Message::action(line.at, &line.speaker(), &line.text),
-    }
 }

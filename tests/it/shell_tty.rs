@@ -129,3 +129,39 @@ fn get_in_the_interactive_shell_saves_into_downloads_in_the_background() {
     tmux.send_keys(&["Enter"]);
     tmux.expect("bob's line", |s| s.contains("<bob> still here"));
 }
+
+#[test]
+fn page_up_brings_back_chat_that_help_pushed_off_the_screen() {
+    let rose = Instance::start("127.0.0.6");
+    let a = Key::new("a");
+    // 10 rows of messages: /help alone fills them several times over.
+    let tmux = Tmux::start(&rose.ssh_shell_line(&a, "alice", "-tt"), 100, 12);
+    tmux.expect("the welcome", |s| s.contains("Welcome to RoseWire"));
+    tmux.type_text("an older line");
+    tmux.send_keys(&["Enter"]);
+    tmux.expect("alice's line", |s| s.contains("<alice> an older line"));
+    tmux.type_text("/help");
+    tmux.send_keys(&["Enter"]);
+    let mut screen = tmux.expect("the end of /help", |s| {
+        s.contains("/quit") && !s.contains("an older line")
+    });
+    // Each PgUp shows an earlier page; the chat line is on one of them, below the welcome.
+    let mut pages = 0;
+    while !screen.contains("<alice> an older line") {
+        assert!(
+            pages < 10,
+            "no page showed the chat line; last screen:\n{screen}"
+        );
+        let before = screen.clone();
+        tmux.send_keys(&["PPage"]);
+        screen = tmux.expect("an earlier page", |s| s != before);
+        pages += 1;
+    }
+    assert!(screen.contains("more below (PgDn)"), "{screen}");
+    // Sending a line comes back to the newest messages.
+    tmux.type_text("back at the bottom");
+    tmux.send_keys(&["Enter"]);
+    tmux.expect("the newest line and no marker", |s| {
+        s.contains("<alice> back at the bottom") && !s.contains("more below")
+    });
+}

@@ -5,5 +5,6 @@ mod keys;
 mod props;
 mod reference;
 mod screen;
+mod scrollback;
 mod util;
 mod vt;

@@ -1,5 +1,7 @@
 //! Plain line mode (`ssh -T`): lines in, plain text lines out, no escape codes.
 
+use std::borrow::Borrow;
+
 use super::*;
 
 pub(super) async fn line_mode(
@@ -53,7 +55,7 @@ pub(super) async fn line_mode(
                 None => break,
                 Some(Ok(event)) => {
                     if let Some(m) = event_message(&event, last_replayed) {
-                        out.extend(plain_lines(&[m]));
+                        out.extend(plain_lines(std::slice::from_ref(&m)));
                     }
                 }
                 Some(Err(missed)) => out.extend(plain_lines(&[lagged_notice(missed)])),
@@ -85,10 +87,10 @@ pub(super) async fn submit_plain(
 }
 
 /// Messages as plain text lines, each ending in `\n`.
-pub(super) fn plain_lines(messages: &[Message]) -> Vec<u8> {
+pub(super) fn plain_lines<M: Borrow<Message>>(messages: &[M]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in messages {
-        out.extend_from_slice(m.plain().as_bytes());
+        out.extend_from_slice(m.borrow().plain().as_bytes());
         out.push(b'\n');
     }
     out

@@ -15,6 +15,7 @@ mod line;
 mod shell;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rosewire_shell::sanitize::escape_unsafe_in_json;
 use rosewire_shell::{
@@ -26,8 +27,8 @@ use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::sync::{broadcast, watch};
 
 use crate::app::{App, User};
-use crate::chat::{unix_now, Chat, ChatEvent};
-use crate::cmd::{self, history::message_of, Ctx, SessionState};
+use crate::chat::{unix_now, Chat, ChatEvent, ChatLine};
+use crate::cmd::{self, Ctx, SessionState};
 use crate::transfer::{self, Download, FetchError, Finished, Transfers};
 use exec::exec;
 use line::line_mode;
@@ -201,13 +202,14 @@ async fn submit(app: &App, user: &User, state: &mut SessionState, line: &str) ->
     }
 }
 
-/// Turns a chat event into a message for the message area; `None` for events not shown.
-fn event_message(event: &ChatEvent, last_replayed: i64) -> Option<Message> {
+/// The message-area form of a chat event, shared by every session; `None` for a line the
+/// opening already replayed.
+fn event_message(event: &ChatEvent, last_replayed: i64) -> Option<Arc<Message>> {
     match event {
-        ChatEvent::Line(line) if line.id > last_replayed => Some(message_of(line)),
-        ChatEvent::Line(_) => None,
-        ChatEvent::Joined { nick } => Some(Message::notice(unix_now(), &format!("{nick} joined"))),
-        ChatEvent::Left { nick } => Some(Message::notice(unix_now(), &format!("{nick} left"))),
+        ChatEvent::Line { line, .. } if line.id <= last_replayed => None,
+        ChatEvent::Line { shown, .. }
+        | ChatEvent::Joined { shown, .. }
+        | ChatEvent::Left { shown, .. } => Some(shown.clone()),
     }
 }
 
@@ -226,7 +228,7 @@ async fn opening(app: &App) -> (Vec<Message>, i64) {
         })
     };
     let last = history.last().map_or(0, |l| l.id);
-    messages.extend(history.iter().map(message_of));
+    messages.extend(history.iter().map(ChatLine::message));
     (messages, last)
 }
 

@@ -74,7 +74,7 @@ pub(super) async fn interactive(
                                 shell.set_status(status(app, &transfers));
                             }
                             if let Some(m) = event_message(&event, last_replayed) {
-                                shell.push(m);
+                                shell.push_shared(m);
                             }
                         }
                         Some(Err(missed)) => shell.push(lagged_notice(missed)),
