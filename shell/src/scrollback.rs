@@ -18,8 +18,10 @@ use crate::message::{Message, MessageKind};
 pub const SCROLLBACK_MESSAGES: usize = 1000;
 
 /// Most bytes of messages a session keeps that no other session shares (command output,
-/// errors, notices of its own). 500 sessions at this bound hold 32 MiB.
-pub const MAX_PRIVATE_BYTES: usize = 64 * 1024;
+/// errors, notices of its own): a page of search results and then some. 500 sessions at
+/// this bound hold 8 MiB, which with their shared lines' pointers (16 bytes each) keeps the
+/// worst case of 500 full scrollbacks under the 150 MiB goal.
+pub const MAX_PRIVATE_BYTES: usize = 16 * 1024;
 
 /// What a private message costs besides its text: the message itself and the reference
 /// counts of its allocation.
