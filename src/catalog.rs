@@ -621,8 +621,8 @@ fn owner_nick(origin: &str, owner: &Address) -> Result<String, RemoteError> {
         return Err(foreign());
     }
     // The origin's own reserved names are its business; the shape must be a nick's.
-    match crate::nick::validate(&owner.nick) {
-        Ok(()) | Err(crate::nick::NickError::Reserved(_)) => Ok(owner.nick.clone()),
+    match crate::nick::validate_syntax(&owner.nick) {
+        Ok(()) => Ok(owner.nick.clone()),
         Err(_) => Err(foreign()),
     }
 }

@@ -93,6 +93,17 @@ pub fn parse_login(user: &str) -> Result<Login<'_>, NickError> {
 }
 
 pub fn validate(nick: &str) -> Result<(), NickError> {
+    validate_syntax(nick)?;
+    if RESERVED.contains(&nick.to_ascii_lowercase().as_str()) {
+        return Err(NickError::Reserved(nick.to_owned()));
+    }
+    Ok(())
+}
+
+/// The form of a nickname alone, without the names reserved here: what a user of another
+/// instance may be called (`@admin@other.example` names that instance's admin, shown with
+/// its domain, and misleads no one about ours).
+pub fn validate_syntax(nick: &str) -> Result<(), NickError> {
     let mut chars = nick.chars();
     let first = chars.next().ok_or(NickError::Empty)?;
     if nick.chars().count() > MAX_NICK_LEN {
@@ -109,9 +120,6 @@ pub fn validate(nick: &str) -> Result<(), NickError> {
     }
     if !first.is_ascii_alphanumeric() {
         return Err(NickError::BadStart(nick.to_owned()));
-    }
-    if RESERVED.contains(&nick.to_ascii_lowercase().as_str()) {
-        return Err(NickError::Reserved(nick.to_owned()));
     }
     Ok(())
 }

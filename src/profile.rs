@@ -19,7 +19,7 @@ use rosewire_shell::Address;
 use russh::keys::{HashAlg, PublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::nick::{self, NickError};
+use crate::nick;
 
 /// Most characters in a bio, counted after [`rosewire_shell::sanitize`] (so at most 1,120
 /// bytes of UTF-8): a line or two about oneself, as a short status would be.
@@ -180,9 +180,9 @@ impl ProfileDoc {
                 address: sanitized(&self.address),
             });
         }
-        match nick::validate(&self.nick) {
-            // Another instance may let a user have a name reserved here.
-            Ok(()) | Err(NickError::Reserved(_)) => {}
+        // Another instance may let a user have a name reserved here.
+        match nick::validate_syntax(&self.nick) {
+            Ok(()) => {}
             Err(_) => {
                 return Err(ProfileDocError::BadNick {
                     nick: sanitized(&self.nick),

@@ -408,7 +408,7 @@ fn parse_actor(text: &str) -> Result<Address, ActivityError> {
         .domain
         .as_deref()
         .is_some_and(|d| !d.contains(['@', '/', ' ']));
-    if !domain_ok || crate::nick::validate(&address.nick).is_err() {
+    if !domain_ok || crate::nick::validate_syntax(&address.nick).is_err() {
         return Err(bad());
     }
     Ok(address)
@@ -570,6 +570,16 @@ mod tests {
             check(&|v| v["actor"] = json!("alice")),
             Err(ActivityError::BadActor(_))
         ));
+        assert!(matches!(
+            check(&|v| v["actor"] = json!("@-alice@a.example")),
+            Err(ActivityError::BadActor(_))
+        ));
+        // A name reserved here is another instance's own business.
+        let admin = base["actor"]
+            .as_str()
+            .unwrap()
+            .replacen("alice", "admin", 1);
+        assert!(check(&|v| v["actor"] = json!(admin.clone())).is_ok());
         assert!(matches!(
             check(&|v| v["published"] = json!("yesterday")),
             Err(ActivityError::BadTime(_))
