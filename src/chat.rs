@@ -218,48 +218,26 @@ impl Chat {
         kind: ChatKind,
         text: &str,
     ) -> Result<Arc<ChatLine>, ChatError> {
-        let text = rosewire_shell::sanitize(text).trim().to_owned();
-        if text.is_empty() {
-            return Err(ChatError::Empty);
-        }
-        if text.len() > MAX_LINE_BYTES {
-            return Err(ChatError::TooLong { len: text.len() });
-        }
-        let allowed = {
-            let mut limiter = lock(&self.limiter);
-            let now = Instant::now();
-            limiter.allow(nick.to_lowercase(), now)
-        };
-        if !allowed {
-            return Err(ChatError::RateLimited {
-                preview: preview(&text),
-            });
-        }
-        let at = unix_now();
-        let (from_nick, from_domain, stored_text) =
-            (nick.to_owned(), self.domain.to_string(), text.clone());
-        let id = self
-            .store
-            .call(move |conn| {
-                store::chat::insert_line(conn, at, &from_nick, &from_domain, kind, &stored_text)
-            })
-            .await?;
-        let line = Arc::new(ChatLine {
-            id,
-            at,
-            from: Address::new(nick, &self.domain),
-            kind,
-            text,
-            remote: false,
-        });
-        let _ = self.events.send(ChatEvent::line(line.clone()));
-        Ok(line)
+        let from = Address::new(nick, &self.domain);
+        self.keep(from, kind, text, unix_now()).await
     }
 
     /// Takes a line said on another instance (its inbox checked the activity): sanitized and
     /// bounded exactly like a local line, rate-limited per remote user like a local one, then
     /// stored and delivered to every open shell. `at` is when it was said (clamped to now).
     pub async fn receive(
+        &self,
+        from: Address,
+        kind: ChatKind,
+        text: &str,
+        at: i64,
+    ) -> Result<Arc<ChatLine>, ChatError> {
+        self.keep(from, kind, text, at.min(unix_now())).await
+    }
+
+    /// The one way a line enters the room, local or remote: sanitized, bounded, rate-limited
+    /// per speaker (by full address), stored, then delivered to every open shell.
+    async fn keep(
         &self,
         from: Address,
         kind: ChatKind,
@@ -279,7 +257,6 @@ impl Chat {
                 preview: preview(&text),
             });
         }
-        let at = at.min(unix_now());
         let from_domain = from
             .domain
             .clone()

@@ -114,26 +114,11 @@ impl Federation {
                     return;
                 }
                 match self.inner.client.post_json(&url, body.into_bytes()).await {
-                    Ok(()) => {
-                        let p = peer.to_owned();
-                        let _ = self
-                            .inner
-                            .store
-                            .call(move |conn| db::delivered(conn, &p, seq))
-                            .await;
-                        self.on_success(peer).await;
-                    }
+                    Ok(()) => {}
                     Err(e) if e.is_permanent() => {
                         // The peer refused this activity for good (4xx): retrying cannot help,
                         // and holding it back would block everything after it.
                         tracing::warn!(seq, "peer refused an activity: {e}; dropped");
-                        let p = peer.to_owned();
-                        let _ = self
-                            .inner
-                            .store
-                            .call(move |conn| db::delivered(conn, &p, seq))
-                            .await;
-                        self.on_success(peer).await;
                     }
                     Err(e) => {
                         tracing::info!(seq, "delivery failed: {e}");
@@ -141,6 +126,13 @@ impl Federation {
                         break;
                     }
                 }
+                let p = peer.to_owned();
+                let _ = self
+                    .inner
+                    .store
+                    .call(move |conn| db::delivered(conn, &p, seq))
+                    .await;
+                self.on_success(peer).await;
             }
         }
     }

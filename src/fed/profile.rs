@@ -175,18 +175,21 @@ where
         .domain
         .as_deref()
         .ok_or_else(|| FetchProfileError::NoDomain(address.to_string()))?;
-    let home = url
+    // `SCHEME://DOMAIN/api/s2s/user/...`: that very host, that very path.
+    let on_home = url
         .split_once("://")
-        .map(|(_, rest)| rest.split('/').next().unwrap_or_default());
-    if !home.is_some_and(|h| h.eq_ignore_ascii_case(domain)) || !url.contains(USER_PATH) {
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .is_some_and(|(host, path)| {
+            host.eq_ignore_ascii_case(domain) && path.starts_with(&USER_PATH[1..])
+        });
+    if !on_home {
         return Err(fetch_error(format!(
             "its profile link {url:?} is not a profile on {domain}"
         )));
     }
-    let doc = get_json(url).await.map_err(|e| FetchProfileError::Fetch {
-        address: address.to_string(),
-        reason: e.to_string(),
-    })?;
+    let doc = get_json(url)
+        .await
+        .map_err(|e| fetch_error(e.to_string()))?;
     doc.into_profile(address)
         .map_err(|error| FetchProfileError::Invalid {
             address: address.to_string(),

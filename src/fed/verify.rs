@@ -346,20 +346,10 @@ impl Verifier {
         } else {
             tracing::info!(%domain, "first contact: pinning the peer's key");
         }
-        let record = PeerKey {
-            domain: domain.to_owned(),
-            key_id: doc.key_id,
-            public_key_pem: key.to_pem(),
-            pinned_at: now,
-        };
-        self.inner
-            .store
-            .call(move |conn| peer_keys::pin(conn, &record))
-            .await
-            .map_err(|e| {
-                tracing::warn!(%domain, "cannot pin a peer's key: {e}");
-                Refusal::unauthorized("cannot pin the signer's key")
-            })?;
+        self.pin(domain, doc.key_id, &key, now).await.map_err(|e| {
+            tracing::warn!(%domain, "{e}");
+            Refusal::unauthorized("cannot pin the signer's key")
+        })?;
         let verifies = checked.verify(&key);
         self.remember(domain, key);
         Ok(verifies)
@@ -387,6 +377,27 @@ impl Verifier {
         result
     }
 
+    /// Stores `key` as the one pinned for `domain`.
+    async fn pin(
+        &self,
+        domain: &str,
+        key_id: String,
+        key: &PublicKey,
+        now: i64,
+    ) -> Result<(), String> {
+        let record = PeerKey {
+            domain: domain.to_owned(),
+            key_id,
+            public_key_pem: key.to_pem(),
+            pinned_at: now,
+        };
+        self.inner
+            .store
+            .call(move |conn| peer_keys::pin(conn, &record))
+            .await
+            .map_err(|e| format!("cannot pin the key of {domain}: {e}"))
+    }
+
     async fn fetch_and_pin(&self, domain: &str) -> Result<PublicKey, String> {
         let now = unix_now();
         let (doc, key) = self
@@ -400,17 +411,7 @@ impl Verifier {
         if let Ok(mut limits) = self.inner.fetches.lock() {
             let _ = limits.0.allow(domain.to_owned(), Instant::now());
         }
-        let record = PeerKey {
-            domain: domain.to_owned(),
-            key_id: doc.key_id,
-            public_key_pem: key.to_pem(),
-            pinned_at: now,
-        };
-        self.inner
-            .store
-            .call(move |conn| peer_keys::pin(conn, &record))
-            .await
-            .map_err(|e| format!("cannot pin the key of {domain}: {e}"))?;
+        self.pin(domain, doc.key_id, &key, now).await?;
         tracing::info!(%domain, "first contact: pinned the peer's key");
         self.remember(domain, key.clone());
         Ok(key)
