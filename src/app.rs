@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::fed::identity::InstanceKey;
 use crate::fed::Federation;
 use crate::library::Library;
+use crate::messages::Messages;
 use crate::profile::{Bio, Profile, ProfileKey};
 use crate::store::users::{self, KeyRecord, PendingKey, Removed};
 use crate::store::{Store, StoreError};
@@ -38,6 +39,8 @@ pub struct App {
     pub fed_key: Arc<InstanceKey>,
     /// Peers, the outbox and the inbox: the network.
     pub fed: Federation,
+    /// Private messages and ignore lists.
+    pub messages: Messages,
 }
 
 impl App {
@@ -54,6 +57,7 @@ impl App {
             remote: Arc::default(),
         };
         let fed = Federation::new(&config, fed_key.clone(), store.clone(), catalog.clone())?;
+        let messages = Messages::new(&config, store.clone(), chat.clone(), fed.clone());
         Ok(App {
             config: Arc::new(config),
             store,
@@ -64,6 +68,7 @@ impl App {
             users,
             fed_key,
             fed,
+            messages,
         })
     }
 

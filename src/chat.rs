@@ -3,7 +3,7 @@
 //! **Boundary:** this module knows nothing of SSH. Sessions subscribe to [`ChatEvent`]s and
 //! render them however their client needs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,19 @@ pub enum ChatEvent {
     Left {
         nick: String,
         shown: Arc<Message>,
+    },
+    /// For one user's sessions alone: a private message to them (`message_id`, read once a
+    /// shell shows it) or news of one they sent.
+    Private {
+        user_id: i64,
+        message_id: Option<i64>,
+        shown: Arc<Message>,
+    },
+    /// A user's ignore list changed (lowercase `@nick@domain` each): their open sessions
+    /// take the new one.
+    Ignores {
+        user_id: i64,
+        list: Arc<HashSet<String>>,
     },
 }
 
@@ -160,6 +173,23 @@ impl Chat {
 
     pub fn subscribe(&self) -> broadcast::Receiver<ChatEvent> {
         self.events.subscribe()
+    }
+
+    /// Tells `user_id`'s open sessions, and only theirs, something private.
+    pub fn tell(&self, user_id: i64, message_id: Option<i64>, shown: Message) {
+        let _ = self.events.send(ChatEvent::Private {
+            user_id,
+            message_id,
+            shown: Arc::new(shown),
+        });
+    }
+
+    /// Gives `user_id`'s open sessions their new ignore list.
+    pub fn ignores_changed(&self, user_id: i64, list: HashSet<String>) {
+        let _ = self.events.send(ChatEvent::Ignores {
+            user_id,
+            list: Arc::new(list),
+        });
     }
 
     /// Marks a shell of `nick` open; the first one announces the user.

@@ -48,6 +48,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub library: LibraryConfig,
     pub federation: FederationConfig,
+    pub messages: MessagesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -261,6 +262,45 @@ pub struct FederationConfig {
     pub inbox_per_second: u32,
 }
 
+/// Private messages: how large, how many, how much is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagesConfig {
+    /// Longest plain message, in bytes.
+    pub max_text_bytes: usize,
+    /// Longest sealed message (its age armor), in bytes.
+    pub max_sealed_bytes: usize,
+    /// Messages one sender may send per minute (a burst of as many, then one every
+    /// 60/`per_minute` s); applied to local senders here and to remote senders on arrival.
+    pub per_minute: u32,
+    /// Messages kept per user, sent and received together; past it the oldest go.
+    pub max_stored_per_user: u64,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        MessagesConfig {
+            max_text_bytes: 4096,
+            max_sealed_bytes: 16 * 1024,
+            per_minute: 30,
+            max_stored_per_user: 10_000,
+        }
+    }
+}
+
+impl MessagesConfig {
+    /// The per-sender token bucket: a burst of `per_minute`, then one every 60/`per_minute` s.
+    pub fn rate(&self) -> (u32, std::time::Duration) {
+        let per_minute = self.per_minute.max(1);
+        (per_minute, std::time::Duration::from_secs(60) / per_minute)
+    }
+}
+
+/// Highest `messages.per_minute` accepted.
+pub const MAX_MESSAGES_PER_MINUTE: u32 = 6_000;
+/// Highest `messages.max_stored_per_user` accepted.
+pub const MAX_STORED_MESSAGES_LIMIT: u64 = 1_000_000;
+
 /// Default of `federation.max_remote_files_per_peer`: a large music collection or two per
 /// peer; at 50 peers that is 10 million rows, still answered within the search goal.
 pub const DEFAULT_MAX_REMOTE_FILES_PER_PEER: u64 = 200_000;
@@ -326,6 +366,7 @@ impl Default for Config {
             chat: ChatConfig::default(),
             library: LibraryConfig::default(),
             federation: FederationConfig::default(),
+            messages: MessagesConfig::default(),
         }
     }
 }
@@ -512,6 +553,27 @@ impl Config {
             return invalid(format!(
                 "federation.inbox_per_second = {} must be between 1 and {MAX_INBOX_PER_SECOND}",
                 self.federation.inbox_per_second
+            ));
+        }
+        let wire = crate::fed::activity::MAX_MESSAGE_BYTES;
+        for (key, value) in [
+            ("messages.max_text_bytes", self.messages.max_text_bytes),
+            ("messages.max_sealed_bytes", self.messages.max_sealed_bytes),
+        ] {
+            if !(1..=wire).contains(&value) {
+                return invalid(format!("{key} = {value} must be between 1 and {wire}"));
+            }
+        }
+        if !(1..=MAX_MESSAGES_PER_MINUTE).contains(&self.messages.per_minute) {
+            return invalid(format!(
+                "messages.per_minute = {} must be between 1 and {MAX_MESSAGES_PER_MINUTE}",
+                self.messages.per_minute
+            ));
+        }
+        if !(1..=MAX_STORED_MESSAGES_LIMIT).contains(&self.messages.max_stored_per_user) {
+            return invalid(format!(
+                "messages.max_stored_per_user = {} must be between 1 and {MAX_STORED_MESSAGES_LIMIT}",
+                self.messages.max_stored_per_user
             ));
         }
         for pattern in &self.federation.block {

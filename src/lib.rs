@@ -42,6 +42,7 @@ pub mod fed;
 pub mod http;
 pub mod keys;
 pub mod library;
+pub mod messages;
 pub mod nick;
 pub mod profile;
 pub mod quota;

@@ -76,6 +76,21 @@ pub enum Command {
     Get { target: GetTarget },
     /// `/peers [--json]`
     Peers { json: bool },
+    /// `/msg @user@domain TEXT` (`/msg nick TEXT` for a user here). In exec form `text` may be
+    /// absent: it is read from stdin; `--sealed` (exec only) reads age armor from stdin.
+    Msg {
+        to: Address,
+        text: Option<String>,
+        sealed: bool,
+    },
+    /// `/msgs`, `/msgs @user@domain [N]`, `/msgs --raw ID`
+    Msgs(MsgsCommand),
+    /// `/reply TEXT`: a private message to whoever sent the last one received.
+    Reply { text: String },
+    /// `/ignore` lists the ignored; `/ignore @user@domain` adds one.
+    Ignore { user: Option<Address> },
+    /// `/unignore @user@domain`
+    Unignore { user: Address },
     /// `/quit` (also `/exit`)
     Quit,
 }
@@ -92,7 +107,9 @@ impl Command {
             | Command::Search { json, .. }
             | Command::More { json }
             | Command::Browse { json, .. }
-            | Command::Keys(KeysCommand::List { json }) => *json,
+            | Command::Keys(KeysCommand::List { json })
+            | Command::Msgs(MsgsCommand::List { json })
+            | Command::Msgs(MsgsCommand::Show { json, .. }) => *json,
             _ => false,
         }
     }
@@ -124,6 +141,21 @@ pub enum KeysCommand {
     /// `/keys @user[@domain]`: another user's public keys, one `authorized_keys` line each
     /// (for encrypting to them with `age -R`).
     Of { user: Address },
+}
+
+/// The `/msgs` forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MsgsCommand {
+    /// `/msgs [--json]`: conversations, the most recent first, with unread counts.
+    List { json: bool },
+    /// `/msgs @user@domain [N] [--json]`: the last N messages with one user (marks them read).
+    Show {
+        with: Address,
+        count: Option<usize>,
+        json: bool,
+    },
+    /// `/msgs --raw ID`: one message's text exactly as it arrived (a sealed one's age armor).
+    Raw { id: i64 },
 }
 
 /// The `/bio` forms.
@@ -301,6 +333,56 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "/history shows recent chat lines; /history N shows the last N.\n\
                --json prints one JSON object per line.",
         parse: parse_history,
+    },
+    CommandSpec {
+        name: "msg",
+        aliases: &[],
+        usage: "/msg @user@domain TEXT",
+        summary: "send a private message",
+        help: "/msg @bob@rose.example TEXT sends TEXT to bob alone, on any instance; /msg bob TEXT\n\
+               for a user here. It goes from this instance straight to bob's, nowhere else;\n\
+               /msgs @bob@rose.example shows whether it is queued, delivered or failed.\n\
+               Sealed, end to end: `age -a -R <(ssh HOST keys @bob@B) < note.txt |\n\
+               ssh HOST msg --sealed @bob@B` sends age armor that no instance can read.",
+        parse: parse_msg,
+    },
+    CommandSpec {
+        name: "msgs",
+        aliases: &[],
+        usage: "/msgs [@user@domain [N]] [--json] | /msgs --raw ID",
+        summary: "list your private conversations, or read one",
+        help: "/msgs lists your conversations, the most recent first, with unread counts.\n\
+               /msgs @bob@rose.example [N] shows the last N messages with bob (20 by default)\n\
+               and marks them read. --json prints one object per message:\n\
+               {\"id\",\"from\",\"to\",\"text\",\"at\",\"state\",\"sealed\"}.\n\
+               /msgs --raw ID prints one message's text as it arrived: for a sealed one,\n\
+               `ssh HOST msgs --raw ID | age -d -i ~/.ssh/id_ed25519` reads it.",
+        parse: parse_msgs,
+    },
+    CommandSpec {
+        name: "reply",
+        aliases: &[],
+        usage: "/reply TEXT",
+        summary: "answer the last private message",
+        help: "/reply TEXT sends TEXT privately to whoever sent you the last private message.",
+        parse: parse_reply,
+    },
+    CommandSpec {
+        name: "ignore",
+        aliases: &[],
+        usage: "/ignore [@user@domain]",
+        summary: "stop seeing someone's chat lines and messages",
+        help: "/ignore @bob@rose.example: bob's chat lines and private messages no longer reach\n\
+               you, in every session, until /unignore. /ignore alone lists whom you ignore.",
+        parse: parse_ignore,
+    },
+    CommandSpec {
+        name: "unignore",
+        aliases: &[],
+        usage: "/unignore @user@domain",
+        summary: "see someone's chat and messages again",
+        help: "/unignore @bob@rose.example undoes /ignore.",
+        parse: parse_unignore,
     },
     CommandSpec {
         name: "keys",
@@ -868,6 +950,128 @@ fn parse_history(args: &Args<'_>) -> Result<Command, ParseError> {
     Ok(Command::History { count, json })
 }
 
+/// `[--sealed] ADDRESS [TEXT]`: the address is the first word, the text the rest as typed.
+fn parse_msg(args: &Args<'_>) -> Result<Command, ParseError> {
+    let (text, offset) = args.text();
+    let mut rest = text;
+    let mut sealed = false;
+    if let Some(after) = rest.strip_prefix("--sealed") {
+        if after.is_empty() || after.starts_with(char::is_whitespace) {
+            sealed = true;
+            rest = after.trim_start();
+        }
+    }
+    let at = offset + (text.len() - rest.len());
+    let (who, body) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    if who.is_empty() {
+        return Err(args.usage(args.end(), "missing recipient, like @bob@rose.example"));
+    }
+    if who.starts_with("--") {
+        return Err(args.usage(at, format!("unknown option \"{who}\"")));
+    }
+    let to = user_address(
+        args,
+        &Word {
+            text: who.to_owned(),
+            offset: at,
+            quoted: false,
+        },
+    )?;
+    let body = body.trim();
+    if sealed && !body.is_empty() {
+        return Err(args.usage(
+            at + who.len(),
+            "--sealed reads the age armor from stdin, not from the line",
+        ));
+    }
+    Ok(Command::Msg {
+        to,
+        text: (!body.is_empty()).then(|| body.to_owned()),
+        sealed,
+    })
+}
+
+fn parse_msgs(args: &Args<'_>) -> Result<Command, ParseError> {
+    let mut json = false;
+    let mut raw: Option<i64> = None;
+    let mut positionals = Vec::new();
+    let mut words = args.words()?.into_iter();
+    while let Some(word) = words.next() {
+        match word.text.as_str() {
+            "--json" if !word.quoted => json = true,
+            "--raw" if !word.quoted => {
+                let Some(id) = words.next() else {
+                    return Err(args.usage(args.end(), "--raw needs a message id"));
+                };
+                match id.text.parse::<i64>() {
+                    Ok(n) if n >= 1 => raw = Some(n),
+                    _ => {
+                        return Err(
+                            args.usage(id.offset, format!("\"{}\" is not a message id", id.text))
+                        )
+                    }
+                }
+            }
+            _ if word.is_flag() => {
+                return Err(args.usage(word.offset, format!("unknown option \"{}\"", word.text)))
+            }
+            _ => positionals.push(word),
+        }
+    }
+    if let Some(id) = raw {
+        args.no_more(&positionals)?;
+        if json {
+            return Err(args.usage(args.end(), "--raw prints the text as it is; drop --json"));
+        }
+        return Ok(Command::Msgs(MsgsCommand::Raw { id }));
+    }
+    let Some((who, rest)) = positionals.split_first() else {
+        return Ok(Command::Msgs(MsgsCommand::List { json }));
+    };
+    let with = user_address(args, who)?;
+    let (count, extra) = match rest.split_first() {
+        Some((n, extra)) => match n.text.parse::<usize>() {
+            Ok(n) if n >= 1 => (Some(n), extra),
+            _ => {
+                return Err(args.usage(n.offset, format!("\"{}\" is not a count", n.text)));
+            }
+        },
+        None => (None, rest),
+    };
+    args.no_more(extra)?;
+    Ok(Command::Msgs(MsgsCommand::Show { with, count, json }))
+}
+
+fn parse_reply(args: &Args<'_>) -> Result<Command, ParseError> {
+    Ok(Command::Reply {
+        text: args.required_text("text")?,
+    })
+}
+
+fn parse_ignore(args: &Args<'_>) -> Result<Command, ParseError> {
+    let words = args.words()?;
+    match words.split_first() {
+        None => Ok(Command::Ignore { user: None }),
+        Some((who, extra)) => {
+            args.no_more(extra)?;
+            Ok(Command::Ignore {
+                user: Some(user_address(args, who)?),
+            })
+        }
+    }
+}
+
+fn parse_unignore(args: &Args<'_>) -> Result<Command, ParseError> {
+    let words = args.words()?;
+    let Some((who, extra)) = words.split_first() else {
+        return Err(args.usage(args.end(), "missing user, like @bob@rose.example"));
+    };
+    args.no_more(extra)?;
+    Ok(Command::Unignore {
+        user: user_address(args, who)?,
+    })
+}
+
 fn parse_keys(args: &Args<'_>) -> Result<Command, ParseError> {
     let (text, _) = args.text();
     let (subcommand, after) = match text.split_once(char::is_whitespace) {
@@ -1110,6 +1314,77 @@ mod tests {
             matches(&got, &want),
             "exec {input:?}\n  got  {got:?}\n  want {want:?}"
         );
+    }
+
+    #[test]
+    fn private_message_commands() {
+        use Command::*;
+        let bob = || Address::parse("@bob@b.example").unwrap();
+        check(
+            "/msg @bob@b.example  hi there, \"you\" ",
+            cmd(Msg {
+                to: bob(),
+                text: Some("hi there, \"you\"".to_owned()),
+                sealed: false,
+            }),
+        );
+        check(
+            "/msg carol x",
+            cmd(Msg {
+                to: Address::parse("carol").unwrap(),
+                text: Some("x".to_owned()),
+                sealed: false,
+            }),
+        );
+        check_exec(
+            "msg --sealed @bob@b.example",
+            cmd(Msg {
+                to: bob(),
+                text: None,
+                sealed: true,
+            }),
+        );
+        check_exec(
+            "msg @bob@b.example",
+            cmd(Msg {
+                to: bob(),
+                text: None,
+                sealed: false,
+            }),
+        );
+        check("/msg", Want::Usage("msg", 4));
+        check("/msg --loud @bob@b.example x", Want::Usage("msg", 5));
+        check("/msg @@ x", Want::Usage("msg", 5));
+        check("/msg --sealed @bob@b.example text", Want::Usage("msg", 28));
+        check("/msgs", cmd(Msgs(MsgsCommand::List { json: false })));
+        check("/msgs --json", cmd(Msgs(MsgsCommand::List { json: true })));
+        check(
+            "/msgs @bob@b.example 5 --json",
+            cmd(Msgs(MsgsCommand::Show {
+                with: bob(),
+                count: Some(5),
+                json: true,
+            })),
+        );
+        check_exec("msgs --raw 12", cmd(Msgs(MsgsCommand::Raw { id: 12 })));
+        check("/msgs --raw x", Want::Usage("msgs", 12));
+        check("/msgs --raw", Want::Usage("msgs", 11));
+        check("/msgs @bob@b.example 0", Want::Usage("msgs", 21));
+        check("/msgs --raw 3 --json", Want::Usage("msgs", 20));
+        check(
+            "/reply  ok, see you ",
+            cmd(Reply {
+                text: "ok, see you".to_owned(),
+            }),
+        );
+        check("/reply", Want::Usage("reply", 6));
+        check("/ignore", cmd(Ignore { user: None }));
+        check("/ignore @bob@b.example", cmd(Ignore { user: Some(bob()) }));
+        check("/ignore a b", Want::Usage("ignore", 10));
+        check("/unignore @bob@b.example", cmd(Unignore { user: bob() }));
+        check("/unignore", Want::Usage("unignore", 9));
+        assert!(parse_exec("msgs --json").unwrap().json());
+        assert!(!parse_exec("msgs --raw 1").unwrap().json());
     }
 
     #[test]

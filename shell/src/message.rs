@@ -1,4 +1,5 @@
-//! A line in the message area: chat, action, notice, error or command output.
+//! A line in the message area: chat, action, private message, notice, error or command
+//! output.
 //!
 //! [`Message::plain`] is the line-mode form used by exec commands and logs: no escape codes,
 //! sanitized. The screen draws the same parts with colours ([`Message::parts`]).
@@ -29,6 +30,9 @@ pub enum MessageKind {
     Chat { from: String },
     /// `* alice waves`
     Action { from: String },
+    /// A private message: `[msg] <bob> text` received from `peer`, `[msg to bob] text` sent
+    /// to `peer` (`outgoing`). Drawn in its own colour, never taken for a chat line.
+    Private { peer: String, outgoing: bool },
     /// `-- bob joined` (join/leave, server notices)
     Notice,
     /// `error: ...` (command failures)
@@ -52,6 +56,8 @@ pub enum Part {
     Notice,
     /// The text of an error (red).
     Error,
+    /// The `[msg]` marker of a private message (its own colour).
+    Private,
 }
 
 impl Message {
@@ -72,6 +78,30 @@ impl Message {
             at,
             MessageKind::Action {
                 from: from.to_owned(),
+            },
+            text,
+        )
+    }
+
+    /// A private message received from `peer`.
+    pub fn private_from(at: i64, peer: &str, text: &str) -> Self {
+        Self::new(
+            at,
+            MessageKind::Private {
+                peer: peer.to_owned(),
+                outgoing: false,
+            },
+            text,
+        )
+    }
+
+    /// A private message sent to `peer`.
+    pub fn private_to(at: i64, peer: &str, text: &str) -> Self {
+        Self::new(
+            at,
+            MessageKind::Private {
+                peer: peer.to_owned(),
+                outgoing: true,
             },
             text,
         )
@@ -122,6 +152,27 @@ impl Message {
                 (Part::Marker, "* ".to_owned()),
                 (Part::Nick(nick_colour(from)), sanitize(from)),
                 (Part::Text, format!(" {text}")),
+            ],
+            MessageKind::Private {
+                peer,
+                outgoing: false,
+            } => vec![
+                time,
+                (Part::Private, "[msg] ".to_owned()),
+                (Part::Marker, "<".to_owned()),
+                (Part::Nick(nick_colour(peer)), sanitize(peer)),
+                (Part::Marker, "> ".to_owned()),
+                (Part::Text, text),
+            ],
+            MessageKind::Private {
+                peer,
+                outgoing: true,
+            } => vec![
+                time,
+                (Part::Private, "[msg to ".to_owned()),
+                (Part::Nick(nick_colour(peer)), sanitize(peer)),
+                (Part::Private, "] ".to_owned()),
+                (Part::Text, text),
             ],
             MessageKind::Notice => vec![time, (Part::Notice, format!("-- {text}"))],
             MessageKind::Error => vec![time, (Part::Error, format!("error: {text}"))],
@@ -174,6 +225,14 @@ mod tests {
             "[01:00] * alice waves",
         );
         check(Message::notice(60, "bob joined"), "[00:01] -- bob joined");
+        check(
+            Message::private_from(60, "@bob@b.example", "psst"),
+            "[00:01] [msg] <@bob@b.example> psst",
+        );
+        check(
+            Message::private_to(60, "bob", "hi"),
+            "[00:01] [msg to bob] hi",
+        );
         check(
             Message::error(0, "no such user"),
             "[00:00] error: no such user",

@@ -607,6 +607,11 @@ fn attributes(part: Part) -> CellAttributes {
         Part::Error => {
             attrs.set_foreground(AnsiColor::Red);
         }
+        Part::Private => {
+            attrs
+                .set_foreground(AnsiColor::Fuchsia)
+                .set_intensity(Intensity::Bold);
+        }
         Part::Marker | Part::Text => {}
     }
     attrs

@@ -148,6 +148,7 @@ impl Scrollback {
 fn private_cost(message: &Message) -> usize {
     let from = match &message.kind {
         MessageKind::Chat { from } | MessageKind::Action { from } => from.len(),
+        MessageKind::Private { peer, .. } => peer.len(),
         MessageKind::Notice | MessageKind::Error | MessageKind::Output => 0,
     };
     PRIVATE_OVERHEAD + message.text.len() + from

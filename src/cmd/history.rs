@@ -1,5 +1,7 @@
 //! `/history [N] [--json]`: the last N chat lines (default [`DEFAULT_COUNT`]).
 
+use std::collections::HashSet;
+
 use serde_json::json;
 
 use super::{json_line, rfc3339, CmdError, Ctx, Output};
@@ -16,12 +18,22 @@ pub async fn run(ctx: &Ctx<'_>, count: Option<usize>, json: bool) -> Result<Outp
             "/history: {count} is out of range; give 1 to {MAX_HISTORY}"
         )));
     }
-    let lines = ctx
+    let mut lines = ctx
         .app
         .chat
         .history(count)
         .await
         .map_err(|e| CmdError::Failed(format!("cannot read the history: {e}")))?;
+    // Nothing from the users you ignore.
+    let ignored: HashSet<String> = ctx
+        .app
+        .messages
+        .ignored(ctx.user.id)
+        .await
+        .map_err(|e| CmdError::Failed(format!("cannot read the history: {e}")))?
+        .into_iter()
+        .collect();
+    lines.retain(|l| !ignored.contains(&l.from.to_string().to_lowercase()));
     let out = if json {
         lines.iter().map(json_of).collect()
     } else {

@@ -8,11 +8,16 @@ mod browse;
 mod get;
 mod help;
 pub mod history;
+mod ignore;
 mod library;
 mod more;
+mod msg;
+mod msgs;
 mod peers;
+mod reply;
 mod search;
 mod share;
+mod unignore;
 mod unshare;
 
 mod bio;
@@ -133,6 +138,11 @@ pub async fn run(ctx: &mut Ctx<'_>, command: Command) -> Result<Output, CmdError
         Command::More { json } => more::run(ctx, json).await,
         Command::Browse { user, json, page } => browse::run(ctx, &user, json, page).await,
         Command::Get { target } => get::run(ctx, target).await,
+        Command::Msg { to, text, sealed } => msg::run(ctx, &to, text, sealed).await,
+        Command::Msgs(msgs) => msgs::run(ctx, msgs).await,
+        Command::Reply { text } => reply::run(ctx, &text).await,
+        Command::Ignore { user } => ignore::run(ctx, user.as_ref()).await,
+        Command::Unignore { user } => unignore::run(ctx, &user).await,
         Command::Quit => Ok(Output {
             quit: true,
             ..Output::default()
@@ -159,4 +169,9 @@ async fn my_files(ctx: &Ctx<'_>) -> Result<Vec<CatalogFile>, CmdError> {
 /// A store failure, as a command failure.
 fn store_failed(e: StoreError) -> CmdError {
     CmdError::Failed(format!("the catalog is unavailable: {e}"))
+}
+
+/// A store failure in private messages, as a command failure.
+fn messages_failed(e: StoreError) -> CmdError {
+    CmdError::Failed(format!("messages are unavailable: {e}"))
 }

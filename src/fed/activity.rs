@@ -25,6 +25,9 @@ pub const MAX_ID_BYTES: usize = 512;
 pub const MAX_TEXT_BYTES: usize = crate::chat::MAX_LINE_BYTES;
 /// Longest bio in a profile update, in bytes: the local bound, 4 bytes a character.
 pub const MAX_BIO_BYTES: usize = 4 * crate::profile::MAX_BIO_CHARS;
+/// Longest text of a private message on the wire, in bytes: the protocol's bound. Each
+/// instance takes at most its own `messages.max_text_bytes` / `max_sealed_bytes`.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest file name or path in a share, in bytes.
 pub const MAX_PATH_BYTES: usize = 4096;
 /// The path under an instance's base URL where its activity ids live.
@@ -43,6 +46,13 @@ pub enum Payload {
     Unshare { files: Vec<UnsharedFile> },
     /// The actor's public profile changed.
     Profile { bio: String },
+    /// A private message to `to`, a user of the receiving instance; posted to that instance
+    /// alone. `sealed`: the text is age armor the instances cannot read.
+    Message {
+        to: Address,
+        text: String,
+        sealed: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +81,7 @@ impl Payload {
             Payload::Share { .. } => "Share",
             Payload::Unshare { .. } => "Unshare",
             Payload::Profile { .. } => "Profile",
+            Payload::Message { .. } => "Message",
         }
     }
 
@@ -80,6 +91,9 @@ impl Payload {
             Payload::Share { files } => json!({ "files": files }),
             Payload::Unshare { files } => json!({ "files": files }),
             Payload::Profile { bio } => json!({ "bio": bio }),
+            Payload::Message { to, text, sealed } => {
+                json!({ "to": to.to_string(), "text": text, "sealed": sealed })
+            }
         }
     }
 }
@@ -130,6 +144,14 @@ struct UnshareObject {
 #[serde(deny_unknown_fields)]
 struct ProfileObject {
     bio: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageObject {
+    to: String,
+    text: String,
+    sealed: bool,
 }
 
 /// Why an activity or envelope was refused.
@@ -239,6 +261,17 @@ impl Activity {
                 let o: ProfileObject = serde_json::from_value(raw.object).map_err(object)?;
                 bound("bio", &o.bio, MAX_BIO_BYTES)?;
                 Payload::Profile { bio: o.bio }
+            }
+            "Message" => {
+                let o: MessageObject = serde_json::from_value(raw.object).map_err(object)?;
+                bound("to", &o.to, MAX_ID_BYTES)?;
+                bound("text", &o.text, MAX_MESSAGE_BYTES)?;
+                let to = parse_actor(&o.to)?;
+                Payload::Message {
+                    to,
+                    text: o.text,
+                    sealed: o.sealed,
+                }
             }
             other => return Err(ActivityError::UnknownType(other.chars().take(64).collect())),
         };
@@ -483,6 +516,36 @@ mod tests {
             wire.open(Scheme::Http, |m, s| fake_sign(2)(m).as_slice() == s),
             Err(ActivityError::BadProof)
         );
+    }
+
+    #[test]
+    fn a_private_message_round_trips_and_its_recipient_and_size_are_checked() {
+        let message = Activity::new(
+            "http://a.test:8080",
+            Address::new("alice", "a.test:8080"),
+            1_764_489_600,
+            Payload::Message {
+                to: Address::new("bob", "b.test:8080"),
+                text: "psst".to_owned(),
+                sealed: false,
+            },
+        );
+        let json = message.to_json();
+        assert_eq!(json["type"], "Message");
+        assert_eq!(json["object"]["to"], "@bob@b.test:8080");
+        assert_eq!(Activity::from_json(json.clone(), Scheme::Http), Ok(message));
+        let mut no_domain = json.clone();
+        no_domain["object"]["to"] = json!("bob");
+        assert!(matches!(
+            Activity::from_json(no_domain, Scheme::Http),
+            Err(ActivityError::BadActor(_))
+        ));
+        let mut too_long = json;
+        too_long["object"]["text"] = json!("x".repeat(MAX_MESSAGE_BYTES + 1));
+        assert!(matches!(
+            Activity::from_json(too_long, Scheme::Http),
+            Err(ActivityError::TooLong { field: "text", .. })
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::activity::{Activity, ActivityError, Envelope, Payload, SharedFile};
 use crate::app::App;
 use crate::catalog::{RemoteError, RemoteFile};
 use crate::chat::{lock, unix_now, ChatError};
+use crate::messages::MessageError;
 use crate::rate::RateTable;
 use crate::store::{fed as db, ChatKind};
 
@@ -116,6 +117,7 @@ pub async fn receive(app: &App, signer: &str, body: &[u8]) -> Result<Received, R
 async fn apply_payload(app: &App, signer: &str, activity: Activity) -> Result<(), Refusal> {
     let domain = activity.domain().to_owned();
     let actor = activity.actor.clone();
+    let id = activity.id.clone();
     match activity.payload {
         Payload::Say { text } => {
             chat(app, signer, actor, ChatKind::Say, &text, activity.published).await?
@@ -143,8 +145,31 @@ async fn apply_payload(app: &App, signer: &str, activity: Activity) -> Result<()
             // Profiles are fetched live by /whois; the update is recorded for the log only.
             tracing::debug!(%actor, bytes = bio.len(), "a remote profile changed");
         }
+        Payload::Message { to, text, sealed } => {
+            // Neither the text nor the parties go to the log: only that one arrived.
+            app.messages
+                .receive(&id, &actor, &to, &text, sealed, activity.published)
+                .await
+                .map_err(message_refusal)?;
+            tracing::debug!(%signer, "private message received");
+        }
     }
     Ok(())
+}
+
+/// A message refused as the inbox answers it: the sender's instance settles its copy as
+/// failed with this reason (a 4xx), retries later (429), or retries after our failure (503).
+fn message_refusal(e: MessageError) -> Refusal {
+    let status = match &e {
+        MessageError::Store(_) => 503,
+        MessageError::RateLimited { .. } => 429,
+        MessageError::NoSuchUser(_) => 404,
+        MessageError::TooLong { .. } => 413,
+        MessageError::NotHere(_) => 403,
+        MessageError::Empty | MessageError::NotArmor(_) => 400,
+        MessageError::Yourself | MessageError::Unreachable(_) => 400,
+    };
+    Refusal::new(status, e.to_string())
 }
 
 /// A catalog refusal as the inbox answers it: the database failing is ours (503, retried),

@@ -31,6 +31,7 @@ pub mod inbox;
 pub mod outbox;
 pub mod peers;
 pub mod policy;
+pub mod private;
 pub mod profile;
 pub mod replay;
 pub mod routes;
@@ -90,6 +91,8 @@ pub(crate) struct Inner {
     pub introductions: Arc<tokio::sync::Semaphore>,
     /// Turns true when the instance shuts down (forwarded by [`Federation::start`]).
     pub down: watch::Sender<bool>,
+    /// Told when the outbox settles a private message (`private.rs`).
+    pub on_settled: std::sync::OnceLock<private::OnSettled>,
 }
 
 impl Federation {
@@ -148,6 +151,7 @@ impl Federation {
                 )),
                 introductions: Arc::new(tokio::sync::Semaphore::new(MAX_INTRODUCTIONS_IN_FLIGHT)),
                 down: watch::channel(false).0,
+                on_settled: std::sync::OnceLock::new(),
             }),
         })
     }

@@ -113,27 +113,44 @@ impl Federation {
                 if *shutdown.borrow() {
                     return;
                 }
-                match self.inner.client.post_json(&url, body.into_bytes()).await {
-                    Ok(()) => {}
+                let failure = match self.inner.client.post_json(&url, body.into_bytes()).await {
+                    Ok(()) => None,
                     Err(e) if e.is_permanent() => {
                         // The peer refused this activity for good (4xx): retrying cannot help,
                         // and holding it back would block everything after it.
                         tracing::warn!(seq, "peer refused an activity: {e}; dropped");
+                        Some(refusal_reason(peer, &e))
                     }
                     Err(e) => {
                         tracing::info!(seq, "delivery failed: {e}");
                         self.on_failure(peer).await;
                         break;
                     }
-                }
+                };
                 let p = peer.to_owned();
-                let _ = self
+                match self
                     .inner
                     .store
-                    .call(move |conn| db::delivered(conn, &p, seq))
-                    .await;
+                    .call(move |conn| db::settle(conn, &p, seq, failure.as_deref()))
+                    .await
+                {
+                    Ok(Some(settled)) => self.settled(settled),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(seq, "cannot record a delivery: {e}"),
+                }
                 self.on_success(peer).await;
             }
         }
+    }
+}
+
+/// Why `peer` refused an activity for good, in words for the sender of a private message.
+fn refusal_reason(peer: &str, e: &super::client::FetchError) -> String {
+    match e {
+        super::client::FetchError::Status(code, text) => {
+            let text = rosewire_shell::sanitize(text.trim());
+            format!("{peer} refused it ({code}): {text}")
+        }
+        other => format!("{peer} refused it: {other}"),
     }
 }

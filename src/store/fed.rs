@@ -180,6 +180,15 @@ fn enqueue_bounded(
             let excess = owed_count(&tx, peer)? - max_pending;
             if excess > 0 {
                 dropped_any = true;
+                // A private message among the dropped failed: its sender is told.
+                tx.execute(
+                    "UPDATE messages SET state = 'failed',
+                       reason = 'dropped: ' || ?1 || ' was owed too many activities'
+                     WHERE outgoing = 1 AND state = 'queued' AND activity_id IN
+                       (SELECT o.activity_id FROM deliveries d JOIN outbox o ON o.seq = d.seq
+                        WHERE d.peer = ?1 ORDER BY d.seq LIMIT ?2)",
+                    params![peer, excess],
+                )?;
                 tx.execute(
                     "DELETE FROM deliveries WHERE peer = ?1 AND seq IN
                        (SELECT seq FROM deliveries WHERE peer = ?1 ORDER BY seq LIMIT ?2)",
@@ -202,6 +211,53 @@ fn enqueue_bounded(
     }
     tx.commit()?;
     Ok(owed)
+}
+
+/// Puts an activity in the outbox owed to `peer` alone (a private message goes to its
+/// recipient's home and nowhere else). `peer` must be in the peer table.
+pub fn enqueue_to(
+    conn: &Connection,
+    activity_id: &str,
+    envelope: &str,
+    now: i64,
+    peer: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO outbox (activity_id, envelope, created_at) VALUES (?1, ?2, ?3)",
+        params![activity_id, envelope, now],
+    )?;
+    let seq = conn.last_insert_rowid();
+    conn.execute(
+        "INSERT INTO deliveries (peer, seq) VALUES (?1, ?2)",
+        params![peer, seq],
+    )?;
+    Ok(())
+}
+
+/// Records that `peer` accepted activity `seq` (`failure` is `None`) or refused it for good,
+/// and settles the private message it carried, if any. The activity leaves the outbox once
+/// every peer has it.
+pub fn settle(
+    conn: &mut Connection,
+    peer: &str,
+    seq: i64,
+    failure: Option<&str>,
+) -> Result<Option<super::messages::Settled>, StoreError> {
+    let tx = conn.transaction()?;
+    let activity_id: Option<String> = tx
+        .query_row(
+            "SELECT activity_id FROM outbox WHERE seq = ?1",
+            [seq],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let settled = match activity_id {
+        Some(id) => super::messages::settle(&tx, &id, failure)?,
+        None => None,
+    };
+    delivered(&tx, peer, seq)?;
+    tx.commit()?;
+    Ok(settled)
 }
 
 /// The oldest `limit` activities owed to `peer`, in order: (seq, envelope).

@@ -177,6 +177,34 @@ const MIGRATIONS: &[&str] = &[
         SELECT f.id, rosewire_index_words(f.path), rosewire_extension(f.path), u.nick_key,
                rosewire_size_token(f.size), 'o0'
         FROM files f JOIN users u ON u.id = f.owner_id;",
+    // 11: private messages and ignore lists. Each user's copy of a message is a row of theirs
+    // (`owner_id`): the sender's copy (`outgoing`, state queued/delivered/failed) and the
+    // recipient's (state unread/read). `peer` is the other party, `@nick@domain` as spelled,
+    // `peer_key` its lowercase form, which conversations group by. `activity_id` links a
+    // remote message to its activity: ours for a sent one (the outbox settles its state),
+    // the sender's for a received one. A sealed message's text is age armor, never read here.
+    "CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY,
+        owner_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        peer        TEXT NOT NULL,
+        peer_key    TEXT NOT NULL,
+        outgoing    INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        sealed      INTEGER NOT NULL DEFAULT 0,
+        at          INTEGER NOT NULL,      -- unix seconds
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'failed', 'unread', 'read')),
+        reason      TEXT,                  -- why a sent message failed
+        activity_id TEXT
+    );
+    CREATE INDEX messages_by_conversation ON messages(owner_id, peer_key, id);
+    CREATE INDEX messages_unread ON messages(owner_id, state);
+    CREATE INDEX messages_by_activity ON messages(activity_id) WHERE activity_id IS NOT NULL;
+    CREATE TABLE ignores (
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        address     TEXT NOT NULL,         -- @nick@domain, lowercase
+        added_at    INTEGER NOT NULL,
+        PRIMARY KEY (user_id, address)
+    ) WITHOUT ROWID;",
 ];
 
 /// `rosewire_nick_skeleton(nick)` in SQL is [`crate::nick::skeleton`], for migrations that

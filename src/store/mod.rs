@@ -7,6 +7,7 @@
 pub mod chat;
 pub mod fed;
 pub mod files;
+pub mod messages;
 mod migrations;
 pub mod peer_keys;
 pub mod remote;

@@ -14,6 +14,7 @@ mod hostile_net;
 mod http;
 mod library;
 mod limits;
+mod messages;
 mod paging;
 mod profile;
 mod remote_catalog;

@@ -3,12 +3,16 @@
 
 use super::*;
 
+/// How long `msg` waits for its text on stdin before it gives up.
+const STDIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs one exec command: output on stdout, the reason for a failure on stderr, and the exit
 /// status 0 (success), 1 (the command failed) or 2 (usage error).
 pub(super) async fn exec(
     app: &App,
     user: &User,
     peer: SocketAddr,
+    rx: &mut ChannelReadHalf,
     tx: &ChannelWriteHalf<Msg>,
     command: Vec<u8>,
     pty: bool,
@@ -37,7 +41,34 @@ pub(super) async fn exec(
     if app.config.dev && command_line.trim() == DEV_PANIC_COMMAND {
         panic!("deliberate panic requested with {DEV_PANIC_COMMAND} (dev mode)");
     }
-    let parsed = parse_exec(&command_line);
+    let parsed = match parse_exec(&command_line) {
+        // `msg @u@d < note`, `... | msg --sealed @u@d`: the text comes on stdin.
+        Ok(Command::Msg {
+            to,
+            text: None,
+            sealed,
+        }) => {
+            let limits = &app.config.messages;
+            let limit = if sealed {
+                limits.max_sealed_bytes
+            } else {
+                limits.max_text_bytes
+            };
+            match read_stdin(rx, limit).await {
+                Ok(text) => Ok(Command::Msg {
+                    to,
+                    text: Some(text),
+                    sealed,
+                }),
+                Err(why) => {
+                    let err = terminal_lines(&[format!("rosewire: {why}")], false, eol);
+                    finish(tx, b"", err.as_bytes(), 1).await;
+                    return;
+                }
+            }
+        }
+        other => other,
+    };
     let json = parsed.as_ref().is_ok_and(Command::json);
     let mut state = SessionState::default();
     let result = match parsed {
@@ -74,6 +105,31 @@ pub(super) async fn exec(
             finish(tx, b"", err.as_bytes(), e.exit_status()).await;
         }
     }
+}
+
+/// The exec channel's stdin up to its end, as UTF-8, when it holds at most `limit` bytes.
+async fn read_stdin(rx: &mut ChannelReadHalf, limit: usize) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    let deadline = tokio::time::Instant::now() + STDIN_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.wait()).await {
+            Err(_) => return Err(format!(
+                "no end of stdin within {} s; pipe the message in, or give it on the command line",
+                STDIN_TIMEOUT.as_secs()
+            )),
+            Ok(Some(ChannelMsg::Data { data })) => {
+                bytes.extend_from_slice(&data);
+                if bytes.len() > limit {
+                    return Err(format!(
+                        "the message on stdin is over {limit} bytes, the limit; nothing was sent"
+                    ));
+                }
+            }
+            Ok(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => break,
+            Ok(Some(_)) => {}
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| "the message on stdin is not UTF-8".to_owned())
 }
 
 /// Exec output as a terminal may see it: the one way every exec text (stdout and stderr)

@@ -13,7 +13,7 @@ pub(super) async fn line_mode(
 ) {
     let mut events = app.chat.subscribe();
     let _presence = Presence::join(&app.chat, &user.nick);
-    let (opening, last_replayed) = opening(app).await;
+    let (opening, mut listener) = opening(app, user).await;
     let mut out = plain_lines(&opening);
     let mut pending: Vec<u8> = Vec::new();
     let mut state = SessionState::default();
@@ -54,8 +54,9 @@ pub(super) async fn line_mode(
             event = next_event(&mut events) => match event {
                 None => break,
                 Some(Ok(event)) => {
-                    if let Some(m) = event_message(&event, last_replayed) {
-                        out.extend(plain_lines(std::slice::from_ref(&m)));
+                    if let Some(h) = listener.hear(&event) {
+                        heard(app, user, &h).await;
+                        out.extend(plain_lines(std::slice::from_ref(&h.shown)));
                     }
                 }
                 Some(Err(missed)) => out.extend(plain_lines(&[lagged_notice(missed)])),

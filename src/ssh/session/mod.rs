@@ -14,6 +14,7 @@ mod exec;
 mod line;
 mod shell;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -133,8 +134,8 @@ pub async fn run(
                 return;
             }
             ChannelMsg::Exec { command, .. } => {
-                let (_rx, tx) = channel.split();
-                exec(&app, &user, peer, &tx, command, pty.is_some()).await;
+                let (mut rx, tx) = channel.split();
+                exec(&app, &user, peer, &mut rx, &tx, command, pty.is_some()).await;
                 return;
             }
             ChannelMsg::RequestSubsystem { name, .. } => {
@@ -202,22 +203,81 @@ async fn submit(app: &App, user: &User, state: &mut SessionState, line: &str) ->
     }
 }
 
-/// The message-area form of a chat event, shared by every session; `None` for a line the
-/// opening already replayed.
-fn event_message(event: &ChatEvent, last_replayed: i64) -> Option<Arc<Message>> {
-    match event {
-        ChatEvent::Line { line, .. } if line.id <= last_replayed => None,
-        ChatEvent::Line { shown, .. }
-        | ChatEvent::Joined { shown, .. }
-        | ChatEvent::Left { shown, .. } => Some(shown.clone()),
+/// What one session hears of the chat: lines its opening did not replay already, nothing
+/// from the users its user ignores, and private news for its user alone.
+struct Listener {
+    user_id: i64,
+    /// Live lines up to this id were replayed by the opening.
+    last_replayed: i64,
+    /// Lowercase `@nick@domain` of the users ignored.
+    ignores: Arc<HashSet<String>>,
+}
+
+/// Something a session should show: its message-area form (shared by every session that
+/// shows it), and the private message it is, which is read once shown.
+struct Heard {
+    shown: Arc<Message>,
+    message_id: Option<i64>,
+}
+
+impl Listener {
+    fn hear(&mut self, event: &ChatEvent) -> Option<Heard> {
+        let shown = |shown: &Arc<Message>| {
+            Some(Heard {
+                shown: shown.clone(),
+                message_id: None,
+            })
+        };
+        match event {
+            ChatEvent::Line { line, .. } if line.id <= self.last_replayed => None,
+            ChatEvent::Line { line, .. } if self.ignores(&line.from) => None,
+            ChatEvent::Line { shown: s, .. }
+            | ChatEvent::Joined { shown: s, .. }
+            | ChatEvent::Left { shown: s, .. } => shown(s),
+            ChatEvent::Private {
+                user_id,
+                message_id,
+                shown,
+            } if *user_id == self.user_id => Some(Heard {
+                shown: shown.clone(),
+                message_id: *message_id,
+            }),
+            ChatEvent::Ignores { user_id, list } if *user_id == self.user_id => {
+                self.ignores = list.clone();
+                None
+            }
+            ChatEvent::Private { .. } | ChatEvent::Ignores { .. } => None,
+        }
+    }
+
+    fn ignores(&self, who: &rosewire_shell::Address) -> bool {
+        !self.ignores.is_empty() && self.ignores.contains(&who.to_string().to_lowercase())
     }
 }
 
-/// The messages a new shell starts with: the MOTD, then the latest chat lines.
-/// Returns them with the id of the last replayed line (live lines up to it are duplicates).
-async fn opening(app: &App) -> (Vec<Message>, i64) {
+/// Shows what a session heard, and marks a private message read once shown.
+async fn heard(app: &App, user: &User, heard: &Heard) {
+    if let Some(id) = heard.message_id {
+        app.messages.seen(user.id, id).await;
+    }
+}
+
+/// The messages a new shell starts with: the MOTD, the latest chat lines (none from users
+/// ignored), and how many private messages wait unread. Returns them with the session's
+/// [`Listener`].
+async fn opening(app: &App, user: &User) -> (Vec<Message>, Listener) {
     let now = unix_now();
     let mut messages: Vec<Message> = MOTD.lines().map(|l| Message::notice(now, l)).collect();
+    let ignores: HashSet<String> = app
+        .messages
+        .ignored(user.id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot read the ignore list: {e}");
+            Vec::new()
+        })
+        .into_iter()
+        .collect();
     let replay = app.config.chat.replay_lines;
     let history = if replay == 0 {
         Vec::new()
@@ -227,9 +287,29 @@ async fn opening(app: &App) -> (Vec<Message>, i64) {
             Vec::new()
         })
     };
-    let last = history.last().map_or(0, |l| l.id);
-    messages.extend(history.iter().map(ChatLine::message));
-    (messages, last)
+    let listener = Listener {
+        user_id: user.id,
+        last_replayed: history.last().map_or(0, |l| l.id),
+        ignores: Arc::new(ignores),
+    };
+    messages.extend(
+        history
+            .iter()
+            .filter(|l| !listener.ignores(&l.from))
+            .map(ChatLine::message),
+    );
+    match app.messages.unread(user.id).await {
+        Ok(0) => {}
+        Ok(n) => messages.push(Message::notice(
+            now,
+            &format!(
+                "you have {n} unread private message{}: /msgs lists them",
+                if n == 1 { "" } else { "s" }
+            ),
+        )),
+        Err(e) => tracing::warn!("cannot count unread messages: {e}"),
+    }
+    (messages, listener)
 }
 
 /// Receives the next chat event; a lagging subscriber gets a notice instead of the lines it

@@ -21,7 +21,7 @@ pub(super) async fn interactive(
         nick: user.nick.clone(),
         status: status(app, &transfers),
     });
-    let (opening, last_replayed) = opening(app).await;
+    let (opening, mut listener) = opening(app, user).await;
     for message in opening {
         shell.push(message);
     }
@@ -73,8 +73,9 @@ pub(super) async fn interactive(
                                 shell.set_nicks(nicks(app));
                                 shell.set_status(status(app, &transfers));
                             }
-                            if let Some(m) = event_message(&event, last_replayed) {
-                                shell.push_shared(m);
+                            if let Some(h) = listener.hear(&event) {
+                                heard(app, user, &h).await;
+                                shell.push_shared(h.shown);
                             }
                         }
                         Some(Err(missed)) => shell.push(lagged_notice(missed)),
