@@ -262,6 +262,28 @@ fn messages_cross_instances_reach_only_the_recipients_home() {
 
     // C, a peer of both, never saw any of it: not in its database, not in its log. A holds
     // the texts (the search would have found them).
+    // Bob ignores alice, a remote user: her messages are accepted by B (alice is not told)
+    // but never kept for him, and her chat lines do not reach him; others still see them.
+    assert_exit(&b.ssh(&kb, "bob", &["ignore", &alice]), 0);
+    assert_exit(&a.ssh(&ka, "alice", &["msg", &bob, "secret-ignored"]), 0);
+    assert_exit(&a.ssh(&ka, "alice", &["say", "chat-ignored"]), 0);
+    assert!(wait_until(|| state_of(
+        &a,
+        &ka,
+        "alice",
+        &bob,
+        "secret-ignored"
+    ) == Some(Value::from("delivered"))));
+    assert!(wait_until(
+        || stdout(&b.ssh(&kw, "watcher", &["history"])).contains("chat-ignored")
+    ));
+    let bobs = stdout(&b.ssh(&kb, "bob", &["history"]));
+    assert!(!bobs.contains("chat-ignored"), "{bobs}");
+    assert!(!msgs_json(&b, &kb, "bob", &[&alice, "100"])
+        .iter()
+        .any(|m| m["text"] == "secret-ignored"));
+    assert!(!any_file_holds(&b.data_dir(), "secret-ignored"));
+
     for text in [
         "secret-a2b-online",
         "secret-b2a-offline",
@@ -304,10 +326,16 @@ fn a_sealed_message_round_trip_with_age() {
         .unwrap();
     let armor = age.wait_with_output().unwrap();
     assert!(armor.status.success());
+    let online = b.line_session(&kb, "bob");
+    online.expect("Welcome to RoseWire");
     let out = ssh_with_stdin(&a, &ka, "alice", &["msg", "--sealed", &bob], &armor.stdout);
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("sealed message"), "{}", stdout(&out));
 
+    // Bob, online, is shown that a sealed message came and the command that reads it.
+    online.expect(&format!("[msg] <{alice}> sealed message"));
+    online.expect("| age -d -i ~/.ssh/id_ed25519");
+    drop(online);
     // Bob sees it sealed, and reads it with `msgs --raw ID | age -d -i KEY`.
     let mut got = Vec::new();
     assert!(wait_until(|| {
