@@ -20,11 +20,7 @@ impl Federation {
     /// Publishes an activity by local user `nick`: sealed with the instance key, stored owed
     /// to every peer, and the peers' workers woken.
     pub async fn publish(&self, nick: &str, payload: Payload) -> Result<(), StoreError> {
-        let actor = Address::new(nick, &self.inner.domain);
-        let activity = Activity::new(&self.inner.base_url, actor, unix_now(), payload);
-        let key = self.inner.key.clone();
-        let envelope = Envelope::seal(&activity, key.key_id(), |m| key.sign(m));
-        let body = String::from_utf8(envelope.to_bytes()).unwrap_or_default();
+        let (activity, body) = self.seal(nick, payload);
         let id = activity.id.clone();
         let owed = self
             .inner
@@ -36,6 +32,17 @@ impl Federation {
             self.wake(&peer);
         }
         Ok(())
+    }
+
+    /// A new activity by local user `nick`, sealed with the instance key, and its envelope as
+    /// posted to inboxes.
+    pub(super) fn seal(&self, nick: &str, payload: Payload) -> (Activity, String) {
+        let actor = Address::new(nick, &self.inner.domain);
+        let activity = Activity::new(&self.inner.base_url, actor, unix_now(), payload);
+        let key = self.inner.key.clone();
+        let envelope = Envelope::seal(&activity, key.key_id(), |m| key.sign(m));
+        let body = String::from_utf8(envelope.to_bytes()).unwrap_or_default();
+        (activity, body)
     }
 
     /// Wakes `peer`'s delivery worker, if it runs.

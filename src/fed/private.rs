@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rosewire_shell::Address;
 use rusqlite::Connection;
 
-use super::activity::{Activity, Envelope, Payload};
+use super::activity::Payload;
 use super::Federation;
 use crate::chat::unix_now;
 use crate::store::messages::Settled;
@@ -80,11 +80,7 @@ impl Federation {
         T: Send + 'static,
         K: FnOnce(&Connection, &str) -> Result<T, StoreError> + Send + 'static,
     {
-        let actor = Address::new(nick, &self.inner.domain);
-        let activity = Activity::new(&self.inner.base_url, actor, unix_now(), payload);
-        let key = self.inner.key.clone();
-        let envelope = Envelope::seal(&activity, key.key_id(), |m| key.sign(m));
-        let body = String::from_utf8(envelope.to_bytes()).unwrap_or_default();
+        let (activity, body) = self.seal(nick, payload);
         let id = activity.id.clone();
         let to = peer.to_ascii_lowercase();
         let p = to.clone();

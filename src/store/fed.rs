@@ -158,11 +158,7 @@ fn enqueue_bounded(
     check_every: i64,
 ) -> Result<Vec<String>, StoreError> {
     let tx = conn.transaction()?;
-    tx.execute(
-        "INSERT INTO outbox (activity_id, envelope, created_at) VALUES (?1, ?2, ?3)",
-        params![activity_id, envelope, now],
-    )?;
-    let seq = tx.last_insert_rowid();
+    let seq = insert_outbox(&tx, activity_id, envelope, now)?;
     tx.execute(
         "INSERT INTO deliveries (peer, seq) SELECT domain, ?1 FROM peers",
         [seq],
@@ -222,16 +218,26 @@ pub fn enqueue_to(
     now: i64,
     peer: &str,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO outbox (activity_id, envelope, created_at) VALUES (?1, ?2, ?3)",
-        params![activity_id, envelope, now],
-    )?;
-    let seq = conn.last_insert_rowid();
+    let seq = insert_outbox(conn, activity_id, envelope, now)?;
     conn.execute(
         "INSERT INTO deliveries (peer, seq) VALUES (?1, ?2)",
         params![peer, seq],
     )?;
     Ok(())
+}
+
+/// Stores an activity's envelope in the outbox; returns its sequence number.
+fn insert_outbox(
+    conn: &Connection,
+    activity_id: &str,
+    envelope: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO outbox (activity_id, envelope, created_at) VALUES (?1, ?2, ?3)",
+        params![activity_id, envelope, now],
+    )?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Records that `peer` accepted activity `seq` (`failure` is `None`) or refused it for good,

@@ -113,10 +113,12 @@ async fn read_stdin(rx: &mut ChannelReadHalf, limit: usize) -> Result<String, St
     let deadline = tokio::time::Instant::now() + STDIN_TIMEOUT;
     loop {
         match tokio::time::timeout_at(deadline, rx.wait()).await {
-            Err(_) => return Err(format!(
+            Err(_) => {
+                return Err(format!(
                 "no end of stdin within {} s; pipe the message in, or give it on the command line",
                 STDIN_TIMEOUT.as_secs()
-            )),
+            ))
+            }
             Ok(Some(ChannelMsg::Data { data })) => {
                 bytes.extend_from_slice(&data);
                 if bytes.len() > limit {
