@@ -15,6 +15,7 @@
 
 mod downloads;
 mod manager;
+mod slots;
 mod verified;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ pub use downloads::ToDownloads;
 pub use manager::{
     Busy, Finished, TransferEvent, Transfers, MAX_TRANSFERS, PROGRESS_INTERVAL, TRANSFER_EVENTS,
 };
+pub use slots::{LineFull, Slot, Slots, MAX_WAITING_PER_USER};
 pub use verified::VerifiedReader;
 
 /// Bytes read and written at a time when copying or streaming a file.
