@@ -15,7 +15,7 @@ use crate::messages::Messages;
 use crate::profile::{Bio, Profile, ProfileKey};
 use crate::store::users::{self, KeyRecord, PendingKey, Removed};
 use crate::store::{Store, StoreError};
-use crate::transfer::Sources;
+use crate::transfer::{Slots, Sources};
 
 /// Shared state of a running instance. Cheap to clone.
 #[derive(Clone)]
@@ -32,6 +32,8 @@ pub struct App {
     pub catalog: Catalog,
     /// Where downloads' bytes come from, verified.
     pub sources: Sources,
+    /// Each user's download slots (`library.max_downloads_per_user`), across sessions.
+    pub slots: Slots,
     /// Users' keys and profiles, as commands see them.
     pub users: Users,
     /// The instance's federation signing key (the instance key file), named for
@@ -51,6 +53,7 @@ impl App {
         let catalog = Catalog::new(store.clone(), &config.domain)
             .with_max_remote_files_per_peer(config.federation.max_remote_files_per_peer);
         let sources = Sources::new(library.clone());
+        let slots = Slots::new(config.library.max_downloads_per_user);
         let users = Users {
             store: store.clone(),
             domain: config.domain.clone(),
@@ -65,6 +68,7 @@ impl App {
             library,
             catalog,
             sources,
+            slots,
             users,
             fed_key,
             fed,

@@ -212,10 +212,15 @@ pub struct LibraryConfig {
     /// SFTP handles open on the whole instance: each is a file descriptor, so this keeps
     /// room for connections under the process's open file limit.
     pub max_open_files: usize,
+    /// Downloads (`/get`, exec `get`) one user may run at once across all their sessions;
+    /// more wait their turn in order (at most `transfer::MAX_WAITING_PER_USER`).
+    pub max_downloads_per_user: usize,
 }
 
 /// Most `library.max_entries` may be: keeps the once-per-user count walk short.
 pub const MAX_ENTRIES_LIMIT: u64 = 1_000_000;
+/// Most `library.max_downloads_per_user` may be.
+pub const MAX_DOWNLOADS_LIMIT: usize = 64;
 /// Most `library.max_uploads_per_user` may be.
 pub const MAX_UPLOADS_LIMIT: usize = 256;
 /// Most `http.max_body_bytes` may be (16 MiB): every request body is held in memory whole.
@@ -230,6 +235,7 @@ impl Default for LibraryConfig {
             max_uploads_per_user: 8,
             max_open_files_per_user: 256,
             max_open_files: 16_384,
+            max_downloads_per_user: 3,
         }
     }
 }
@@ -507,6 +513,12 @@ impl Config {
             return invalid(format!(
                 "library.max_uploads_per_user = {} must be between 1 and {MAX_UPLOADS_LIMIT}",
                 self.library.max_uploads_per_user
+            ));
+        }
+        if !(1..=MAX_DOWNLOADS_LIMIT).contains(&self.library.max_downloads_per_user) {
+            return invalid(format!(
+                "library.max_downloads_per_user = {} must be between 1 and {MAX_DOWNLOADS_LIMIT}",
+                self.library.max_downloads_per_user
             ));
         }
         if self.library.max_open_files_per_user == 0
@@ -794,6 +806,10 @@ mod tests {
         check(
             "[library]\nmax_uploads_per_user = 1000",
             "library.max_uploads_per_user = 1000",
+        );
+        check(
+            "[library]\nmax_downloads_per_user = 0",
+            "library.max_downloads_per_user = 0",
         );
         check(
             "[federation]\nmax_remote_files_per_peer = 20000000",

@@ -74,6 +74,10 @@ pub enum Command {
     },
     /// `/get ID|N`
     Get { target: GetTarget },
+    /// `/transfers`: this shell's downloads, running and waiting.
+    Transfers,
+    /// `/cancel N`: stops transfer N of `/transfers`.
+    Cancel { id: u64 },
     /// `/peers [--json]`
     Peers { json: bool },
     /// `/msg @user@domain TEXT` (`/msg nick TEXT` for a user here). In exec form `text` may be
@@ -476,6 +480,24 @@ pub const COMMANDS: &[CommandSpec] = &[
                (its full id or 8+ leading hex digits). In the shell the file lands in\n\
                downloads/; over `ssh host get ID > file` its bytes go to stdout.",
         parse: parse_get,
+    },
+    CommandSpec {
+        name: "transfers",
+        aliases: &[],
+        usage: "/transfers",
+        summary: "list your downloads, running and waiting",
+        help: "/transfers lists this shell's downloads, numbered: the running ones with their\n\
+               progress, rate and time left, the waiting ones with how many of your downloads\n\
+               are ahead (a user runs a few at once, across all their sessions).",
+        parse: parse_transfers,
+    },
+    CommandSpec {
+        name: "cancel",
+        aliases: &[],
+        usage: "/cancel N",
+        summary: "stop a download",
+        help: "/cancel N stops download N of /transfers, running or waiting.",
+        parse: parse_cancel,
     },
     CommandSpec {
         name: "quit",
@@ -1042,6 +1064,23 @@ fn parse_msgs(args: &Args<'_>) -> Result<Command, ParseError> {
     Ok(Command::Msgs(MsgsCommand::Show { with, count, json }))
 }
 
+fn parse_transfers(args: &Args<'_>) -> Result<Command, ParseError> {
+    args.no_more(&args.words()?)?;
+    Ok(Command::Transfers)
+}
+
+fn parse_cancel(args: &Args<'_>) -> Result<Command, ParseError> {
+    let words = args.words()?;
+    let Some((n, extra)) = words.split_first() else {
+        return Err(args.usage(args.end(), "missing transfer number (see /transfers)"));
+    };
+    args.no_more(extra)?;
+    match n.text.parse::<u64>() {
+        Ok(id) if id >= 1 => Ok(Command::Cancel { id }),
+        _ => Err(args.usage(n.offset, format!("\"{}\" is not a transfer number", n.text))),
+    }
+}
+
 fn parse_reply(args: &Args<'_>) -> Result<Command, ParseError> {
     Ok(Command::Reply {
         text: args.required_text("text")?,
@@ -1383,6 +1422,11 @@ mod tests {
         check("/ignore a b", Want::Usage("ignore", 10));
         check("/unignore @bob@b.example", cmd(Unignore { user: bob() }));
         check("/unignore", Want::Usage("unignore", 9));
+        check("/transfers", cmd(Transfers));
+        check("/transfers x", Want::Usage("transfers", 11));
+        check("/cancel 3", cmd(Cancel { id: 3 }));
+        check("/cancel", Want::Usage("cancel", 7));
+        check("/cancel 0", Want::Usage("cancel", 8));
         assert!(parse_exec("msgs --json").unwrap().json());
         assert!(!parse_exec("msgs --raw 1").unwrap().json());
     }

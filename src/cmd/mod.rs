@@ -17,6 +17,7 @@ mod peers;
 mod reply;
 mod search;
 mod share;
+mod transfers;
 mod unignore;
 mod unshare;
 
@@ -82,6 +83,15 @@ pub struct Output {
     pub quit: bool,
     /// A file to deliver (`/get`): into `downloads/` in a shell, to stdout in exec form.
     pub download: Option<Download>,
+    /// Something for the shell's own downloads (`/transfers`, `/cancel N`).
+    pub transfers: Option<TransfersAction>,
+}
+
+/// What `/transfers` and `/cancel` ask of the shell that runs the downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransfersAction {
+    List,
+    Cancel(u64),
 }
 
 impl Output {
@@ -138,6 +148,8 @@ pub async fn run(ctx: &mut Ctx<'_>, command: Command) -> Result<Output, CmdError
         Command::More { json } => more::run(ctx, json).await,
         Command::Browse { user, json, page } => browse::run(ctx, &user, json, page).await,
         Command::Get { target } => get::run(ctx, target).await,
+        Command::Transfers => transfers::run(ctx, TransfersAction::List),
+        Command::Cancel { id } => transfers::run(ctx, TransfersAction::Cancel(id)),
         Command::Msg { to, text, sealed } => msg::run(ctx, &to, text, sealed).await,
         Command::Msgs(msgs) => msgs::run(ctx, msgs).await,
         Command::Reply { text } => reply::run(ctx, &text).await,

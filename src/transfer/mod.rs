@@ -26,7 +26,8 @@ use crate::quota::QuotaError;
 use crate::store::StoreError;
 pub use downloads::ToDownloads;
 pub use manager::{
-    Busy, Finished, TransferEvent, Transfers, MAX_TRANSFERS, PROGRESS_INTERVAL, TRANSFER_EVENTS,
+    Busy, Finished, NoSuchTransfer, TransferEvent, Transfers, MAX_TRANSFERS, PROGRESS_INTERVAL,
+    TRANSFER_EVENTS,
 };
 pub use slots::{LineFull, Slot, Slots, MAX_WAITING_PER_USER};
 pub use verified::VerifiedReader;
@@ -112,6 +113,9 @@ pub enum FetchError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too many of the user's downloads wait for a slot already.
+    #[error(transparent)]
+    LineFull(#[from] LineFull),
     #[error(transparent)]
     Limit(#[from] QuotaError),
 }

@@ -77,11 +77,7 @@ impl Slots {
 
     /// Waits for one of `user`'s slots. `place` is told the number of `user`'s downloads
     /// ahead in the line whenever it changes (not at all when a slot is free at once).
-    pub async fn acquire(
-        &self,
-        user: i64,
-        mut place: impl FnMut(usize),
-    ) -> Result<Slot, LineFull> {
+    pub async fn acquire(&self, user: i64, mut place: impl FnMut(usize)) -> Result<Slot, LineFull> {
         let (ticket, moved) = {
             let mut users = lock(&self.inner.users);
             let line = users.entry(user).or_insert_with(|| Line {
@@ -191,8 +187,14 @@ mod tests {
     fn past_the_limit_downloads_wait_in_order_and_know_their_place() {
         run(async {
             let slots = Slots::new(2);
-            let a = slots.acquire(7, |_| panic!("a slot was free")).await.unwrap();
-            let b = slots.acquire(7, |_| panic!("a slot was free")).await.unwrap();
+            let a = slots
+                .acquire(7, |_| panic!("a slot was free"))
+                .await
+                .unwrap();
+            let b = slots
+                .acquire(7, |_| panic!("a slot was free"))
+                .await
+                .unwrap();
             // Another user is not held up by user 7.
             let other = slots.acquire(8, |_| panic!("another user's slot")).await;
             drop(other);
@@ -265,7 +267,10 @@ mod tests {
             assert_eq!(slots.load(1), (1, MAX_WAITING_PER_USER));
             let refused = slots.acquire(1, |_| {}).await.err();
             assert_eq!(refused, Some(LineFull));
-            assert!(refused.unwrap().to_string().contains("32 of your downloads"));
+            assert!(refused
+                .unwrap()
+                .to_string()
+                .contains("32 of your downloads"));
             for w in waiters {
                 w.abort();
             }

@@ -22,4 +22,5 @@ mod server;
 mod sftp;
 mod shell_tty;
 mod tls;
+mod transfers;
 mod util;

@@ -86,7 +86,24 @@ pub(super) async fn exec(
     match result {
         Ok(output) if output.download.is_some() => {
             if let Some(download) = &output.download {
-                match stream_file(app, tx, download).await {
+                let _slot = match wait_for_slot(app, user, tx, eol).await {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        let err = terminal_lines(&[format!("rosewire: {full}")], false, eol);
+                        finish(tx, b"", err.as_bytes(), 1).await;
+                        return;
+                    }
+                };
+                // A client that vanishes while its window is full would leave the send
+                // waiting for ever, holding the slot: its channel closing ends the transfer.
+                let sent = tokio::select! {
+                    sent = stream_file(app, tx, download) => sent,
+                    () = closed(rx) => {
+                        tracing::info!(name = %download.name, "client went away mid-download");
+                        return;
+                    }
+                };
+                match sent {
                     Ok(()) => finish(tx, b"", b"", 0).await,
                     Err(e) => {
                         let err = terminal_lines(&[format!("rosewire: {e}")], false, eol);
@@ -103,6 +120,43 @@ pub(super) async fn exec(
             let message = rosewire_shell::command::exec_wording(&e.to_string());
             let err = terminal_lines(&[format!("rosewire: {message}")], false, eol);
             finish(tx, b"", err.as_bytes(), e.exit_status()).await;
+        }
+    }
+}
+
+/// Waits for one of the user's download slots, saying on stderr how many of their downloads
+/// are ahead whenever that changes.
+async fn wait_for_slot(
+    app: &App,
+    user: &User,
+    tx: &ChannelWriteHalf<Msg>,
+    eol: &str,
+) -> Result<transfer::Slot, transfer::LineFull> {
+    let (places_tx, mut places) = tokio::sync::mpsc::channel(transfer::MAX_WAITING_PER_USER + 1);
+    let acquire = app.slots.acquire(user.id, move |ahead| {
+        let _ = places_tx.try_send(ahead);
+    });
+    tokio::pin!(acquire);
+    loop {
+        tokio::select! {
+            slot = &mut acquire => return slot,
+            Some(ahead) = places.recv() => {
+                let line = format!(
+                    "rosewire: waiting for a download slot: {ahead} of your downloads ahead{eol}"
+                );
+                let _ = tx.extended_data_bytes(1, line.into_bytes()).await;
+            }
+        }
+    }
+}
+
+/// Resolves when the channel closes or its connection ends (stdin's EOF and data do not
+/// count: `get` takes no input).
+async fn closed(rx: &mut ChannelReadHalf) {
+    loop {
+        match rx.wait().await {
+            None | Some(ChannelMsg::Close) => return,
+            Some(_) => {}
         }
     }
 }

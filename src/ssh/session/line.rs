@@ -84,6 +84,20 @@ pub(super) async fn submit_plain(
     if let Some(download) = reply.download {
         out.extend(plain_lines(&[fetch_now(app, user, download).await]));
     }
+    // Line mode runs each /get to its end before reading on: there is never one to list.
+    match reply.transfers {
+        Some(crate::cmd::TransfersAction::List) => out.extend(plain_lines(&[Message::output(
+            unix_now(),
+            "no downloads running or waiting; /get starts one",
+        )])),
+        Some(crate::cmd::TransfersAction::Cancel(id)) => {
+            out.extend(plain_lines(&[Message::error(
+                unix_now(),
+                &crate::transfer::NoSuchTransfer(id).to_string(),
+            )]))
+        }
+        None => {}
+    }
     reply.quit
 }
 

@@ -164,6 +164,8 @@ struct Reply {
     quit: bool,
     /// A file the user asked for, to be copied into `downloads/`.
     download: Option<Download>,
+    /// `/transfers` or `/cancel N`, for the shell's own downloads.
+    transfers: Option<cmd::TransfersAction>,
 }
 
 /// Runs a line typed in a shell (interactive or line mode).
@@ -191,6 +193,7 @@ async fn submit(app: &App, user: &User, state: &mut SessionState, line: &str) ->
             messages: out.lines.iter().map(|l| Message::output(now, l)).collect(),
             quit: out.quit,
             download: out.download,
+            transfers: out.transfers,
         },
         Err(e) => Reply {
             messages: e
@@ -346,10 +349,14 @@ fn status(app: &App, transfers: &Transfers) -> Status {
 
 /// Copies a download into `downloads/` right away (line mode) and says how it went.
 async fn fetch_now(app: &App, user: &User, download: Download) -> Message {
-    let result = app
-        .sources
-        .fetch_to_downloads(user.id, &download, |_| {})
-        .await;
+    let result = match app.slots.acquire(user.id, |_| {}).await {
+        Ok(_slot) => {
+            app.sources
+                .fetch_to_downloads(user.id, &download, |_| {})
+                .await
+        }
+        Err(full) => Err(full.into()),
+    };
     finished_message(&Finished { download, result })
 }
 

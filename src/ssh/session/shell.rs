@@ -13,7 +13,7 @@ pub(super) async fn interactive(
     let mut events = app.chat.subscribe();
     let _presence = Presence::join(&app.chat, &user.nick);
     let mut state = SessionState::default();
-    let mut transfers = Transfers::new(app.sources.clone(), user.id);
+    let mut transfers = Transfers::new(app.sources.clone(), app.slots.clone(), user.id);
     let mut shell = Shell::new(ShellConfig {
         term: pty.term,
         cols: pty.cols,
@@ -44,6 +44,12 @@ pub(super) async fn interactive(
                                 if let Some(download) = reply.download {
                                     if let Err(busy) = transfers.start(download) {
                                         shell.push(Message::error(unix_now(), &busy.to_string()));
+                                    }
+                                    shell.set_status(status(app, &transfers));
+                                }
+                                if let Some(action) = reply.transfers {
+                                    for m in transfers_reply(&mut transfers, action) {
+                                        shell.push(m);
                                     }
                                     shell.set_status(status(app, &transfers));
                                 }
@@ -102,4 +108,26 @@ pub(super) async fn interactive(
     let mut last = shell.render();
     last.extend(shell.farewell());
     finish(&tx, &last, b"", 0).await;
+}
+
+/// What `/transfers` or `/cancel N` shows, done on this shell's downloads.
+fn transfers_reply(transfers: &mut Transfers, action: cmd::TransfersAction) -> Vec<Message> {
+    let now = unix_now();
+    match action {
+        cmd::TransfersAction::List if transfers.is_empty() => {
+            vec![Message::output(
+                now,
+                "no downloads running or waiting; /get starts one",
+            )]
+        }
+        cmd::TransfersAction::List => transfers
+            .list(std::time::Instant::now())
+            .iter()
+            .map(|l| Message::output(now, l))
+            .collect(),
+        cmd::TransfersAction::Cancel(id) => match transfers.cancel(id) {
+            Ok(d) => vec![Message::notice(now, &format!("cancelled get {}", d.name))],
+            Err(e) => vec![Message::error(now, &e.to_string())],
+        },
+    }
 }
