@@ -16,6 +16,7 @@
 mod downloads;
 mod manager;
 mod slots;
+mod throttle;
 mod verified;
 
 use std::future::Future;
@@ -30,6 +31,7 @@ pub use manager::{
     TRANSFER_EVENTS,
 };
 pub use slots::{LineFull, Slot, Slots, MAX_WAITING_PER_USER};
+pub use throttle::{Throttle, THROTTLE_BURST};
 pub use verified::VerifiedReader;
 
 /// Bytes read and written at a time when copying or streaming a file.
