@@ -14,6 +14,7 @@
 //! shared now and is the catalogued file before a byte is read.
 
 mod downloads;
+pub mod encoding;
 mod manager;
 mod verified;
 
