@@ -14,7 +14,12 @@ use std::path::PathBuf;
 use crate::config::LibraryConfig;
 use crate::quota::{EntrySlot, Ledger, OpenHandles, QuotaError, Reservation, UploadSlot};
 use crate::store::{self, files::FileIdentity, Store, StoreError};
+use crate::transfer::encoding::Outboards;
 use crate::transfer::{FetchError, COPY_CHUNK};
+
+/// Where the outboards of shared files live, under the data directory (see
+/// [`crate::transfer::encoding::Outboards`]).
+pub const OUTBOARDS_DIR: &str = "outboards";
 
 /// Reservations grow by this much at a time (or by 1/64 of the quota, if less), so an upload
 /// of unknown size reserves as it goes, not the whole quota up front.
@@ -31,6 +36,8 @@ pub struct Library {
     pub limits: LibraryConfig,
     /// Work in progress per user: reserved bytes, writable handles, entry counts.
     ledger: Ledger,
+    /// The BLAKE3 trees of shared files, for sending them to other instances verified.
+    pub outboards: Outboards,
 }
 
 impl Library {
@@ -40,6 +47,7 @@ impl Library {
             store,
             limits,
             ledger: Ledger::default(),
+            outboards: Outboards::new(data_dir.join(OUTBOARDS_DIR)),
         }
     }
 
@@ -93,13 +101,62 @@ impl Library {
         modified: i64,
         identity: FileIdentity,
     ) -> Result<(), StoreError> {
-        let (path, hash) = (path.to_owned(), hash.to_owned());
+        let (at, id) = (path.to_owned(), hash.to_owned());
         self.store
             .call(move |conn| {
-                store::files::upsert(conn, user_id, &path, size, &hash, modified, Some(&identity))
+                store::files::upsert(conn, user_id, &at, size, &id, modified, Some(&identity))
             })
-            .await
-            .map(|_| ())
+            .await?;
+        self.make_outboard(user_id, path, size, hash);
+        Ok(())
+    }
+
+    /// Makes the outboard of a file just added to `library/`, in the background, so the first
+    /// request from another instance need not wait for it (it is made then if missing).
+    fn make_outboard(&self, user_id: i64, path: &str, size: u64, hash: &str) {
+        let Some(id) = crate::transfer::encoding::parse_id(hash) else {
+            return;
+        };
+        let (outboards, source) = (self.outboards.clone(), self.library_dir(user_id).join(path));
+        tokio::task::spawn_blocking(move || {
+            // `make` refuses bytes that do not hash to the id (a file replaced meanwhile).
+            let made = std::fs::File::open(&source)
+                .map_err(|e| e.to_string())
+                .and_then(|file| outboards.make(&id, size, file).map_err(|e| e.to_string()));
+            if let Err(e) = made {
+                tracing::debug!("no outboard made after an upload: {e}");
+            }
+        });
+    }
+
+    /// A file shared here whose content is `id` (hex BLAKE3), opened for sending to another
+    /// instance through [`Library::open_download`], with its size; `None` if no local file
+    /// with that content is shared now.
+    pub async fn open_shared_by_id(&self, id: &str) -> Result<Option<(Opened, u64)>, FetchError> {
+        let hash = id.to_owned();
+        let Some((owner_id, path)) = self
+            .store
+            .call(move |conn| store::files::local_shared_by_hash(conn, &hash))
+            .await?
+        else {
+            return Ok(None);
+        };
+        match self.open_download(owner_id, &path, id).await {
+            Ok(opened) => {
+                let size =
+                    opened
+                        .file
+                        .metadata()
+                        .map(|m| m.len())
+                        .map_err(|source| FetchError::Io {
+                            name: path.clone(),
+                            source,
+                        })?;
+                Ok(Some((opened, size)))
+            }
+            Err(FetchError::NotShared { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Forgets a file removed from `library/`.

@@ -28,17 +28,12 @@ fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<Download, CmdError> {
         )));
     };
     match last.hits.get(n - 1) {
-        Some(Some(hit)) => download(&hit.file),
+        Some(Some(hit)) => Ok(Download::from(&hit.file)),
         _ => Err(CmdError::Failed(format!(
             "there is no result {n}; the last search showed {}",
             last.hits.len()
         ))),
     }
-}
-
-/// The download of `file`, if its bytes are here.
-fn download(file: &crate::catalog::CatalogFile) -> Result<Download, CmdError> {
-    Download::try_from(file).map_err(|e| CmdError::Failed(e.to_string()))
 }
 
 async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
@@ -50,7 +45,7 @@ async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
         .map_err(store_failed)?;
     match found.as_slice() {
         [] => Err(CmdError::Failed(format!("no shared file has id {prefix}"))),
-        [one] => download(one),
+        [one] => Ok(Download::from(one)),
         many => {
             let list: Vec<String> = many
                 .iter()
@@ -163,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_on_another_instance_is_refused_with_a_clear_reason() {
+    fn a_file_on_another_instance_is_fetched_from_its_owners_instance() {
         let dir = tempfile::tempdir().unwrap();
         let (app, user, _thread) = app_with_shared(dir.path(), &[]);
         let id = "beef".repeat(16);
@@ -182,13 +177,20 @@ mod tests {
                     .apply_remote_share("far.example", owner, vec![file]),
             )
             .unwrap();
-        match get(&app, &user, GetTarget::Id(id[..8].into())) {
-            Err(CmdError::Failed(m)) => assert_eq!(
-                m,
-                "far.flac is on far.example; downloading from other instances comes with the \
-                 relay and is not available yet"
-            ),
-            other => panic!("expected a refusal, got {other:?}"),
-        }
+        let download = get(&app, &user, GetTarget::Id(id[..8].into()))
+            .unwrap()
+            .download
+            .unwrap();
+        assert_eq!(
+            download,
+            Download {
+                source: crate::transfer::Source::Remote {
+                    holders: vec!["far.example".into()]
+                },
+                name: "far.flac".into(),
+                size: 10,
+                hash: id,
+            }
+        );
     }
 }

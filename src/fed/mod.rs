@@ -25,6 +25,7 @@
 pub mod activity;
 pub mod catalog;
 pub mod client;
+pub mod files;
 pub mod gossip;
 pub mod identity;
 pub mod inbox;

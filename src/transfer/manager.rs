@@ -186,7 +186,7 @@ impl Transfers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transfer::tests::{library, run};
+    use crate::transfer::tests::{library, run, sources};
     use crate::transfer::Source;
 
     fn song(size: u64) -> Download {
@@ -205,7 +205,7 @@ mod tests {
     fn the_progress_line_shows_bytes_rate_and_eta() {
         let dir = tempfile::tempdir().unwrap();
         let (library, _thread) = library(dir.path(), 1 << 30);
-        let mut transfers = Transfers::new(Sources::new(library), 2);
+        let mut transfers = Transfers::new(sources(library), 2);
         let now = Instant::now();
         assert_eq!(transfers.activity(now), "");
         transfers.running.insert(
@@ -244,7 +244,7 @@ mod tests {
     fn a_download_past_the_limit_is_refused_until_one_finishes() {
         let dir = tempfile::tempdir().unwrap();
         let (library, _thread) = library(dir.path(), 1 << 30);
-        let mut transfers = Transfers::new(Sources::new(library), 2);
+        let mut transfers = Transfers::new(sources(library), 2);
         run(async {
             for _ in 0..MAX_TRANSFERS {
                 transfers.start(song(1)).unwrap();

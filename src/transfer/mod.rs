@@ -1,13 +1,14 @@
 //! Downloads: a shared file chosen by a user, where its bytes are, and how they travel.
 //!
 //! A [`Download`] names a file by its content ([`Download::hash`], the network id) and says
-//! where its bytes are ([`Source`]): in a library on this instance today, on another instance
-//! next (a relay over HTTP, verified chunk by chunk).
+//! where its bytes are ([`Source`]): in a library on this instance, or on other instances
+//! (a relay over HTTP, verified chunk group by chunk group: [`encoding`], `remote.rs`).
 //!
 //! Every download runs one loop, [`copy`]: [`Sources::open`] gives a [`VerifiedReader`]
-//! (its bytes hashed as they are read, the id checked at the end), and a [`Sink`] takes the
-//! chunks: a file in `downloads/` ([`ToDownloads`], for `/get` in a shell) or an exec
-//! channel's stdout (in the SSH adapter).
+//! (a local file's bytes hashed as they are read and the id checked at the end; a remote
+//! file's chunk groups each checked against the id before they are handed on), and a
+//! [`Sink`] takes the chunks: a file in `downloads/` ([`ToDownloads`], for `/get` in a shell)
+//! or an exec channel's stdout (in the SSH adapter).
 //!
 //! **Invariant:** a local file is opened only through
 //! [`Library::open_download`](crate::library::Library::open_download), which proves it is
@@ -16,11 +17,13 @@
 mod downloads;
 pub mod encoding;
 mod manager;
+mod remote;
 mod verified;
 
 use std::future::Future;
 
-use crate::catalog::{CatalogFile, NotHere};
+use crate::catalog::CatalogFile;
+use crate::fed::client::Client;
 use crate::library::Library;
 use crate::quota::QuotaError;
 use crate::store::StoreError;
@@ -54,28 +57,32 @@ pub enum Source {
         /// Path inside the owner's `library/`.
         path: String,
     },
+    /// On other instances, fetched through this one (the downloader never connects to them).
+    Remote {
+        /// The domains of the instances that hold the file, the owner's first. One is asked
+        /// today; the others are for failing over (and for fetching ranges from several).
+        holders: Vec<String>,
+    },
 }
 
-/// A catalogued file as a download; one on another instance cannot be one yet (the relay).
-impl TryFrom<&CatalogFile> for Download {
-    type Error = NotHere;
-
-    fn try_from(f: &CatalogFile) -> Result<Self, NotHere> {
-        let Some(owner_id) = f.owner_id else {
-            return Err(NotHere {
-                name: f.name.clone(),
-                domain: f.owner.domain.clone().unwrap_or_default(),
-            });
-        };
-        Ok(Download {
-            source: Source::Local {
+/// A catalogued file as a download: a local user's, or one on the owner's instance.
+impl From<&CatalogFile> for Download {
+    fn from(f: &CatalogFile) -> Download {
+        let source = match f.owner_id {
+            Some(owner_id) => Source::Local {
                 owner_id,
                 path: f.path.clone(),
             },
+            None => Source::Remote {
+                holders: f.owner.domain.iter().cloned().collect(),
+            },
+        };
+        Download {
+            source,
             name: f.name.clone(),
             size: f.size,
             hash: f.id.clone(),
-        })
+        }
     }
 }
 
@@ -113,28 +120,82 @@ pub enum FetchError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Limit(#[from] QuotaError),
+    /// The instance holding the file refused it or could not be asked.
+    #[error("cannot get {name:?} from {domain}: {reason}")]
+    Remote {
+        name: String,
+        domain: String,
+        reason: String,
+    },
+    /// The instance holding the file sent bytes that do not match its id: the chunk group
+    /// starting at `at` was wrong; nothing from it on was handed on.
+    #[error("{domain} sent bad data for {name:?} at byte {at} (it does not match the file's id); the transfer stopped there, every byte before it verified")]
+    Corrupt {
+        name: String,
+        domain: String,
+        at: u64,
+    },
+    /// The stream from the instance holding the file broke off (it went away, stalled or
+    /// was cut) before the end; `at` is the first byte not received.
+    #[error("the transfer of {name:?} from {domain} broke off at byte {at}: {reason}")]
+    Broken {
+        name: String,
+        domain: String,
+        at: u64,
+        reason: String,
+    },
+    /// `--offset` past the end of the file.
+    #[error("offset {offset} is past the end of {name:?} ({size} bytes)")]
+    OffsetPastEnd {
+        name: String,
+        offset: u64,
+        size: u64,
+    },
 }
 
-/// Where downloads' bytes come from: this instance's libraries today, other instances next.
-/// Cheap to clone.
+/// Where downloads' bytes come from: this instance's libraries, and other instances through
+/// the federation client. Cheap to clone.
 #[derive(Clone)]
 pub struct Sources {
     /// Users' libraries on this instance.
     library: Library,
+    /// Signed requests to other instances, for files held there.
+    client: Client,
 }
 
 impl Sources {
-    pub fn new(library: Library) -> Sources {
-        Sources { library }
+    pub fn new(library: Library, client: Client) -> Sources {
+        Sources { library, client }
     }
 
     /// Opens `d`'s bytes for reading, proven as they are read. A local file must be shared
     /// now and be the catalogued one ([`Library::open_download`]).
     pub async fn open(&self, d: &Download) -> Result<VerifiedReader, FetchError> {
+        self.open_from(d, 0).await
+    }
+
+    /// Like [`Sources::open`], handing on the bytes from `offset` (a download resumed).
+    pub async fn open_from(&self, d: &Download, offset: u64) -> Result<VerifiedReader, FetchError> {
+        if offset > d.size {
+            return Err(FetchError::OffsetPastEnd {
+                name: d.name.clone(),
+                offset,
+                size: d.size,
+            });
+        }
         match &d.source {
             Source::Local { owner_id, path } => {
                 let opened = self.library.open_download(*owner_id, path, &d.hash).await?;
-                Ok(VerifiedReader::local(d, opened))
+                Ok(VerifiedReader::local(d, opened, offset))
+            }
+            Source::Remote { holders } => {
+                let Some(domain) = holders.first() else {
+                    return Err(FetchError::NotShared {
+                        name: d.name.clone(),
+                    });
+                };
+                let pieces = remote::open(&self.client, d, domain, offset).await?;
+                Ok(VerifiedReader::remote(d, pieces, offset))
             }
         }
     }
@@ -211,7 +272,7 @@ mod tests {
         let path = dir.join("tape.bin");
         std::fs::write(&path, on_disk).unwrap();
         let opened = Opened::unchecked(std::fs::File::open(&path).unwrap());
-        let reader = VerifiedReader::local(&d, opened);
+        let reader = VerifiedReader::local(&d, opened, 0);
         (d, reader)
     }
 
@@ -291,6 +352,15 @@ mod tests {
             kept.bytes.len(),
             tape.len()
         );
+    }
+
+    /// Sources over `library`, with a client that reaches no instance in these tests.
+    pub(super) fn sources(library: Library) -> Sources {
+        let key = std::sync::Arc::new(crate::fed::identity::InstanceKey::generate(
+            "http://a.example",
+        ));
+        let client = Client::new(key, crate::config::Scheme::Http, true, None).unwrap();
+        Sources::new(library, client)
     }
 
     /// A library over a fresh database in `dir`, with a quota of `quota` bytes.

@@ -16,6 +16,7 @@ mod library;
 mod limits;
 mod paging;
 mod profile;
+mod relay;
 mod remote_catalog;
 mod server;
 mod sftp;
