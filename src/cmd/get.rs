@@ -10,13 +10,26 @@ use crate::transfer::Download;
 /// Candidates listed when an id prefix is ambiguous.
 const MAX_CANDIDATES: usize = 10;
 
-pub async fn run(ctx: &Ctx<'_>, target: GetTarget) -> Result<Output, CmdError> {
+pub async fn run(ctx: &Ctx<'_>, target: GetTarget, offset: u64) -> Result<Output, CmdError> {
+    if offset > 0 && !ctx.exec {
+        return Err(CmdError::Usage(format!(
+            "--offset {offset} is for `ssh host get ID --offset N >> file`; in the shell /get \
+             resumes an interrupted download by itself"
+        )));
+    }
     let download = match target {
         GetTarget::Number(n) => by_number(ctx, n)?,
         GetTarget::Id(prefix) => by_id(ctx, prefix).await?,
     };
+    if offset > download.size {
+        return Err(CmdError::Failed(format!(
+            "--offset {offset} is past the end of {} ({} bytes)",
+            download.name, download.size
+        )));
+    }
     Ok(Output {
         download: Some(download),
+        offset,
         ..Output::default()
     })
 }
@@ -126,7 +139,7 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(run(&ctx, target))
+            .block_on(run(&ctx, target, 0))
     }
 
     #[test]

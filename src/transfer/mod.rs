@@ -315,6 +315,39 @@ mod tests {
     }
 
     #[test]
+    fn a_local_file_read_from_an_offset_hands_on_the_tail_and_still_checks_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tape, other) = tapes();
+        for offset in [
+            1,
+            COPY_CHUNK as u64 - 1,
+            COPY_CHUNK as u64,
+            tape.len() as u64,
+        ] {
+            let (d, _) = reader(dir.path(), &tape, &tape);
+            let path = dir.path().join("tape.bin");
+            let opened = Opened::unchecked(std::fs::File::open(&path).unwrap());
+            let mut kept = Kept::default();
+            run(copy(
+                VerifiedReader::local(&d, opened, offset),
+                &mut kept,
+                |_| {},
+            ))
+            .unwrap();
+            assert!(kept.bytes == tape[offset as usize..], "offset {offset}");
+        }
+        // A byte changed before the offset still fails the copy.
+        let (d, _) = reader(dir.path(), &tape, &other);
+        let mut before = other.clone();
+        before[0] ^= 1;
+        std::fs::write(dir.path().join("tape.bin"), &before).unwrap();
+        let opened = Opened::unchecked(std::fs::File::open(dir.path().join("tape.bin")).unwrap());
+        let reader = VerifiedReader::local(&d, opened, COPY_CHUNK as u64 + 1);
+        let err = run(copy(reader, &mut Kept::default(), |_| {})).unwrap_err();
+        assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+    }
+
+    #[test]
     fn bytes_that_do_not_match_the_id_fail_the_copy_before_it_is_finished() {
         let dir = tempfile::tempdir().unwrap();
         let (tape, other) = tapes();

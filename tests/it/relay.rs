@@ -327,3 +327,47 @@ fn an_instance_killed_mid_transfer_ends_the_download_with_a_clear_error() {
     // A keeps serving its users.
     assert_exit(&a.ssh(&ka, "alice", &["who"]), 0);
 }
+
+#[test]
+fn get_with_an_offset_sends_exactly_the_tail_of_a_remote_or_local_file() {
+    let Pair {
+        a,
+        b,
+        ka,
+        kb,
+        bytes,
+        id,
+    } = two_instances(200_000, &[]);
+    for offset in [1usize, 16_383, 16_384, 100_000, 200_000] {
+        let at = offset.to_string();
+        let out = a.ssh(&ka, "alice", &["get", &id, "--offset", &at]);
+        assert_exit(&out, 0);
+        assert!(
+            out.stdout == bytes[offset..],
+            "A, offset {offset}: {} bytes",
+            out.stdout.len()
+        );
+        let out = ssh_from(
+            &b,
+            UPLOADER_ADDR,
+            &kb,
+            "bea",
+            &["get", &id, "--offset", &at],
+        );
+        assert_exit(&out, 0);
+        assert!(
+            out.stdout == bytes[offset..],
+            "B, offset {offset}: {} bytes",
+            out.stdout.len()
+        );
+    }
+    let out = a.ssh(&ka, "alice", &["get", &id, "--offset", "200001"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("--offset 200001 is past the end of tape.bin (200000 bytes)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = a.ssh(&ka, "alice", &["get", &id, "--offset", "x"]);
+    assert_exit(&out, 2);
+}

@@ -55,7 +55,7 @@ pub(super) async fn exec(
     match result {
         Ok(output) if output.download.is_some() => {
             if let Some(download) = &output.download {
-                match stream_file(app, tx, download).await {
+                match stream_file(app, tx, download, output.offset).await {
                     Ok(()) => finish(tx, b"", b"", 0).await,
                     Err(e) => {
                         let err = terminal_lines(&[format!("rosewire: {e}")], false, eol);
@@ -96,15 +96,17 @@ pub(super) fn terminal_lines(lines: &[String], json: bool, eol: &str) -> String 
     out
 }
 
-/// Streams a download's bytes to the exec channel's stdout, checking its hash. A client that
-/// stops reading (`| head`) is not an error.
+/// Streams a download's bytes from `offset` to the exec channel's stdout, verified (a local
+/// file's hash, a remote file's chunk groups). A client that stops reading (`| head`) is not
+/// an error.
 pub(super) async fn stream_file(
     app: &App,
     tx: &ChannelWriteHalf<Msg>,
     download: &Download,
+    offset: u64,
 ) -> Result<(), String> {
     // Shared now, and proven to be the catalogued file, before a byte is sent.
-    let result = match app.sources.open(download).await {
+    let result = match app.sources.open_from(download, offset).await {
         Ok(bytes) => transfer::copy(bytes, Stdout { tx, sent: 0 }, |_| {}).await,
         Err(e) => Err(e),
     };
