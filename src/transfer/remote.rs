@@ -132,3 +132,155 @@ fn refused(d: &Download, domain: &str, e: CallError) -> FetchError {
     };
     remote(d, domain, reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{library, run, sources};
+    use super::super::{copy, Sink, Source};
+    use super::*;
+
+    /// A one-shot HTTP server on 127.0.0.1 answering its one request with `status` and `body`;
+    /// its `IP:PORT`.
+    fn serve_once(status: &'static str, body: Vec<u8>) -> String {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                let mut reader = std::io::BufReader::new(stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut stream = reader.into_inner();
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        address.to_string()
+    }
+
+    /// The verified encoding of `bytes`, sent by a liar: the bytes at `bad` flipped.
+    fn lying_encoding(bytes: &[u8], bad: Option<usize>) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let outboards = encoding::Outboards::new(dir.path().to_owned());
+        let id = blake3::hash(bytes);
+        let size = bytes.len() as u64;
+        outboards.make(&id, size, bytes).unwrap();
+        let outboard = bao_tree::io::outboard::PreOrderOutboard {
+            root: id,
+            tree: encoding::tree(size),
+            data: std::fs::File::open(dir.path().join(id.to_hex().as_str())).unwrap(),
+        };
+        let mut sent = bytes.to_vec();
+        if let Some(bad) = bad {
+            sent[bad] ^= 1;
+        }
+        let mut out = size.to_le_bytes().to_vec();
+        bao_tree::io::sync::encode_ranges(&sent, &outboard, &encoding::ranges_from(0), &mut out)
+            .unwrap();
+        out
+    }
+
+    /// A receiver that keeps what it is given.
+    #[derive(Default)]
+    struct Kept(Vec<u8>);
+
+    impl Sink for &mut Kept {
+        type Done = ();
+        async fn write(&mut self, chunk: Vec<u8>) -> Result<(), FetchError> {
+            self.0.extend(chunk);
+            Ok(())
+        }
+        async fn finish(self) -> Result<(), FetchError> {
+            Ok(())
+        }
+    }
+
+    /// Downloads `bytes` (as the catalog knows them) from the instance at `domain`; returns
+    /// what reached the receiver and the outcome.
+    fn fetch(bytes: &[u8], domain: &str) -> (Vec<u8>, Result<(), FetchError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (library, _thread) = library(dir.path(), 1 << 30);
+        let sources = sources(library);
+        let d = Download {
+            source: Source::Remote {
+                holders: vec![domain.to_owned()],
+            },
+            name: "far.bin".into(),
+            size: bytes.len() as u64,
+            hash: blake3::hash(bytes).to_hex().to_string(),
+        };
+        let mut kept = Kept::default();
+        let result = run(async {
+            let reader = sources.open(&d).await?;
+            copy(reader, &mut kept, |_| {}).await
+        });
+        (kept.0, result)
+    }
+
+    fn tape() -> Vec<u8> {
+        (0..200_000u32).map(|i| (i * 13 + i / 512) as u8).collect()
+    }
+
+    #[test]
+    fn a_file_from_another_instance_arrives_whole() {
+        let bytes = tape();
+        let domain = serve_once("200 OK", lying_encoding(&bytes, None));
+        let (got, result) = fetch(&bytes, &domain);
+        result.unwrap();
+        assert!(got == bytes);
+    }
+
+    #[test]
+    fn a_bad_byte_from_another_instance_ends_the_transfer_at_its_chunk_group_naming_it() {
+        let bytes = tape();
+        let domain = serve_once("200 OK", lying_encoding(&bytes, Some(150_000)));
+        let (got, result) = fetch(&bytes, &domain);
+        let err = result.unwrap_err();
+        let group = 150_000 / 16_384 * 16_384;
+        assert!(
+            matches!(&err, FetchError::Corrupt { domain: d, at, .. } if *d == domain && *at == group),
+            "{err:?}"
+        );
+        assert!(got == bytes[..group as usize], "{} bytes handed on", got.len());
+        let text = err.to_string();
+        assert!(text.contains(&format!("{domain} sent bad data")), "{text}");
+    }
+
+    #[test]
+    fn a_stream_that_breaks_off_hands_on_only_whole_verified_groups() {
+        let bytes = tape();
+        let mut encoding = lying_encoding(&bytes, None);
+        encoding.truncate(encoding.len() / 2);
+        let domain = serve_once("200 OK", encoding);
+        let (got, result) = fetch(&bytes, &domain);
+        let err = result.unwrap_err();
+        let FetchError::Broken { at, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*at, got.len() as u64);
+        assert!(got == bytes[..got.len()]);
+        assert!(err.to_string().contains("broke off"), "{err}");
+    }
+
+    #[test]
+    fn a_refusal_of_the_holding_instance_says_why() {
+        let bytes = tape();
+        let domain = serve_once("404 Not Found", b"no file shared here has id x\n".to_vec());
+        let (got, result) = fetch(&bytes, &domain);
+        assert!(got.is_empty());
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains(&domain) && err.contains("not shared there any more"),
+            "{err}"
+        );
+        let domain = serve_once("429 Too Many Requests", b"all slots in use\n".to_vec());
+        let err = fetch(&bytes, &domain).1.unwrap_err().to_string();
+        assert!(err.contains("is busy: all slots in use"), "{err}");
+    }
+}
