@@ -9,7 +9,9 @@
 //! **Invariant:** a file is in the catalog only once it is complete in `library/`, with the
 //! BLAKE3 hash of exactly its bytes.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::config::LibraryConfig;
 use crate::quota::{EntrySlot, Ledger, OpenHandles, QuotaError, Reservation, UploadSlot};
@@ -38,6 +40,8 @@ pub struct Library {
     ledger: Ledger,
     /// The BLAKE3 trees of shared files, for sending them to other instances verified.
     pub outboards: Outboards,
+    /// Resumable downloads being written now (`downloads/*.part`): one writer each.
+    partials: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Library {
@@ -48,6 +52,7 @@ impl Library {
             limits,
             ledger: Ledger::default(),
             outboards: Outboards::new(data_dir.join(OUTBOARDS_DIR)),
+            partials: Arc::default(),
         }
     }
 
@@ -273,6 +278,15 @@ impl Library {
         self.ledger.entry_slot(user_id, self.limits.max_entries)
     }
 
+    /// The right to write the resumable download at `path`, unless another transfer holds it.
+    pub fn claim_partial(&self, path: PathBuf) -> Option<PartialClaim> {
+        let mut held = self.partials.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(path.clone()).then(|| PartialClaim {
+            partials: self.partials.clone(),
+            path,
+        })
+    }
+
     /// A file or folder was made in the user's tree.
     pub fn entry_added(&self, user_id: i64) {
         self.ledger.entry_added(user_id);
@@ -393,6 +407,21 @@ impl Library {
             }
         }
         Ok(Opened { file })
+    }
+}
+
+/// A resumable download's file, written by one transfer at a time; given back when dropped.
+pub struct PartialClaim {
+    partials: Arc<Mutex<HashSet<PathBuf>>>,
+    path: PathBuf,
+}
+
+impl Drop for PartialClaim {
+    fn drop(&mut self) {
+        self.partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.path);
     }
 }
 

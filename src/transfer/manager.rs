@@ -50,6 +50,17 @@ impl Finished {
                 d.name,
                 human_size(d.size)
             )),
+            Err(e @ (FetchError::Broken { at, .. } | FetchError::Corrupt { at, .. }))
+                if *at > 0 =>
+            {
+                Err(format!(
+                    "get {} failed: {e}; the verified bytes are kept in downloads/{}: /get {} \
+                 again resumes from there",
+                    d.name,
+                    super::part_name(d),
+                    d.hash
+                ))
+            }
             Err(e) => Err(format!("get {} failed: {e}", d.name)),
         }
     }

@@ -27,7 +27,7 @@ use crate::fed::client::Client;
 use crate::library::Library;
 use crate::quota::QuotaError;
 use crate::store::StoreError;
-pub use downloads::ToDownloads;
+pub use downloads::{part_name, ToDownloads};
 pub use manager::{
     Busy, Finished, TransferEvent, Transfers, MAX_TRANSFERS, PROGRESS_INTERVAL, TRANSFER_EVENTS,
 };
@@ -144,6 +144,12 @@ pub enum FetchError {
         at: u64,
         reason: String,
     },
+    /// Another transfer is writing the same download now.
+    #[error("{name:?} is being downloaded already; wait for that download to end")]
+    Running { name: String },
+    /// A resumed download's kept bytes were not the file's beginning (its part file changed).
+    #[error("the bytes kept in downloads/ from an earlier /get of {name:?} do not match id {hash}; they were removed: /get again starts over")]
+    BadPart { name: String, hash: String },
     /// `--offset` past the end of the file.
     #[error("offset {offset} is past the end of {name:?} ({size} bytes)")]
     OffsetPastEnd {
@@ -200,9 +206,11 @@ impl Sources {
         }
     }
 
-    /// Copies `d` into `user_id`'s `downloads/`; `progress` is called with the bytes copied
+    /// Copies `d` into `user_id`'s `downloads/`; `progress` is called with the bytes in place
     /// so far. Returns the name it was saved under (`name`, or `name (1)` and so on if that
-    /// is taken). Nothing is left behind on failure.
+    /// is taken). A local file leaves nothing behind on failure; a file from another
+    /// instance keeps its verified bytes in `downloads/` ([`part_name`]), and the next fetch
+    /// of it resumes after them.
     pub async fn fetch_to_downloads(
         &self,
         user_id: i64,
@@ -210,8 +218,10 @@ impl Sources {
         progress: impl FnMut(u64) + Send,
     ) -> Result<String, FetchError> {
         let sink = ToDownloads::create(&self.library, user_id, d).await?;
-        let reader = self.open(d).await?;
-        copy(reader, sink, progress).await
+        let from = sink.resumed_from();
+        let reader = self.open_from(d, from).await?;
+        let mut progress = progress;
+        copy(reader, sink, move |copied| progress(from + copied)).await
     }
 }
 

@@ -141,31 +141,48 @@ mod tests {
 
     /// A one-shot HTTP server on 127.0.0.1 answering its one request with `status` and `body`;
     /// its `IP:PORT`.
-    fn serve_once(status: &'static str, body: Vec<u8>) -> String {
+    fn serve_once(status: u16, body: Vec<u8>) -> String {
+        serve_once_telling(status, body).0
+    }
+
+    /// [`serve_once`], and the request line it gets.
+    fn serve_once_telling(
+        status: u16,
+        body: Vec<u8>,
+    ) -> (String, std::sync::mpsc::Receiver<String>) {
         use std::io::{BufRead, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
+        let (told, requests) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             if let Ok((stream, _)) = listener.accept() {
                 let mut reader = std::io::BufReader::new(stream);
                 let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let _ = told.send(line.trim().to_owned());
+                line.clear();
                 while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                     line.clear();
                 }
                 let mut stream = reader.into_inner();
                 let head = format!(
-                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = stream.write_all(head.as_bytes());
                 let _ = stream.write_all(&body);
             }
         });
-        address.to_string()
+        (address.to_string(), requests)
     }
 
     /// The verified encoding of `bytes`, sent by a liar: the bytes at `bad` flipped.
     fn lying_encoding(bytes: &[u8], bad: Option<usize>) -> Vec<u8> {
+        encoding_from(bytes, bad, 0)
+    }
+
+    /// [`lying_encoding`] from `offset`.
+    fn encoding_from(bytes: &[u8], bad: Option<usize>, offset: u64) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let outboards = encoding::Outboards::new(dir.path().to_owned());
         let id = blake3::hash(bytes);
@@ -181,8 +198,8 @@ mod tests {
             sent[bad] ^= 1;
         }
         let mut out = size.to_le_bytes().to_vec();
-        bao_tree::io::sync::encode_ranges(&sent, &outboard, &encoding::ranges_from(0), &mut out)
-            .unwrap();
+        let ranges = encoding::ranges_from(offset);
+        bao_tree::io::sync::encode_ranges(&sent, &outboard, &ranges, &mut out).unwrap();
         out
     }
 
@@ -230,7 +247,7 @@ mod tests {
     #[test]
     fn a_file_from_another_instance_arrives_whole() {
         let bytes = tape();
-        let domain = serve_once("200 OK", lying_encoding(&bytes, None));
+        let domain = serve_once(200, lying_encoding(&bytes, None));
         let (got, result) = fetch(&bytes, &domain);
         result.unwrap();
         assert!(got == bytes);
@@ -239,7 +256,7 @@ mod tests {
     #[test]
     fn a_bad_byte_from_another_instance_ends_the_transfer_at_its_chunk_group_naming_it() {
         let bytes = tape();
-        let domain = serve_once("200 OK", lying_encoding(&bytes, Some(150_000)));
+        let domain = serve_once(200, lying_encoding(&bytes, Some(150_000)));
         let (got, result) = fetch(&bytes, &domain);
         let err = result.unwrap_err();
         let group = 150_000 / 16_384 * 16_384;
@@ -247,7 +264,11 @@ mod tests {
             matches!(&err, FetchError::Corrupt { domain: d, at, .. } if *d == domain && *at == group),
             "{err:?}"
         );
-        assert!(got == bytes[..group as usize], "{} bytes handed on", got.len());
+        assert!(
+            got == bytes[..group as usize],
+            "{} bytes handed on",
+            got.len()
+        );
         let text = err.to_string();
         assert!(text.contains(&format!("{domain} sent bad data")), "{text}");
     }
@@ -257,7 +278,7 @@ mod tests {
         let bytes = tape();
         let mut encoding = lying_encoding(&bytes, None);
         encoding.truncate(encoding.len() / 2);
-        let domain = serve_once("200 OK", encoding);
+        let domain = serve_once(200, encoding);
         let (got, result) = fetch(&bytes, &domain);
         let err = result.unwrap_err();
         let FetchError::Broken { at, .. } = &err else {
@@ -271,7 +292,7 @@ mod tests {
     #[test]
     fn a_refusal_of_the_holding_instance_says_why() {
         let bytes = tape();
-        let domain = serve_once("404 Not Found", b"no file shared here has id x\n".to_vec());
+        let domain = serve_once(404, b"no file shared here has id x\n".to_vec());
         let (got, result) = fetch(&bytes, &domain);
         assert!(got.is_empty());
         let err = result.unwrap_err().to_string();
@@ -279,8 +300,83 @@ mod tests {
             err.contains(&domain) && err.contains("not shared there any more"),
             "{err}"
         );
-        let domain = serve_once("429 Too Many Requests", b"all slots in use\n".to_vec());
+        let domain = serve_once(429, b"all slots in use\n".to_vec());
         let err = fetch(&bytes, &domain).1.unwrap_err().to_string();
         assert!(err.contains("is busy: all slots in use"), "{err}");
+    }
+
+    #[test]
+    fn a_download_into_downloads_keeps_its_verified_bytes_and_resumes_after_them() {
+        let bytes = tape();
+        let dir = tempfile::tempdir().unwrap();
+        let (library, _thread) = library(dir.path(), 1 << 30);
+        let sources = sources(library.clone());
+        let mut truncated = lying_encoding(&bytes, None);
+        truncated.truncate(truncated.len() / 2);
+        let domain = serve_once(200, truncated);
+        let d = Download {
+            source: Source::Remote {
+                holders: vec![domain.clone()],
+            },
+            name: "far.bin".into(),
+            size: bytes.len() as u64,
+            hash: blake3::hash(&bytes).to_hex().to_string(),
+        };
+        let err = run(sources.fetch_to_downloads(7, &d, |_| {})).unwrap_err();
+        let FetchError::Broken { at, .. } = err else {
+            panic!("{err:?}");
+        };
+        let part = library.downloads_dir(7).join(super::super::part_name(&d));
+        let kept = std::fs::read(&part).unwrap();
+        assert_eq!(kept.len() as u64, at);
+        assert!(kept == bytes[..kept.len()], "only verified bytes are kept");
+
+        // The next fetch asks only for the rest, and the whole file is saved.
+        let (domain, requests) = serve_once_telling(200, encoding_from(&bytes, None, at));
+        let d = Download {
+            source: Source::Remote {
+                holders: vec![domain],
+            },
+            ..d
+        };
+        let mut seen = Vec::new();
+        let saved = run(sources.fetch_to_downloads(7, &d, |n| seen.push(n))).unwrap();
+        assert_eq!(saved, "far.bin");
+        let request = requests.recv().unwrap();
+        assert!(request.contains(&format!("?offset={at} ")), "{request}");
+        assert!(std::fs::read(library.downloads_dir(7).join("far.bin")).unwrap() == bytes);
+        assert!(!part.exists());
+        assert!(seen.iter().all(|&n| n > at) && seen.last() == Some(&(bytes.len() as u64)));
+    }
+
+    #[test]
+    fn kept_bytes_that_are_not_the_files_beginning_are_caught_and_removed() {
+        let bytes = tape();
+        let dir = tempfile::tempdir().unwrap();
+        let (library, _thread) = library(dir.path(), 1 << 30);
+        let sources = sources(library.clone());
+        let at = 50_000;
+        let (domain, _) = serve_once_telling(200, encoding_from(&bytes, None, at));
+        let d = Download {
+            source: Source::Remote {
+                holders: vec![domain],
+            },
+            name: "far.bin".into(),
+            size: bytes.len() as u64,
+            hash: blake3::hash(&bytes).to_hex().to_string(),
+        };
+        run(library.prepare(7)).unwrap();
+        let part = library.downloads_dir(7).join(super::super::part_name(&d));
+        let mut wrong = bytes[..at as usize].to_vec();
+        wrong[10] ^= 1;
+        std::fs::write(&part, wrong).unwrap();
+        let err = run(sources.fetch_to_downloads(7, &d, |_| {})).unwrap_err();
+        assert!(matches!(err, FetchError::BadPart { .. }), "{err:?}");
+        assert!(err.to_string().contains("/get again starts over"), "{err}");
+        assert!(!part.exists());
+        assert_eq!(
+            std::fs::read_dir(library.downloads_dir(7)).unwrap().count(),
+            0
+        );
     }
 }

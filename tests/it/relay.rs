@@ -120,6 +120,24 @@ fn all_bytes_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out
 }
 
+/// `text` without its colour escapes (`ESC [ ... m`).
+fn plain(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -370,4 +388,45 @@ fn get_with_an_offset_sends_exactly_the_tail_of_a_remote_or_local_file() {
     );
     let out = a.ssh(&ka, "alice", &["get", &id, "--offset", "x"]);
     assert_exit(&out, 2);
+}
+
+/// alice's `downloads/` on A (she is A's first user).
+fn downloads_of_alice(a: &Instance) -> std::path::PathBuf {
+    a.data_dir().join("users/1/downloads")
+}
+
+#[test]
+fn a_shell_get_of_a_remote_file_lands_in_downloads_and_resumes_after_kept_bytes() {
+    let Pair {
+        a,
+        b,
+        ka,
+        bytes,
+        id,
+        ..
+    } = two_instances(300_000, &[]);
+    let mut shell = a.line_session(&ka, "alice");
+    shell.send(&format!("/get {id}"));
+    shell.expect("saved tape.bin");
+    let downloads = downloads_of_alice(&a);
+    assert!(std::fs::read(downloads.join("tape.bin")).unwrap() == bytes);
+
+    // Bytes kept from an interrupted /get: only the rest is asked for.
+    let part = downloads.join(format!("tape.bin.{}.part", &id[..12]));
+    std::fs::write(&part, &bytes[..100_000]).unwrap();
+    shell.send(&format!("/get {}", &id[..8]));
+    shell.expect("in downloads/tape (1).bin");
+    assert!(std::fs::read(downloads.join("tape (1).bin")).unwrap() == bytes);
+    assert!(!part.exists());
+    let log = plain(&b.log());
+    assert!(log.contains("offset=100000"), "B log:\n{log}");
+
+    // Kept bytes that are not the file's beginning are caught at the end, and removed.
+    let mut wrong = bytes[..100_000].to_vec();
+    wrong[5] ^= 1;
+    std::fs::write(&part, &wrong).unwrap();
+    shell.send(&format!("/get {id}"));
+    shell.expect("/get again starts over");
+    assert!(!part.exists());
+    assert!(!downloads.join("tape (2).bin").exists());
 }
