@@ -359,6 +359,11 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_file_is_the_size_prefix_alone() {
+        assert_eq!(encoded(&[], 0), 0u64.to_le_bytes());
+    }
+
+    #[test]
     fn the_outboard_is_64_bytes_a_chunk_group_and_its_root_is_the_plain_blake3() {
         let dir = tempfile::tempdir().unwrap();
         let bytes = tape(1 << 20);
