@@ -256,10 +256,10 @@ pub fn decode(
                 return Err(ReceiveError::Corrupt { at })
             }
             Err(DecodeError::Io(source)) => return Err(ReceiveError::Broken { at, source }),
-            Err(e @ (DecodeError::LeafNotFound(_) | DecodeError::ParentNotFound(_))) => {
+            Err(DecodeError::LeafNotFound(_) | DecodeError::ParentNotFound(_)) => {
                 return Err(ReceiveError::Broken {
                     at,
-                    source: io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()),
+                    source: ended_early(),
                 })
             }
         };
@@ -277,10 +277,18 @@ pub fn decode(
     if at < size {
         return Err(ReceiveError::Broken {
             at,
-            source: io::Error::new(io::ErrorKind::UnexpectedEof, "the stream ended early"),
+            source: ended_early(),
         });
     }
     Ok(())
+}
+
+/// A stream that ended before the end of the file: the sender went away or cut it.
+fn ended_early() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the stream ended before the end of the file (the instance went away or cut it)",
+    )
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::encoding::{self, ReceiveError};
 use super::{Download, FetchError};
-use crate::fed::client::{Client, FetchError as CallError};
+use crate::fed::client::{Client, FetchError as CallError, STREAM_READ_TIMEOUT};
 use crate::fed::files::{CONTENT_TYPE, FILES_PATH};
 
 /// Verified bytes gathered before they are queued.
@@ -94,7 +94,7 @@ pub(super) async fn open(
                     name,
                     domain: from,
                     at,
-                    reason: source.to_string().to_lowercase(),
+                    reason: broken_reason(&source),
                 },
             };
             let _ = tx.blocking_send(Err(failure));
@@ -104,6 +104,19 @@ pub(super) async fn open(
         Ok(Ok(())) => Ok(rx),
         Ok(Err(e)) => Err(refused(d, domain, e)),
         Err(_) => Err(remote(d, domain, "the request task failed".into())),
+    }
+}
+
+/// Why a stream broke off, for people: a stall says how long nothing came.
+fn broken_reason(e: &std::io::Error) -> String {
+    let text = e.to_string().to_lowercase();
+    if e.kind() == std::io::ErrorKind::TimedOut || text.starts_with("timeout") {
+        format!(
+            "nothing arrived for {} s (the instance stalled)",
+            STREAM_READ_TIMEOUT.as_secs()
+        )
+    } else {
+        text
     }
 }
 

@@ -302,10 +302,10 @@ fn an_instance_gets_at_most_its_upload_slots_at_once() {
 }
 
 #[test]
-fn an_instance_killed_mid_transfer_ends_the_download_with_a_clear_error() {
+fn an_instance_killed_mid_transfer_ends_the_download_with_a_clear_error_and_it_resumes_later() {
     let Pair {
         a,
-        b,
+        mut b,
         ka,
         bytes,
         id,
@@ -322,11 +322,7 @@ fn an_instance_killed_mid_transfer_ends_the_download_with_a_clear_error() {
     let mut stdout = get.stdout.take().unwrap();
     let mut received = vec![0u8; 1024 * 1024];
     stdout.read_exact(&mut received).unwrap();
-    let status = Command::new("kill")
-        .args(["-KILL", &b.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    b.kill();
     stdout.read_to_end(&mut received).unwrap();
     let mut err = String::new();
     get.stderr.take().unwrap().read_to_string(&mut err).unwrap();
@@ -342,8 +338,29 @@ fn an_instance_killed_mid_transfer_ends_the_download_with_a_clear_error() {
     );
     assert!(err.contains("broke off"), "{err}");
     assert!(err.contains(&b.domain), "{err}");
+    assert!(
+        err.contains("the instance went away") || err.contains("connection reset"),
+        "{err}"
+    );
     // A keeps serving its users.
     assert_exit(&a.ssh(&ka, "alice", &["who"]), 0);
+
+    // B back: the rest, from where the bytes stopped, completes the file.
+    b.restart_after_stop();
+    let at = received.len().to_string();
+    let mut rest = None;
+    assert!(wait_until(|| {
+        let out = a.ssh(&ka, "alice", &["get", &id, "--offset", &at]);
+        let done = out.status.code() == Some(0);
+        rest = Some(out);
+        done
+    }));
+    received.extend(rest.unwrap().stdout);
+    assert!(
+        received == bytes,
+        "{} bytes after the resume",
+        received.len()
+    );
 }
 
 #[test]
@@ -429,4 +446,52 @@ fn a_shell_get_of_a_remote_file_lands_in_downloads_and_resumes_after_kept_bytes(
     shell.expect("/get again starts over");
     assert!(!part.exists());
     assert!(!downloads.join("tape (2).bin").exists());
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `node`'s process.
+fn signal(node: &Instance, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn an_instance_that_stalls_mid_transfer_ends_the_download_and_blocks_no_one_else() {
+    let Pair {
+        a,
+        b,
+        ka,
+        bytes,
+        id,
+        ..
+    } = two_instances(48 * 1024 * 1024, &[]);
+    let mut get = a
+        .ssh_command(&ka, "alice", &["get", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = get.stdout.take().unwrap();
+    let mut received = vec![0u8; 1024 * 1024];
+    stdout.read_exact(&mut received).unwrap();
+    signal(&b, "STOP");
+    // Other users of A are served while the transfer waits on B.
+    let other = Key::new("c");
+    assert_exit(&a.ssh(&other, "carol", &["who"]), 0);
+    stdout.read_to_end(&mut received).unwrap();
+    let mut err = String::new();
+    get.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = get.wait().unwrap();
+    signal(&b, "CONT");
+    assert_eq!(status.code(), Some(1), "stderr: {err}");
+    assert!(received.len() < bytes.len());
+    assert!(received == bytes[..received.len()]);
+    assert!(
+        err.contains("broke off") && err.contains(&b.domain),
+        "{err}"
+    );
+    assert!(err.contains("nothing arrived for 10 s"), "{err}");
 }
