@@ -119,19 +119,39 @@ impl ToDownloads {
                 (target, file, kept, hasher)
             }
         };
-        let reservation = library
-            .reserve(user_id, d.size - resumed_from)
-            .await
-            .map_err(|e| match e {
-                QuotaError::Over { used, .. } => FetchError::OverQuota {
-                    name: d.name.clone(),
-                    size: d.size,
-                    used,
-                    quota: library.limits.quota_bytes,
-                },
-                e => e.into(),
-            })?;
-        let entry = library.entry_slot(user_id).await?;
+        let room = async {
+            let reservation = library
+                .reserve(user_id, d.size - resumed_from)
+                .await
+                .map_err(|e| match e {
+                    QuotaError::Over { used, .. } => FetchError::OverQuota {
+                        name: d.name.clone(),
+                        size: d.size,
+                        used,
+                        quota: library.limits.quota_bytes,
+                    },
+                    e => e.into(),
+                })?;
+            let entry = library.entry_slot(user_id).await?;
+            Ok::<_, FetchError>((reservation, entry))
+        };
+        let (reservation, entry) = match room.await {
+            Ok(room) => room,
+            Err(e) => {
+                // A part file made just now, and empty, goes (a kept one stays).
+                if let Target::Part {
+                    path,
+                    existed: false,
+                    ..
+                } = &target
+                {
+                    if resumed_from == 0 {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                return Err(e);
+            }
+        };
         Ok(ToDownloads {
             target: Some(target),
             out: tokio::fs::File::from_std(file),

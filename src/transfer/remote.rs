@@ -392,4 +392,28 @@ mod tests {
             0
         );
     }
+
+    #[test]
+    fn a_download_over_the_quota_is_refused_and_leaves_nothing_behind() {
+        let bytes = tape();
+        let dir = tempfile::tempdir().unwrap();
+        let (library, _thread) = library(dir.path(), bytes.len() as u64 - 1);
+        let sources = sources(library.clone());
+        let d = Download {
+            source: Source::Remote {
+                holders: vec!["127.0.0.1:9".into()],
+            },
+            name: "far.bin".into(),
+            size: bytes.len() as u64 - 1,
+            hash: blake3::hash(&bytes).to_hex().to_string(),
+        };
+        // Something else takes part of the quota.
+        let _held = run(library.reserve(7, 10)).unwrap();
+        let err = run(sources.fetch_to_downloads(7, &d, |_| {})).unwrap_err();
+        assert!(matches!(err, FetchError::OverQuota { .. }), "{err:?}");
+        assert_eq!(
+            std::fs::read_dir(library.downloads_dir(7)).unwrap().count(),
+            0
+        );
+    }
 }
