@@ -134,6 +134,30 @@ impl Library {
         });
     }
 
+    /// Removes the outboards of content that no local file has any more, and outboards left
+    /// half made; returns how many went. Run at start, beside the sessions.
+    pub async fn sweep_outboards(&self) -> Result<usize, StoreError> {
+        let outboards = self.outboards.clone();
+        let ids = tokio::task::spawn_blocking(move || outboards.list())
+            .await
+            .unwrap_or_default();
+        let orphans = self
+            .store
+            .call(move |conn| store::files::hashes_without_local_file(conn, &ids))
+            .await?;
+        let outboards = self.outboards.clone();
+        let removed = orphans.len();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in orphans {
+                if let Some(id) = crate::transfer::encoding::parse_id(&id) {
+                    outboards.forget(&id);
+                }
+            }
+        })
+        .await;
+        Ok(removed)
+    }
+
     /// A file shared here whose content is `id` (hex BLAKE3), opened for sending to another
     /// instance through [`Library::open_download`], with its size; `None` if no local file
     /// with that content is shared now.
@@ -586,6 +610,48 @@ pub fn is_glob(pattern: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outboards_are_made_after_an_upload_and_swept_once_no_file_has_their_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _thread) = Store::open(&dir.path().join("db")).unwrap();
+        let library = Library::new(dir.path(), store.clone(), LibraryConfig::default());
+        let kept = vec![3u8; 40_000];
+        let gone = vec![4u8; 40_000];
+        let (kept_id, gone_id) = (blake3::hash(&kept), blake3::hash(&gone));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            store
+                .call(|conn| store::users::authenticate(conn, "alice", "SHA256:a", "k", 0))
+                .await
+                .unwrap();
+            library.prepare(1).await.unwrap();
+            let path = library.library_dir(1).join("kept.bin");
+            std::fs::write(&path, &kept).unwrap();
+            let identity = FileIdentity::of(&std::fs::metadata(&path).unwrap());
+            let hex = kept_id.to_hex().to_string();
+            library
+                .file_added(1, "kept.bin", 40_000, &hex, 0, identity)
+                .await
+                .unwrap();
+        });
+        let folder = dir.path().join(OUTBOARDS_DIR);
+        assert!(crate::transfer::encoding::tests::wait_for(|| folder
+            .join(kept_id.to_hex().as_str())
+            .is_file()));
+        library.outboards.make(&gone_id, 40_000, &gone[..]).unwrap();
+        std::fs::write(folder.join(".make-left-by-a-crash"), b"x").unwrap();
+        assert_eq!(rt.block_on(library.sweep_outboards()).unwrap(), 1);
+        let mut left: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [kept_id.to_hex().to_string()]);
+    }
 
     #[test]
     fn human_sizes() {

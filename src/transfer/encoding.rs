@@ -46,6 +46,9 @@ pub fn ranges_from(offset: u64) -> ChunkRanges {
     ChunkRanges::from(ChunkNum::full_chunks(group_start)..)
 }
 
+/// The name prefix of an outboard being made (a temporary file in the outboards folder).
+const MAKING_PREFIX: &str = ".make-";
+
 /// A file id as a BLAKE3 hash: 64 lowercase hex digits.
 pub fn parse_id(id: &str) -> Option<blake3::Hash> {
     if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -126,7 +129,7 @@ impl Outboards {
         };
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         let temp = tempfile::Builder::new()
-            .prefix(".make-")
+            .prefix(MAKING_PREFIX)
             .tempfile_in(&self.dir)
             .map_err(io)?;
         let mut outboard = PreOrderOutboard {
@@ -146,6 +149,24 @@ impl Outboards {
         temp.as_file().sync_all().map_err(io)?;
         temp.persist(self.path(id)).map_err(|e| io(e.error))?;
         Ok(())
+    }
+
+    /// The ids of the outboards kept; outboards left half made by a crash are removed.
+    /// Blocking.
+    pub fn list(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut ids = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(MAKING_PREFIX) {
+                let _ = std::fs::remove_file(entry.path());
+            } else if parse_id(&name).is_some() {
+                ids.push(name);
+            }
+        }
+        ids
     }
 
     /// Removes the outboard of `id` (one found not to match its file is made again next time).
@@ -292,8 +313,19 @@ fn ended_early() -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Polls `cond` (a file made by a background task) for at most 10 s.
+    pub(crate) fn wait_for(cond: impl Fn() -> bool) -> bool {
+        for _ in 0..1000 {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        cond()
+    }
 
     /// Bytes that differ from chunk to chunk.
     fn tape(len: usize) -> Vec<u8> {
