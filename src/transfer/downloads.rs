@@ -19,10 +19,19 @@ const MAX_NAME_ATTEMPTS: usize = 1000;
 /// Hex digits of the id in a part file's name: enough to tell same-named files apart.
 const PART_ID_DIGITS: usize = 12;
 
-/// `NAME.ID12.part`: where a download from another instance is written until it is complete.
+/// The longest file name most file systems take, in bytes (`NAME_MAX`).
+const NAME_MAX_BYTES: usize = 255;
+
+/// `NAME.ID12.part`: where a download from another instance is written until it is complete
+/// (`NAME` shortened, if need be, to keep the whole within [`NAME_MAX_BYTES`]).
 pub fn part_name(d: &Download) -> String {
     let id = d.hash.get(..PART_ID_DIGITS).unwrap_or(&d.hash);
-    format!("{}.{id}.part", d.name)
+    let suffix = format!(".{id}.part");
+    let mut end = d.name.len().min(NAME_MAX_BYTES - suffix.len());
+    while !d.name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &d.name[..end])
 }
 
 /// A download on its way into a user's `downloads/`. Its bytes are reserved in the quota and
@@ -375,6 +384,20 @@ fn numbered_name(name: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_names_carry_the_id_and_fit_a_file_name() {
+        let d = |name: &str| Download {
+            source: Source::Remote { holders: vec![] },
+            name: name.into(),
+            size: 1,
+            hash: "0123456789abcdef".repeat(4),
+        };
+        assert_eq!(part_name(&d("a.flac")), "a.flac.0123456789ab.part");
+        let long = part_name(&d(&"é".repeat(200)));
+        assert_eq!(long.len(), 254, "{long}");
+        assert!(long.ends_with(".0123456789ab.part"));
+    }
 
     #[test]
     fn numbered_names() {
