@@ -495,3 +495,53 @@ fn an_instance_that_stalls_mid_transfer_ends_the_download_and_blocks_no_one_else
     );
     assert!(err.contains("nothing arrived for 10 s"), "{err}");
 }
+
+#[test]
+fn a_downloader_who_goes_away_stops_the_stream_at_the_owners_instance_and_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("b.toml");
+    std::fs::write(&config, "[federation]\nrelay_uploads_per_peer = 1\n").unwrap();
+    let Pair {
+        a,
+        b,
+        ka,
+        bytes,
+        id,
+        ..
+    } = two_instances(64 * 1024 * 1024, &["--config", config.to_str().unwrap()]);
+    let mut get = a
+        .ssh_command(&ka, "alice", &["get", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = get.stdout.take().unwrap();
+    let mut first = vec![0u8; 1000];
+    stdout.read_exact(&mut first).unwrap();
+    assert!(first == bytes[..1000]);
+    // The downloader's ssh dies: its connection to A closes.
+    get.kill().unwrap();
+    let _ = get.wait();
+    // B had not sent the file ahead into buffers (backpressure), so its stream stops.
+    assert!(
+        wait_until(|| b.log().contains("file stream stopped")),
+        "B log:\n{}",
+        b.log()
+    );
+    assert!(!b.log().contains("file stream sent"), "B log:\n{}", b.log());
+    // B's only slot for A is back (once the stream's task ended): a whole download goes
+    // through.
+    let mut last = None;
+    assert!(
+        wait_until(|| {
+            let out = a.ssh(&ka, "alice", &["get", &id]);
+            let done = out.status.code() == Some(0);
+            last = Some(out);
+            done
+        }),
+        "{}",
+        stderr(last.as_ref().unwrap())
+    );
+    assert!(last.unwrap().stdout == bytes);
+}
