@@ -52,14 +52,14 @@ impl App {
         let library = Library::new(&config.data_dir, store.clone(), config.library.clone());
         let catalog = Catalog::new(store.clone(), &config.domain)
             .with_max_remote_files_per_peer(config.federation.max_remote_files_per_peer);
-        let sources = Sources::new(library.clone());
-        let slots = Slots::new(config.library.max_downloads_per_user);
         let users = Users {
             store: store.clone(),
             domain: config.domain.clone(),
             remote: Arc::default(),
         };
         let fed = Federation::new(&config, fed_key.clone(), store.clone(), catalog.clone())?;
+        let sources = Sources::new(library.clone(), fed.client().clone());
+        let slots = Slots::new(config.library.max_downloads_per_user);
         let messages = Messages::new(&config, store.clone(), chat.clone(), fed.clone());
         Ok(App {
             config: Arc::new(config),

@@ -69,17 +69,6 @@ impl CatalogFile {
     }
 }
 
-/// A file this instance cannot send: its bytes are on another instance.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{name} is on {domain}; downloading from other instances comes with the relay and is not \
-     available yet"
-)]
-pub struct NotHere {
-    pub name: String,
-    pub domain: String,
-}
-
 /// Whose files a listing shows: a local user, or an owner on another instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerKey {
@@ -783,16 +772,15 @@ mod tests {
         );
         assert!(found(&rt, &catalog, "blue instance:unknown.example").is_empty());
         assert!(found(&rt, &catalog, "user:@bob@far.example instance:near.example").is_empty());
-        // Remote files have no local owner: they cannot become a local download.
+        // Remote files have no local owner: their download is fetched from their instance.
         let q = rosewire_shell::query::parse_query("train").unwrap();
         let hit = rt.block_on(catalog.search(&q, 1)).unwrap().remove(0);
         assert_eq!(hit.file.owner_id, None);
-        let refused = crate::transfer::Download::try_from(&hit.file)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            refused.contains("far.example") && refused.contains("relay"),
-            "{refused}"
+        assert_eq!(
+            crate::transfer::Download::from(&hit.file).source,
+            crate::transfer::Source::Remote {
+                holders: vec!["far.example".into()]
+            }
         );
         // Lookups by id find remote files too.
         let by_id = rt

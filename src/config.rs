@@ -266,6 +266,11 @@ pub struct FederationConfig {
     /// many; past it the inbox answers 429 and the peer retries later. Bounds what one peer
     /// can make us verify and write.
     pub inbox_per_second: u32,
+    /// Files streamed at a time to one other instance (its users' downloads of files shared
+    /// here); past it that instance is answered 429 and may try again shortly.
+    pub relay_uploads_per_peer: usize,
+    /// Files streamed at a time to other instances, all together; past it 503.
+    pub relay_uploads: usize,
 }
 
 /// Private messages: how large, how many, how much is kept.
@@ -319,6 +324,16 @@ pub const DEFAULT_INBOX_PER_SECOND: u32 = 1_000;
 /// Highest `federation.inbox_per_second` accepted.
 pub const MAX_INBOX_PER_SECOND: u32 = 1_000_000;
 
+/// Default of `federation.relay_uploads_per_peer`: a few downloads at once per instance, so
+/// one busy instance cannot take every upload slot.
+pub const DEFAULT_RELAY_UPLOADS_PER_PEER: usize = 4;
+/// Default of `federation.relay_uploads`: each stream holds a blocking thread and a few
+/// buffers of 64 KiB.
+pub const DEFAULT_RELAY_UPLOADS: usize = 32;
+/// Highest `federation.relay_uploads` (and so `relay_uploads_per_peer`) accepted: tokio's
+/// blocking pool has 512 threads, shared with everything else.
+pub const MAX_RELAY_UPLOADS: usize = 256;
+
 /// Longest `federation.gossip_interval_secs`: one day.
 pub const MAX_GOSSIP_INTERVAL_SECS: u64 = 86_400;
 /// The gossip interval in dev mode (tests and local networks want to converge in seconds).
@@ -334,6 +349,8 @@ impl Default for FederationConfig {
             allow_only: None,
             gossip_interval_secs: 60,
             inbox_per_second: DEFAULT_INBOX_PER_SECOND,
+            relay_uploads_per_peer: DEFAULT_RELAY_UPLOADS_PER_PEER,
+            relay_uploads: DEFAULT_RELAY_UPLOADS,
         }
     }
 }
@@ -588,6 +605,18 @@ impl Config {
                 self.messages.max_stored_per_user
             ));
         }
+        if !(1..=MAX_RELAY_UPLOADS).contains(&self.federation.relay_uploads) {
+            return invalid(format!(
+                "federation.relay_uploads = {} must be between 1 and {MAX_RELAY_UPLOADS}",
+                self.federation.relay_uploads
+            ));
+        }
+        if !(1..=self.federation.relay_uploads).contains(&self.federation.relay_uploads_per_peer) {
+            return invalid(format!(
+                "federation.relay_uploads_per_peer = {} must be between 1 and federation.relay_uploads ({})",
+                self.federation.relay_uploads_per_peer, self.federation.relay_uploads
+            ));
+        }
         for pattern in &self.federation.block {
             crate::fed::policy::check_pattern("federation.block", pattern, self.dev)
                 .map_err(ConfigError::Invalid)?;
@@ -790,6 +819,14 @@ mod tests {
         check(
             "dev = true\n[federation]\ndev_trusted_root = \"/no/such/ca.pem\"",
             "\"/no/such/ca.pem\" is not a file",
+        );
+        check(
+            "[federation]\nrelay_uploads = 257",
+            "federation.relay_uploads = 257 must be between 1 and 256",
+        );
+        check(
+            "[federation]\nrelay_uploads = 8\nrelay_uploads_per_peer = 9",
+            "federation.relay_uploads_per_peer = 9 must be between 1 and federation.relay_uploads (8)",
         );
         check("[ssh]\nmax_connections = 0", "max_connections");
         check("[ssh]\nlogin_grace_secs = 0", "login_grace_secs");

@@ -13,7 +13,8 @@
 //!   - [`cmd`]: one file per command, run for a verified user;
 //!   - [`catalog`]: search, browse, lookups by id, share and unshare, as commands see them;
 //!   - [`library`]: users' files on disk and in the catalog;
-//!   - [`transfer`]: downloads: where a file's bytes are and how they travel, verified;
+//!   - [`transfer`]: downloads: where a file's bytes are and how they travel, verified (a
+//!     local file hashed whole, a relayed one proven chunk group by chunk group);
 //!   - [`quota`]: per-user reservations (bytes, uploads, entries) for work in progress;
 //!   - [`rate`]: token buckets keyed by user or address, time passed in;
 //!   - [`profile`]: users' public profiles (bio, keys, joined), local or remote, and their
@@ -25,7 +26,8 @@
 //!   - [`http`]: the HTTP endpoint (federation, health, landing page), its request body
 //!     limit, and TLS reloaded on SIGHUP.
 //! - [`fed`]: federation: the instance key, signed requests (RFC 9421), the S2S client,
-//!   activities, WebFinger, profiles and catalogs served to and fetched from other instances.
+//!   activities, WebFinger, profiles, catalogs and files served to and fetched from other
+//!   instances.
 //! - [`keys`]: Ed25519 key files.
 //!
 //! The interactive shell's screen, line editor and command grammar live in the sans-IO crate

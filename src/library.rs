@@ -9,12 +9,19 @@
 //! **Invariant:** a file is in the catalog only once it is complete in `library/`, with the
 //! BLAKE3 hash of exactly its bytes.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::config::LibraryConfig;
 use crate::quota::{EntrySlot, Ledger, OpenHandles, QuotaError, Reservation, UploadSlot};
 use crate::store::{self, files::FileIdentity, Store, StoreError};
+use crate::transfer::encoding::Outboards;
 use crate::transfer::{FetchError, COPY_CHUNK};
+
+/// Where the outboards of shared files live, under the data directory (see
+/// [`crate::transfer::encoding::Outboards`]).
+pub const OUTBOARDS_DIR: &str = "outboards";
 
 /// Reservations grow by this much at a time (or by 1/64 of the quota, if less), so an upload
 /// of unknown size reserves as it goes, not the whole quota up front.
@@ -31,6 +38,10 @@ pub struct Library {
     pub limits: LibraryConfig,
     /// Work in progress per user: reserved bytes, writable handles, entry counts.
     ledger: Ledger,
+    /// The BLAKE3 trees of shared files, for sending them to other instances verified.
+    pub outboards: Outboards,
+    /// Resumable downloads being written now (`downloads/*.part`): one writer each.
+    partials: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Library {
@@ -40,6 +51,8 @@ impl Library {
             store,
             limits,
             ledger: Ledger::default(),
+            outboards: Outboards::new(data_dir.join(OUTBOARDS_DIR)),
+            partials: Arc::default(),
         }
     }
 
@@ -93,13 +106,86 @@ impl Library {
         modified: i64,
         identity: FileIdentity,
     ) -> Result<(), StoreError> {
-        let (path, hash) = (path.to_owned(), hash.to_owned());
+        let (at, id) = (path.to_owned(), hash.to_owned());
         self.store
             .call(move |conn| {
-                store::files::upsert(conn, user_id, &path, size, &hash, modified, Some(&identity))
+                store::files::upsert(conn, user_id, &at, size, &id, modified, Some(&identity))
             })
+            .await?;
+        self.make_outboard(user_id, path, size, hash);
+        Ok(())
+    }
+
+    /// Makes the outboard of a file just added to `library/`, in the background, so the first
+    /// request from another instance need not wait for it (it is made then if missing).
+    fn make_outboard(&self, user_id: i64, path: &str, size: u64, hash: &str) {
+        let Some(id) = crate::transfer::encoding::parse_id(hash) else {
+            return;
+        };
+        let (outboards, source) = (self.outboards.clone(), self.library_dir(user_id).join(path));
+        tokio::task::spawn_blocking(move || {
+            // `make` refuses bytes that do not hash to the id (a file replaced meanwhile).
+            let made = std::fs::File::open(&source)
+                .map_err(|e| e.to_string())
+                .and_then(|file| outboards.make(&id, size, file).map_err(|e| e.to_string()));
+            if let Err(e) = made {
+                tracing::debug!("no outboard made after an upload: {e}");
+            }
+        });
+    }
+
+    /// Removes the outboards of content that no local file has any more, and outboards left
+    /// half made; returns how many went. Run at start, beside the sessions.
+    pub async fn sweep_outboards(&self) -> Result<usize, StoreError> {
+        let outboards = self.outboards.clone();
+        let ids = tokio::task::spawn_blocking(move || outboards.list())
             .await
-            .map(|_| ())
+            .unwrap_or_default();
+        let orphans = self
+            .store
+            .call(move |conn| store::files::hashes_without_local_file(conn, &ids))
+            .await?;
+        let outboards = self.outboards.clone();
+        let removed = orphans.len();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in orphans {
+                if let Some(id) = crate::transfer::encoding::parse_id(&id) {
+                    outboards.forget(&id);
+                }
+            }
+        })
+        .await;
+        Ok(removed)
+    }
+
+    /// A file shared here whose content is `id` (hex BLAKE3), opened for sending to another
+    /// instance through [`Library::open_download`], with its size; `None` if no local file
+    /// with that content is shared now.
+    pub async fn open_shared_by_id(&self, id: &str) -> Result<Option<(Opened, u64)>, FetchError> {
+        let hash = id.to_owned();
+        let Some((owner_id, path)) = self
+            .store
+            .call(move |conn| store::files::local_shared_by_hash(conn, &hash))
+            .await?
+        else {
+            return Ok(None);
+        };
+        match self.open_download(owner_id, &path, id).await {
+            Ok(opened) => {
+                let size =
+                    opened
+                        .file
+                        .metadata()
+                        .map(|m| m.len())
+                        .map_err(|source| FetchError::Io {
+                            name: path.clone(),
+                            source,
+                        })?;
+                Ok(Some((opened, size)))
+            }
+            Err(FetchError::NotShared { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Forgets a file removed from `library/`.
@@ -214,6 +300,15 @@ impl Library {
             self.ledger.set_entries(user_id, n);
         }
         self.ledger.entry_slot(user_id, self.limits.max_entries)
+    }
+
+    /// The right to write the resumable download at `path`, unless another transfer holds it.
+    pub fn claim_partial(&self, path: PathBuf) -> Option<PartialClaim> {
+        let mut held = self.partials.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(path.clone()).then(|| PartialClaim {
+            partials: self.partials.clone(),
+            path,
+        })
     }
 
     /// A file or folder was made in the user's tree.
@@ -336,6 +431,21 @@ impl Library {
             }
         }
         Ok(Opened { file })
+    }
+}
+
+/// A resumable download's file, written by one transfer at a time; given back when dropped.
+pub struct PartialClaim {
+    partials: Arc<Mutex<HashSet<PathBuf>>>,
+    path: PathBuf,
+}
+
+impl Drop for PartialClaim {
+    fn drop(&mut self) {
+        self.partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.path);
     }
 }
 
@@ -500,6 +610,48 @@ pub fn is_glob(pattern: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outboards_are_made_after_an_upload_and_swept_once_no_file_has_their_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _thread) = Store::open(&dir.path().join("db")).unwrap();
+        let library = Library::new(dir.path(), store.clone(), LibraryConfig::default());
+        let kept = vec![3u8; 40_000];
+        let gone = vec![4u8; 40_000];
+        let (kept_id, gone_id) = (blake3::hash(&kept), blake3::hash(&gone));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            store
+                .call(|conn| store::users::authenticate(conn, "alice", "SHA256:a", "k", 0))
+                .await
+                .unwrap();
+            library.prepare(1).await.unwrap();
+            let path = library.library_dir(1).join("kept.bin");
+            std::fs::write(&path, &kept).unwrap();
+            let identity = FileIdentity::of(&std::fs::metadata(&path).unwrap());
+            let hex = kept_id.to_hex().to_string();
+            library
+                .file_added(1, "kept.bin", 40_000, &hex, 0, identity)
+                .await
+                .unwrap();
+        });
+        let folder = dir.path().join(OUTBOARDS_DIR);
+        assert!(crate::transfer::encoding::tests::wait_for(|| folder
+            .join(kept_id.to_hex().as_str())
+            .is_file()));
+        library.outboards.make(&gone_id, 40_000, &gone[..]).unwrap();
+        std::fs::write(folder.join(".make-left-by-a-crash"), b"x").unwrap();
+        assert_eq!(rt.block_on(library.sweep_outboards()).unwrap(), 1);
+        let mut left: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [kept_id.to_hex().to_string()]);
+    }
 
     #[test]
     fn human_sizes() {

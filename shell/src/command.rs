@@ -72,8 +72,9 @@ pub enum Command {
         json: bool,
         page: usize,
     },
-    /// `/get ID|N`
-    Get { target: GetTarget },
+    /// `/get ID|N [--offset BYTES]`: `offset` (0 without one) is where the bytes start, so
+    /// `ssh host get ID --offset N >> file` resumes a download.
+    Get { target: GetTarget, offset: u64 },
     /// `/transfers`: this shell's downloads, running and waiting.
     Transfers,
     /// `/cancel N`: stops transfer N of `/transfers`.
@@ -474,11 +475,13 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "get",
         aliases: &[],
-        usage: "/get ID|N",
+        usage: "/get ID|N [--offset BYTES]",
         summary: "download a file",
         help: "/get N fetches result N of your last search; /get ID fetches a file by id\n\
                (its full id or 8+ leading hex digits). In the shell the file lands in\n\
-               downloads/; over `ssh host get ID > file` its bytes go to stdout.",
+               downloads/; over `ssh host get ID > file` its bytes go to stdout, and\n\
+               `ssh host get ID --offset BYTES >> file` sends only the bytes from there\n\
+               (to resume). Files on other instances come through this one, verified.",
         parse: parse_get,
     },
     CommandSpec {
@@ -1245,8 +1248,26 @@ fn parse_browse(args: &Args<'_>) -> Result<Command, ParseError> {
 }
 
 fn parse_get(args: &Args<'_>) -> Result<Command, ParseError> {
-    let words = args.words()?;
-    let Some((target, extra)) = words.split_first() else {
+    let mut offset = 0;
+    let mut positionals = Vec::new();
+    let mut words = args.words()?.into_iter();
+    while let Some(word) = words.next() {
+        match word.text.as_str() {
+            "--offset" => {
+                let Some(n) = words.next() else {
+                    return Err(args.usage(args.end(), "--offset needs a number of bytes"));
+                };
+                offset = n.text.parse::<u64>().map_err(|_| {
+                    args.usage(n.offset, format!("\"{}\" is not a number of bytes", n.text))
+                })?;
+            }
+            _ if word.is_flag() => {
+                return Err(args.usage(word.offset, format!("unknown option \"{}\"", word.text)))
+            }
+            _ => positionals.push(word),
+        }
+    }
+    let Some((target, extra)) = positionals.split_first() else {
         return Err(args.usage(args.end(), "missing id or result number"));
     };
     args.no_more(extra)?;
@@ -1255,12 +1276,14 @@ fn parse_get(args: &Args<'_>) -> Result<Command, ParseError> {
     if is_hex && (MIN_ID_PREFIX..=ID_LEN).contains(&text.len()) {
         return Ok(Command::Get {
             target: GetTarget::Id(text),
+            offset,
         });
     }
     if let Ok(n) = text.parse::<usize>() {
         if n >= 1 && text.len() < MIN_ID_PREFIX {
             return Ok(Command::Get {
                 target: GetTarget::Number(n),
+                offset,
             });
         }
     }
@@ -1781,20 +1804,40 @@ mod tests {
             "/get 3",
             cmd(Get {
                 target: GetTarget::Number(3),
+                offset: 0,
             }),
         );
         check(
             "/get DEADBEEF",
             cmd(Get {
                 target: GetTarget::Id("deadbeef".into()),
+                offset: 0,
             }),
         );
         check(
             "/get 12345678",
             cmd(Get {
                 target: GetTarget::Id("12345678".into()),
+                offset: 0,
             }),
         );
+        check(
+            "/get 12345678 --offset 16384",
+            cmd(Get {
+                target: GetTarget::Id("12345678".into()),
+                offset: 16384,
+            }),
+        );
+        check(
+            "/get --offset 7 2",
+            cmd(Get {
+                target: GetTarget::Number(2),
+                offset: 7,
+            }),
+        );
+        check("/get 12345678 --offset", Want::Usage("get", 22));
+        check("/get 12345678 --offset -1", Want::Usage("get", 23));
+        check("/get 12345678 --from 1", Want::Usage("get", 14));
         check("/get abc", Want::Usage("get", 5));
         check("/get 0", Want::Usage("get", 5));
         check(&format!("/get {}", "a".repeat(65)), Want::Usage("get", 5));

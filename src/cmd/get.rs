@@ -10,13 +10,26 @@ use crate::transfer::Download;
 /// Candidates listed when an id prefix is ambiguous.
 const MAX_CANDIDATES: usize = 10;
 
-pub async fn run(ctx: &Ctx<'_>, target: GetTarget) -> Result<Output, CmdError> {
+pub async fn run(ctx: &Ctx<'_>, target: GetTarget, offset: u64) -> Result<Output, CmdError> {
+    if offset > 0 && !ctx.exec {
+        return Err(CmdError::Usage(format!(
+            "--offset {offset} is for `ssh host get ID --offset N >> file`; in the shell /get \
+             resumes an interrupted download by itself"
+        )));
+    }
     let download = match target {
         GetTarget::Number(n) => by_number(ctx, n)?,
         GetTarget::Id(prefix) => by_id(ctx, prefix).await?,
     };
+    if offset > download.size {
+        return Err(CmdError::Failed(format!(
+            "--offset {offset} is past the end of {} ({} bytes)",
+            download.name, download.size
+        )));
+    }
     Ok(Output {
         download: Some(download),
+        offset,
         ..Output::default()
     })
 }
@@ -28,17 +41,12 @@ fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<Download, CmdError> {
         )));
     };
     match last.hits.get(n - 1) {
-        Some(Some(hit)) => download(&hit.file),
+        Some(Some(hit)) => Ok(Download::from(&hit.file)),
         _ => Err(CmdError::Failed(format!(
             "there is no result {n}; the last search showed {}",
             last.hits.len()
         ))),
     }
-}
-
-/// The download of `file`, if its bytes are here.
-fn download(file: &crate::catalog::CatalogFile) -> Result<Download, CmdError> {
-    Download::try_from(file).map_err(|e| CmdError::Failed(e.to_string()))
 }
 
 async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
@@ -50,7 +58,7 @@ async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
         .map_err(store_failed)?;
     match found.as_slice() {
         [] => Err(CmdError::Failed(format!("no shared file has id {prefix}"))),
-        [one] => download(one),
+        [one] => Ok(Download::from(one)),
         many => {
             let list: Vec<String> = many
                 .iter()
@@ -131,7 +139,7 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(run(&ctx, target))
+            .block_on(run(&ctx, target, 0))
     }
 
     #[test]
@@ -163,7 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_on_another_instance_is_refused_with_a_clear_reason() {
+    fn a_file_on_another_instance_is_fetched_from_its_owners_instance() {
         let dir = tempfile::tempdir().unwrap();
         let (app, user, _thread) = app_with_shared(dir.path(), &[]);
         let id = "beef".repeat(16);
@@ -182,13 +190,20 @@ mod tests {
                     .apply_remote_share("far.example", owner, vec![file]),
             )
             .unwrap();
-        match get(&app, &user, GetTarget::Id(id[..8].into())) {
-            Err(CmdError::Failed(m)) => assert_eq!(
-                m,
-                "far.flac is on far.example; downloading from other instances comes with the \
-                 relay and is not available yet"
-            ),
-            other => panic!("expected a refusal, got {other:?}"),
-        }
+        let download = get(&app, &user, GetTarget::Id(id[..8].into()))
+            .unwrap()
+            .download
+            .unwrap();
+        assert_eq!(
+            download,
+            Download {
+                source: crate::transfer::Source::Remote {
+                    holders: vec!["far.example".into()]
+                },
+                name: "far.flac".into(),
+                size: 10,
+                hash: id,
+            }
+        );
     }
 }

@@ -83,6 +83,8 @@ pub struct Output {
     pub quit: bool,
     /// A file to deliver (`/get`): into `downloads/` in a shell, to stdout in exec form.
     pub download: Option<Download>,
+    /// The first byte of `download` to deliver (`get --offset`, exec form only).
+    pub offset: u64,
     /// Something for the shell's own downloads (`/transfers`, `/cancel N`).
     pub transfers: Option<TransfersAction>,
 }
@@ -147,7 +149,7 @@ pub async fn run(ctx: &mut Ctx<'_>, command: Command) -> Result<Output, CmdError
         Command::Search { query, json, page } => search::run(ctx, query, json, page).await,
         Command::More { json } => more::run(ctx, json).await,
         Command::Browse { user, json, page } => browse::run(ctx, &user, json, page).await,
-        Command::Get { target } => get::run(ctx, target).await,
+        Command::Get { target, offset } => get::run(ctx, target, offset).await,
         Command::Transfers => transfers::run(ctx, TransfersAction::List),
         Command::Cancel { id } => transfers::run(ctx, TransfersAction::Cancel(id)),
         Command::Msg { to, text, sealed } => msg::run(ctx, &to, text, sealed).await,

@@ -33,6 +33,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest response body read, in bytes (a catalog page of 1,000 files is about 400 KB).
 pub const RESPONSE_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Time allowed between two reads of a streamed answer (a file from another instance); a
+/// stream has no overall limit, but a peer that sends nothing for this long has stalled.
+pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an error response's body is kept in [`FetchError::Status`], in characters.
 const ERROR_TEXT_MAX: usize = 200;
 
@@ -219,18 +222,68 @@ impl Client {
         Ok((doc, key))
     }
 
-    async fn call(
+    /// A signed GET of `url` whose answer is read as it arrives, once its status is a 2xx:
+    /// for files from another instance. Blocking: call it off the async runtime
+    /// (`spawn_blocking`). No overall time limit, [`STREAM_READ_TIMEOUT`] between reads.
+    pub fn get_stream_blocking(
         &self,
-        method: &'static str,
         url: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, FetchError> {
+        accept: &str,
+    ) -> Result<impl std::io::Read + Send + 'static, FetchError> {
+        self.check_scheme(url)?;
+        let inner = &self.inner;
+        let headers = signature::sign(
+            &inner.key,
+            "GET",
+            url,
+            None,
+            unix_now(),
+            &signature::new_nonce(),
+        )
+        .map_err(|e| FetchError::Invalid(e.to_string()))?;
+        let mut req = inner.agent.get(url).header("accept", accept);
+        for (name, value) in headers.pairs() {
+            req = req.header(name, value);
+        }
+        let response = req
+            .config()
+            .timeout_global(None)
+            .timeout_recv_body(None)
+            .timeout_per_read(Some(STREAM_READ_TIMEOUT))
+            .build()
+            .call()
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        if !(200..300).contains(&status) {
+            let text = body
+                .with_config()
+                .limit(ERROR_TEXT_MAX as u64 * 4)
+                .read_to_vec()
+                .unwrap_or_default();
+            return Err(FetchError::Status(status, error_text(&text)));
+        }
+        Ok(body.into_reader())
+    }
+
+    /// Refuses a URL of another scheme than the network's.
+    fn check_scheme(&self, url: &str) -> Result<(), FetchError> {
         let scheme = self.inner.scheme;
         if !url.starts_with(scheme.prefix()) {
             return Err(FetchError::Invalid(format!(
                 "{url}: peers are reached over {scheme} here (http:// only with --dev and no federation.dev_trusted_root)"
             )));
         }
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, FetchError> {
+        self.check_scheme(url)?;
         let inner = self.inner.clone();
         let url = url.to_owned();
         tokio::task::spawn_blocking(move || blocking_call(&inner, method, &url, body))
@@ -286,14 +339,18 @@ fn blocking_call(
             other => transport(other),
         })?;
     if !(200..300).contains(&status) {
-        let text: String = String::from_utf8_lossy(&body)
-            .trim()
-            .chars()
-            .take(ERROR_TEXT_MAX)
-            .collect();
-        return Err(FetchError::Status(status, text));
+        return Err(FetchError::Status(status, error_text(&body)));
     }
     Ok(body)
+}
+
+/// The start of an error answer's body, as kept in [`FetchError::Status`].
+fn error_text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .trim()
+        .chars()
+        .take(ERROR_TEXT_MAX)
+        .collect()
 }
 
 fn transport(e: ureq::Error) -> FetchError {

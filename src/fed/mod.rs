@@ -11,6 +11,8 @@
 //!   a remote user with its back-check;
 //! - [`profile`]: `GET /api/s2s/user/{address}`, and fetching a remote user's profile;
 //! - [`catalog`]: `GET /api/s2s/catalog`, the page of local shared files peers pull;
+//! - [`files`]: `GET /api/s2s/files/{id}`, a shared file's verified encoding streamed to the
+//!   downloader's home instance (the relay), within upload slots;
 //! - [`gossip`]: the sans-IO gossip core (who knows whom), and its in-memory simulator;
 //! - [`schedule`]: the sans-IO per-peer delivery schedule (backoff, unavailable, probes);
 //! - [`target`]: the SSRF check of a peer's address after DNS, and `domain_from_url`;
@@ -25,6 +27,7 @@
 pub mod activity;
 pub mod catalog;
 pub mod client;
+pub mod files;
 pub mod gossip;
 pub mod identity;
 pub mod inbox;

@@ -1,5 +1,5 @@
 //! The signed federation endpoints: `POST /api/s2s/inbox`, `GET /api/s2s/peers`,
-//! `GET /api/s2s/catalog` and `GET /api/s2s/user/{address}`, each behind the signature filter
+//! `GET /api/s2s/catalog`, `GET /api/s2s/user/{address}` and `GET /api/s2s/files/{id}`, each behind the signature filter
 //! (`fed::verify::signed`). Refusals of that filter become responses in `http.rs` (`recover`).
 
 use std::collections::HashMap;
@@ -59,8 +59,17 @@ pub fn routes(
                 super::catalog::catalog_page(&app.catalog, &query).await
             },
         );
-    let user = super::profile::user_route(app.clone(), signed(verifier, 0));
-    inbox.or(peers).unify().or(catalog).unify().or(user).unify()
+    let user = super::profile::user_route(app.clone(), signed(verifier.clone(), 0));
+    let files = super::files::route(app.clone(), signed(verifier, 0));
+    inbox
+        .or(peers)
+        .unify()
+        .or(catalog)
+        .unify()
+        .or(user)
+        .unify()
+        .or(files)
+        .unify()
 }
 
 /// A plain-text answer: one line.

@@ -436,6 +436,39 @@ pub fn shared_by_hash_prefix(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A local shared file with content `hash` (the first catalogued): its owner and path, for
+/// sending it to another instance. Remote rows never match (they have no owner here).
+pub fn local_shared_by_hash(
+    conn: &Connection,
+    hash: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT owner_id, path FROM files
+             WHERE hash = ?1 AND shared = 1 AND owner_id IS NOT NULL ORDER BY id LIMIT 1",
+        )?
+        .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Which of `hashes` no local file (shared or not) has: their outboards serve nothing.
+pub fn hashes_without_local_file(
+    conn: &Connection,
+    hashes: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM files WHERE hash = ?1 AND owner_id IS NOT NULL)",
+    )?;
+    let mut orphans = Vec::new();
+    for hash in hashes {
+        let held: bool = stmt.query_row([hash], |r| r.get(0))?;
+        if !held {
+            orphans.push(hash.clone());
+        }
+    }
+    Ok(orphans)
+}
+
 /// Local shared files by id, after id `after`: at most `limit`, walking the partial index
 /// `files_local_shared` (what the catalog endpoint pages through).
 pub fn local_shared_page(

@@ -61,6 +61,17 @@ impl Finished {
                 d.name,
                 human_size(d.size)
             )),
+            Err(e @ (FetchError::Broken { at, .. } | FetchError::Corrupt { at, .. }))
+                if *at > 0 =>
+            {
+                Err(format!(
+                    "get {} failed: {e}; the verified bytes are kept in downloads/{}: /get {} \
+                 again resumes from there",
+                    d.name,
+                    super::part_name(d),
+                    d.hash
+                ))
+            }
             Err(e) => Err(format!("get {} failed: {e}", d.name)),
         }
     }
@@ -300,7 +311,7 @@ fn line(t: &Entry, now: Instant) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transfer::tests::{library, run};
+    use crate::transfer::tests::{library, run, sources};
     use crate::transfer::Source;
 
     fn song(size: u64) -> Download {
@@ -319,7 +330,7 @@ mod tests {
     fn the_progress_line_shows_bytes_rate_and_eta() {
         let dir = tempfile::tempdir().unwrap();
         let (library, _thread) = library(dir.path(), 1 << 30);
-        let mut transfers = Transfers::new(Sources::new(library), Slots::new(1), 2);
+        let mut transfers = Transfers::new(sources(library), Slots::new(1), 2);
         let now = Instant::now();
         assert_eq!(transfers.activity(now), "");
         run(async {
@@ -374,7 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (library, _thread) = library(dir.path(), 1 << 30);
         let slots = Slots::new(1);
-        let mut transfers = Transfers::new(Sources::new(library), slots.clone(), 2);
+        let mut transfers = Transfers::new(sources(library), slots.clone(), 2);
         run(async {
             // The user's one slot is taken elsewhere (another session): these all wait.
             let _elsewhere = slots.acquire(2, |_| {}).await.unwrap();

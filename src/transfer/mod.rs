@@ -1,31 +1,35 @@
 //! Downloads: a shared file chosen by a user, where its bytes are, and how they travel.
 //!
 //! A [`Download`] names a file by its content ([`Download::hash`], the network id) and says
-//! where its bytes are ([`Source`]): in a library on this instance today, on another instance
-//! next (a relay over HTTP, verified chunk by chunk).
+//! where its bytes are ([`Source`]): in a library on this instance, or on other instances
+//! (a relay over HTTP, verified chunk group by chunk group: [`encoding`], `remote.rs`).
 //!
 //! Every download runs one loop, [`copy`]: [`Sources::open`] gives a [`VerifiedReader`]
-//! (its bytes hashed as they are read, the id checked at the end), and a [`Sink`] takes the
-//! chunks: a file in `downloads/` ([`ToDownloads`], for `/get` in a shell) or an exec
-//! channel's stdout (in the SSH adapter).
+//! (a local file's bytes hashed as they are read and the id checked at the end; a remote
+//! file's chunk groups each checked against the id before they are handed on), and a
+//! [`Sink`] takes the chunks: a file in `downloads/` ([`ToDownloads`], for `/get` in a shell)
+//! or an exec channel's stdout (in the SSH adapter).
 //!
 //! **Invariant:** a local file is opened only through
 //! [`Library::open_download`](crate::library::Library::open_download), which proves it is
 //! shared now and is the catalogued file before a byte is read.
 
 mod downloads;
+pub mod encoding;
 mod manager;
+mod remote;
 mod slots;
 mod throttle;
 mod verified;
 
 use std::future::Future;
 
-use crate::catalog::{CatalogFile, NotHere};
+use crate::catalog::CatalogFile;
+use crate::fed::client::Client;
 use crate::library::Library;
 use crate::quota::QuotaError;
 use crate::store::StoreError;
-pub use downloads::ToDownloads;
+pub use downloads::{part_name, ToDownloads};
 pub use manager::{
     Busy, Finished, NoSuchTransfer, TransferEvent, Transfers, MAX_TRANSFERS, PROGRESS_INTERVAL,
     TRANSFER_EVENTS,
@@ -58,28 +62,32 @@ pub enum Source {
         /// Path inside the owner's `library/`.
         path: String,
     },
+    /// On other instances, fetched through this one (the downloader never connects to them).
+    Remote {
+        /// The domains of the instances that hold the file, the owner's first. One is asked
+        /// today; the others are for failing over (and for fetching ranges from several).
+        holders: Vec<String>,
+    },
 }
 
-/// A catalogued file as a download; one on another instance cannot be one yet (the relay).
-impl TryFrom<&CatalogFile> for Download {
-    type Error = NotHere;
-
-    fn try_from(f: &CatalogFile) -> Result<Self, NotHere> {
-        let Some(owner_id) = f.owner_id else {
-            return Err(NotHere {
-                name: f.name.clone(),
-                domain: f.owner.domain.clone().unwrap_or_default(),
-            });
-        };
-        Ok(Download {
-            source: Source::Local {
+/// A catalogued file as a download: a local user's, or one on the owner's instance.
+impl From<&CatalogFile> for Download {
+    fn from(f: &CatalogFile) -> Download {
+        let source = match f.owner_id {
+            Some(owner_id) => Source::Local {
                 owner_id,
                 path: f.path.clone(),
             },
+            None => Source::Remote {
+                holders: f.owner.domain.iter().cloned().collect(),
+            },
+        };
+        Download {
+            source,
             name: f.name.clone(),
             size: f.size,
             hash: f.id.clone(),
-        })
+        }
     }
 }
 
@@ -120,35 +128,97 @@ pub enum FetchError {
     LineFull(#[from] LineFull),
     #[error(transparent)]
     Limit(#[from] QuotaError),
+    /// The instance holding the file refused it or could not be asked.
+    #[error("cannot get {name:?} from {domain}: {reason}")]
+    Remote {
+        name: String,
+        domain: String,
+        reason: String,
+    },
+    /// The instance holding the file sent bytes that do not match its id: the chunk group
+    /// starting at `at` was wrong; nothing from it on was handed on.
+    #[error("{domain} sent bad data for {name:?} at byte {at} (it does not match the file's id); the transfer stopped there, every byte before it verified")]
+    Corrupt {
+        name: String,
+        domain: String,
+        at: u64,
+    },
+    /// The stream from the instance holding the file broke off (it went away, stalled or
+    /// was cut) before the end; `at` is the first byte not received.
+    #[error("the transfer of {name:?} from {domain} broke off at byte {at}: {reason}")]
+    Broken {
+        name: String,
+        domain: String,
+        at: u64,
+        reason: String,
+    },
+    /// Another transfer is writing the same download now.
+    #[error("{name:?} is being downloaded already; wait for that download to end")]
+    Running { name: String },
+    /// A resumed download's kept bytes were not the file's beginning (its part file changed).
+    #[error("the bytes kept in downloads/ from an earlier /get of {name:?} do not match id {hash}; they were removed: /get again starts over")]
+    BadPart { name: String, hash: String },
+    /// `--offset` past the end of the file.
+    #[error("offset {offset} is past the end of {name:?} ({size} bytes)")]
+    OffsetPastEnd {
+        name: String,
+        offset: u64,
+        size: u64,
+    },
 }
 
-/// Where downloads' bytes come from: this instance's libraries today, other instances next.
-/// Cheap to clone.
+/// Where downloads' bytes come from: this instance's libraries, and other instances through
+/// the federation client. Cheap to clone.
 #[derive(Clone)]
 pub struct Sources {
     /// Users' libraries on this instance.
     library: Library,
+    /// Signed requests to other instances, for files held there.
+    client: Client,
 }
 
 impl Sources {
-    pub fn new(library: Library) -> Sources {
-        Sources { library }
+    pub fn new(library: Library, client: Client) -> Sources {
+        Sources { library, client }
     }
 
     /// Opens `d`'s bytes for reading, proven as they are read. A local file must be shared
     /// now and be the catalogued one ([`Library::open_download`]).
     pub async fn open(&self, d: &Download) -> Result<VerifiedReader, FetchError> {
+        self.open_from(d, 0).await
+    }
+
+    /// Like [`Sources::open`], handing on the bytes from `offset` (a download resumed).
+    pub async fn open_from(&self, d: &Download, offset: u64) -> Result<VerifiedReader, FetchError> {
+        if offset > d.size {
+            return Err(FetchError::OffsetPastEnd {
+                name: d.name.clone(),
+                offset,
+                size: d.size,
+            });
+        }
         match &d.source {
             Source::Local { owner_id, path } => {
                 let opened = self.library.open_download(*owner_id, path, &d.hash).await?;
-                Ok(VerifiedReader::local(d, opened))
+                Ok(VerifiedReader::local(d, opened, offset))
+            }
+            Source::Remote { holders } => {
+                let Some(domain) = holders.first() else {
+                    return Err(FetchError::NotShared {
+                        name: d.name.clone(),
+                    });
+                };
+                let pieces = remote::open(&self.client, d, domain, offset).await?;
+                Ok(VerifiedReader::remote(d, pieces, offset))
             }
         }
     }
 
-    /// Copies `d` into `user_id`'s `downloads/`; `progress` is called with the bytes copied
+    /// Copies `d` into `user_id`'s `downloads/`; `progress` is called with the bytes in place
     /// so far. Returns the name it was saved under (`name`, or `name (1)` and so on if that
-    /// is taken). Nothing is left behind on failure.
+    /// is taken). A local file leaves nothing behind on failure; a file from another
+    /// instance keeps its verified bytes in `downloads/` ([`part_name`]), and the next fetch
+    /// of it resumes after them.
     pub async fn fetch_to_downloads(
         &self,
         user_id: i64,
@@ -156,8 +226,10 @@ impl Sources {
         progress: impl FnMut(u64) + Send,
     ) -> Result<String, FetchError> {
         let sink = ToDownloads::create(&self.library, user_id, d).await?;
-        let reader = self.open(d).await?;
-        copy(reader, sink, progress).await
+        let from = sink.resumed_from();
+        let reader = self.open_from(d, from).await?;
+        let mut progress = progress;
+        copy(reader, sink, move |copied| progress(from + copied)).await
     }
 }
 
@@ -218,7 +290,7 @@ mod tests {
         let path = dir.join("tape.bin");
         std::fs::write(&path, on_disk).unwrap();
         let opened = Opened::unchecked(std::fs::File::open(&path).unwrap());
-        let reader = VerifiedReader::local(&d, opened);
+        let reader = VerifiedReader::local(&d, opened, 0);
         (d, reader)
     }
 
@@ -261,6 +333,39 @@ mod tests {
     }
 
     #[test]
+    fn a_local_file_read_from_an_offset_hands_on_the_tail_and_still_checks_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tape, other) = tapes();
+        for offset in [
+            1,
+            COPY_CHUNK as u64 - 1,
+            COPY_CHUNK as u64,
+            tape.len() as u64,
+        ] {
+            let (d, _) = reader(dir.path(), &tape, &tape);
+            let path = dir.path().join("tape.bin");
+            let opened = Opened::unchecked(std::fs::File::open(&path).unwrap());
+            let mut kept = Kept::default();
+            run(copy(
+                VerifiedReader::local(&d, opened, offset),
+                &mut kept,
+                |_| {},
+            ))
+            .unwrap();
+            assert!(kept.bytes == tape[offset as usize..], "offset {offset}");
+        }
+        // A byte changed before the offset still fails the copy.
+        let (d, _) = reader(dir.path(), &tape, &other);
+        let mut before = other.clone();
+        before[0] ^= 1;
+        std::fs::write(dir.path().join("tape.bin"), &before).unwrap();
+        let opened = Opened::unchecked(std::fs::File::open(dir.path().join("tape.bin")).unwrap());
+        let reader = VerifiedReader::local(&d, opened, COPY_CHUNK as u64 + 1);
+        let err = run(copy(reader, &mut Kept::default(), |_| {})).unwrap_err();
+        assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+    }
+
+    #[test]
     fn bytes_that_do_not_match_the_id_fail_the_copy_before_it_is_finished() {
         let dir = tempfile::tempdir().unwrap();
         let (tape, other) = tapes();
@@ -298,6 +403,15 @@ mod tests {
             kept.bytes.len(),
             tape.len()
         );
+    }
+
+    /// Sources over `library`, with a client that reaches no instance in these tests.
+    pub(super) fn sources(library: Library) -> Sources {
+        let key = std::sync::Arc::new(crate::fed::identity::InstanceKey::generate(
+            "http://a.example",
+        ));
+        let client = Client::new(key, crate::config::Scheme::Http, true, None).unwrap();
+        Sources::new(library, client)
     }
 
     /// A library over a fresh database in `dir`, with a quota of `quota` bytes.

@@ -17,6 +17,7 @@ mod limits;
 mod messages;
 mod paging;
 mod profile;
+mod relay;
 mod remote_catalog;
 mod server;
 mod sftp;

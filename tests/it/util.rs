@@ -191,6 +191,14 @@ impl Instance {
         }
     }
 
+    /// Kills the process at once (SIGKILL), as a crash would; [`Instance::restart_after_stop`]
+    /// starts it again.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("instance is running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Stops and starts again on the same data directory (new ports).
     pub fn restart(&mut self) {
         assert!(

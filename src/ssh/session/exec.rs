@@ -97,7 +97,7 @@ pub(super) async fn exec(
                 // A client that vanishes while its window is full would leave the send
                 // waiting for ever, holding the slot: its channel closing ends the transfer.
                 let sent = tokio::select! {
-                    sent = stream_file(app, tx, download) => sent,
+                    sent = stream_file(app, tx, download, output.offset) => sent,
                     () = closed(rx) => {
                         tracing::info!(name = %download.name, "client went away mid-download");
                         return;
@@ -208,15 +208,17 @@ pub(super) fn terminal_lines(lines: &[String], json: bool, eol: &str) -> String 
     out
 }
 
-/// Streams a download's bytes to the exec channel's stdout, checking its hash. A client that
-/// stops reading (`| head`) is not an error.
+/// Streams a download's bytes from `offset` to the exec channel's stdout, verified (a local
+/// file's hash, a remote file's chunk groups). A client that stops reading (`| head`) is not
+/// an error.
 pub(super) async fn stream_file(
     app: &App,
     tx: &ChannelWriteHalf<Msg>,
     download: &Download,
+    offset: u64,
 ) -> Result<(), String> {
     // Shared now, and proven to be the catalogued file, before a byte is sent.
-    let result = match app.sources.open(download).await {
+    let result = match app.sources.open_from(download, offset).await {
         Ok(bytes) => transfer::copy(bytes, Stdout { tx, sent: 0 }, |_| {}).await,
         Err(e) => Err(e),
     };
