@@ -341,6 +341,21 @@ impl Catalog {
         Ok(self.files(records))
     }
 
+    /// Every shared copy of the content `id` (64 hex digits), here and on other instances:
+    /// at most `limit`, in catalog order.
+    pub async fn copies(&self, id: &str, limit: usize) -> Result<Vec<CatalogFile>, StoreError> {
+        let p = id.to_owned();
+        let records = self
+            .store
+            .call(move |conn| files::shared_by_hash_prefix(conn, &p, limit))
+            .await?;
+        Ok(self
+            .files(records)
+            .into_iter()
+            .filter(|f| f.id == id)
+            .collect())
+    }
+
     /// Shares (or unshares) the user's files at these paths; returns how many changed.
     pub async fn set_shared(
         &self,

@@ -4,11 +4,14 @@
 use rosewire_shell::command::GetTarget;
 
 use super::{store_failed, CmdError, Ctx, Output};
+use crate::catalog::CatalogFile;
 use crate::library::human_size;
 use crate::transfer::Download;
 
 /// Candidates listed when an id prefix is ambiguous.
 const MAX_CANDIDATES: usize = 10;
+/// Shared copies of one content looked at for a download (here first, then its holders).
+const MAX_COPIES: usize = 64;
 
 pub async fn run(ctx: &Ctx<'_>, target: GetTarget, offset: u64) -> Result<Output, CmdError> {
     if offset > 0 && !ctx.exec {
@@ -21,6 +24,7 @@ pub async fn run(ctx: &Ctx<'_>, target: GetTarget, offset: u64) -> Result<Output
         GetTarget::Number(n) => by_number(ctx, n)?,
         GetTarget::Id(prefix) => by_id(ctx, prefix).await?,
     };
+    let download = with_copies(ctx, &download).await?;
     if offset > download.size {
         return Err(CmdError::Failed(format!(
             "--offset {offset} is past the end of {} ({} bytes)",
@@ -34,14 +38,26 @@ pub async fn run(ctx: &Ctx<'_>, target: GetTarget, offset: u64) -> Result<Output
     })
 }
 
-fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<Download, CmdError> {
+/// `chosen` as a download that knows every shared copy of its content: read here if a copy is
+/// here, else from any instance that holds it (`Download::of_copies`).
+async fn with_copies(ctx: &Ctx<'_>, chosen: &CatalogFile) -> Result<Download, CmdError> {
+    let copies = ctx
+        .app
+        .catalog
+        .copies(&chosen.id, MAX_COPIES)
+        .await
+        .map_err(store_failed)?;
+    Ok(Download::of_copies(chosen, &copies))
+}
+
+fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<CatalogFile, CmdError> {
     let Some(last) = &ctx.session.last_search else {
         return Err(CmdError::Failed(format!(
             "no search results to pick {n} from; /search first, or /get ID"
         )));
     };
     match last.hits.get(n - 1) {
-        Some(Some(hit)) => Ok(Download::from(&hit.file)),
+        Some(Some(hit)) => Ok(hit.file.clone()),
         _ => Err(CmdError::Failed(format!(
             "there is no result {n}; the last search showed {}",
             last.hits.len()
@@ -49,7 +65,7 @@ fn by_number(ctx: &Ctx<'_>, n: usize) -> Result<Download, CmdError> {
     }
 }
 
-async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
+async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<CatalogFile, CmdError> {
     let found = ctx
         .app
         .catalog
@@ -58,7 +74,7 @@ async fn by_id(ctx: &Ctx<'_>, prefix: String) -> Result<Download, CmdError> {
         .map_err(store_failed)?;
     match found.as_slice() {
         [] => Err(CmdError::Failed(format!("no shared file has id {prefix}"))),
-        [one] => Ok(Download::from(one)),
+        [one] => Ok(one.clone()),
         many => {
             let list: Vec<String> = many
                 .iter()

@@ -64,10 +64,47 @@ pub enum Source {
     },
     /// On other instances, fetched through this one (the downloader never connects to them).
     Remote {
-        /// The domains of the instances that hold the file, the owner's first. One is asked
-        /// today; the others are for failing over (and for fetching ranges from several).
+        /// The domains of the instances that hold the file, the chosen owner's first; the
+        /// next is asked when one fails (`remote::open_any`).
         holders: Vec<String>,
     },
+}
+
+/// Most instances one download may ask in turn.
+pub const MAX_HOLDERS: usize = 8;
+
+impl Download {
+    /// The download of `chosen`, knowing every shared copy of its content (`copies`, as
+    /// `Catalog::copies` finds them): a copy on this instance is read here, whoever the
+    /// chosen owner is; else the instances holding it are asked in turn, the chosen one
+    /// first (at most [`MAX_HOLDERS`]).
+    pub fn of_copies(chosen: &CatalogFile, copies: &[CatalogFile]) -> Download {
+        let same = |f: &&CatalogFile| f.id == chosen.id;
+        if chosen.owner_id.is_none() {
+            if let Some(local) = copies.iter().filter(same).find(|f| f.owner_id.is_some()) {
+                return Download {
+                    name: chosen.name.clone(),
+                    ..Download::from(local)
+                };
+            }
+        }
+        let mut download = Download::from(chosen);
+        if let Source::Remote { holders } = &mut download.source {
+            for domain in copies
+                .iter()
+                .filter(same)
+                .filter_map(|f| f.owner.domain.as_ref())
+            {
+                if holders.len() >= MAX_HOLDERS {
+                    break;
+                }
+                if !holders.iter().any(|h| h.eq_ignore_ascii_case(domain)) {
+                    holders.push(domain.clone());
+                }
+            }
+        }
+        download
+    }
 }
 
 /// A catalogued file as a download: a local user's, or one on the owner's instance.
@@ -203,12 +240,7 @@ impl Sources {
                 Ok(VerifiedReader::local(d, opened, offset))
             }
             Source::Remote { holders } => {
-                let Some(domain) = holders.first() else {
-                    return Err(FetchError::NotShared {
-                        name: d.name.clone(),
-                    });
-                };
-                let pieces = remote::open(&self.client, d, domain, offset).await?;
+                let pieces = remote::open_any(&self.client, d, holders, offset).await?;
                 Ok(VerifiedReader::remote(d, pieces, offset))
             }
         }
@@ -292,6 +324,56 @@ mod tests {
         let opened = Opened::unchecked(std::fs::File::open(&path).unwrap());
         let reader = VerifiedReader::local(&d, opened, 0);
         (d, reader)
+    }
+
+    fn copy_of(owner: &str, owner_id: Option<i64>, id: &str) -> CatalogFile {
+        CatalogFile {
+            id: id.to_owned(),
+            name: format!("{owner}.bin"),
+            path: format!("{owner}.bin"),
+            size: 5,
+            owner: rosewire_shell::Address::parse(owner).unwrap(),
+            owner_id,
+            shared: true,
+        }
+    }
+
+    #[test]
+    fn a_download_prefers_a_copy_here_and_else_asks_every_holder_once_the_chosen_first() {
+        let chosen = copy_of("@bea@b.example", None, "aa");
+        let copies = [
+            copy_of("@cid@c.example", None, "aa"),
+            copy_of("@bea@b.example", None, "aa"),
+            copy_of("@eve@C.example", None, "aa"),
+            copy_of("@other@d.example", None, "bb"),
+        ];
+        let d = Download::of_copies(&chosen, &copies);
+        assert_eq!(
+            d.source,
+            Source::Remote {
+                holders: vec!["b.example".into(), "c.example".into()]
+            }
+        );
+        // A copy on this instance wins: nothing is relayed, under the chosen name.
+        let mut with_local = copies.to_vec();
+        with_local.push(copy_of("@dora", Some(4), "aa"));
+        let d = Download::of_copies(&chosen, &with_local);
+        assert_eq!(
+            d.source,
+            Source::Local {
+                owner_id: 4,
+                path: "@dora.bin".into()
+            }
+        );
+        assert_eq!(d.name, "@bea@b.example.bin");
+        // At most MAX_HOLDERS instances.
+        let many: Vec<CatalogFile> = (0..20)
+            .map(|i| copy_of(&format!("@u@h{i}.example"), None, "aa"))
+            .collect();
+        let Source::Remote { holders } = Download::of_copies(&chosen, &many).source else {
+            panic!("remote");
+        };
+        assert_eq!(holders.len(), MAX_HOLDERS);
     }
 
     /// A receiver that keeps what it is given, and whether it was finished.

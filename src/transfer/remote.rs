@@ -107,6 +107,88 @@ pub(super) async fn open(
     }
 }
 
+/// Asks the instances in `holders` for the bytes of `d` from `offset`, in order, until one
+/// answers with a stream; when that stream fails (it broke off, stalled, or sent bad data),
+/// the next holder is asked for the rest, from the first byte not yet handed on. Every byte
+/// is verified against the id whoever sends it, so any holder is as good as the owner's
+/// home. The error of the last holder tried ends the queue when none is left.
+pub(super) async fn open_any(
+    client: &Client,
+    d: &Download,
+    holders: &[String],
+    offset: u64,
+) -> Result<Pieces, FetchError> {
+    let (mut pieces, mut next) = first_answer(client, d, holders, offset).await?;
+    if next >= holders.len() {
+        return Ok(pieces);
+    }
+    let (tx, rx) = mpsc::channel(REMOTE_QUEUE_PIECES);
+    let (client, d, holders) = (client.clone(), d.clone(), holders.to_vec());
+    tokio::spawn(async move {
+        let mut handed = offset;
+        loop {
+            match pieces.recv().await {
+                Some(Ok(piece)) => {
+                    handed += piece.len() as u64;
+                    if tx.send(Ok(piece)).await.is_err() {
+                        return; // the receiver went away: dropping `pieces` stops the fetch
+                    }
+                }
+                Some(Err(e)) if next < holders.len() && fails_over(&e) => {
+                    tracing::info!(name = %d.name, at = handed, "{e}; asking another holder");
+                    match first_answer(&client, &d, &holders[next..], handed).await {
+                        Ok((more, used)) => {
+                            pieces = more;
+                            next += used;
+                        }
+                        Err(last) => {
+                            let _ = tx.send(Err(last)).await;
+                            return;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// The stream of the first of `holders` that answers with one, and how many were asked;
+/// else the last refusal.
+async fn first_answer(
+    client: &Client,
+    d: &Download,
+    holders: &[String],
+    offset: u64,
+) -> Result<(Pieces, usize), FetchError> {
+    let mut last = FetchError::NotShared {
+        name: d.name.clone(),
+    };
+    for (i, domain) in holders.iter().enumerate() {
+        match open(client, d, domain, offset).await {
+            Ok(pieces) => return Ok((pieces, i + 1)),
+            Err(e) => {
+                tracing::info!(peer = %domain, name = %d.name, "a holder did not answer: {e}");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Whether another holder may mend this failure: the stream, not the download, went wrong.
+fn fails_over(e: &FetchError) -> bool {
+    matches!(
+        e,
+        FetchError::Broken { .. } | FetchError::Corrupt { .. } | FetchError::Remote { .. }
+    )
+}
+
 /// Why a stream broke off, for people: a stall says how long nothing came.
 fn broken_reason(e: &std::io::Error) -> String {
     let text = e.to_string().to_lowercase();
@@ -415,5 +497,61 @@ mod tests {
             std::fs::read_dir(library.downloads_dir(7)).unwrap().count(),
             0
         );
+    }
+
+    /// Downloads `bytes` from the instances at `holders`, in turn.
+    fn fetch_any(bytes: &[u8], holders: &[String]) -> (Vec<u8>, Result<(), FetchError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (library, _thread) = library(dir.path(), 1 << 30);
+        let sources = sources(library);
+        let d = Download {
+            source: Source::Remote {
+                holders: holders.to_vec(),
+            },
+            name: "far.bin".into(),
+            size: bytes.len() as u64,
+            hash: blake3::hash(bytes).to_hex().to_string(),
+        };
+        let mut kept = Kept::default();
+        let result = run(async {
+            let reader = sources.open(&d).await?;
+            copy(reader, &mut kept, |_| {}).await
+        });
+        (kept.0, result)
+    }
+
+    #[test]
+    fn a_holder_that_lies_or_breaks_off_is_replaced_by_the_next_from_the_first_missing_byte() {
+        let bytes = tape();
+        let group = 150_000 / 16_384 * 16_384;
+        // The first holder sends a bad byte; the second is asked for the rest, from the bad
+        // chunk group on (the request says so), and the whole file arrives, verified.
+        let liar = serve_once(200, lying_encoding(&bytes, Some(150_000)));
+        let (honest, asked) = serve_once_telling(200, encoding_from(&bytes, None, group as u64));
+        let (got, result) = fetch_any(&bytes, &[liar, honest]);
+        result.unwrap();
+        assert!(got == bytes, "{} bytes", got.len());
+        let request = asked.recv().unwrap();
+        assert!(request.contains(&format!("?offset={group}")), "{request}");
+
+        // A first holder that refuses: the next one serves it all.
+        let refusing = serve_once(404, b"no file shared here has id x\n".to_vec());
+        let whole = serve_once(200, lying_encoding(&bytes, None));
+        let (got, result) = fetch_any(&bytes, &[refusing, whole]);
+        result.unwrap();
+        assert!(got == bytes);
+
+        // Every holder failing: the last one's error, and only verified bytes handed on.
+        let mut cut = lying_encoding(&bytes, None);
+        cut.truncate(cut.len() / 2);
+        let first = serve_once(200, cut);
+        let second = serve_once(200, lying_encoding(&bytes, Some(190_000)));
+        let (got, result) = fetch_any(&bytes, &[first, second.clone()]);
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, FetchError::Corrupt { domain, .. } if *domain == second),
+            "{err:?}"
+        );
+        assert!(got == bytes[..got.len()]);
     }
 }

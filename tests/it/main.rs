@@ -10,6 +10,7 @@ mod federation_profiles;
 mod federation_refusals;
 mod federation_sig;
 mod fetch;
+mod holders;
 mod hostile_net;
 mod http;
 mod library;

@@ -1,0 +1,110 @@
+//! Any holder serves: files are content-addressed, so when several instances share the same
+//! content, the downloader's home asks one and, when it fails mid-transfer, another for the
+//! rest, from the first byte not yet verified. Every byte is checked against the id whoever
+//! sends it.
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+
+use crate::federation::wait_all_know_all;
+use crate::library::{content, upload};
+use crate::util::*;
+
+/// Sends `sig` (STOP, CONT) to `node`'s process.
+fn signal(node: &Instance, sig: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{sig}"), node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_holder_that_stalls_mid_transfer_is_replaced_by_another_and_the_file_arrives_whole() {
+    let b = Instance::start_federated("127.0.0.3", &[]);
+    let c = Instance::start_federated("127.0.0.4", &["--bootstrap", &b.url()]);
+    let a = Instance::start_federated("127.0.0.2", &["--bootstrap", &b.url()]);
+    let (ka, kb, kc, kw) = (Key::new("a"), Key::new("b"), Key::new("c"), Key::new("w"));
+    wait_all_know_all(&[&a, &b, &c], &kw);
+    // The same content shared on B and on C, under other names.
+    let bytes = content(48 << 20, 9);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("tape.bin");
+    std::fs::write(&local, &bytes).unwrap();
+    upload(&b, &kb, "bea", &[(&local, "tape.bin")]);
+    assert_exit(&b.ssh(&kb, "bea", &["share", "tape.bin"]), 0);
+    upload(&c, &kc, "cid", &[(&local, "copy.bin")]);
+    assert_exit(&c.ssh(&kc, "cid", &["share", "copy.bin"]), 0);
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    for name in ["tape", "copy"] {
+        assert!(
+            wait_until(|| stdout(&a.ssh(&ka, "alice", &["search", name, "--json"])).contains(&id)),
+            "A never found {name}"
+        );
+    }
+
+    // The download starts from one holder; the reader takes 1 MiB and then waits.
+    let mut get = a
+        .ssh_command(&ka, "alice", &["get", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = get.stdout.take().unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    out.read_exact(&mut got).unwrap();
+    let streaming = |n: &Instance| n.log().contains("file stream started");
+    assert!(wait_until(|| streaming(&b) || streaming(&c)));
+    let (serving, other) = if streaming(&b) { (&b, &c) } else { (&c, &b) };
+    // It freezes mid-transfer: after the stall timeout A asks the other holder for the rest.
+    signal(serving, "STOP");
+    out.read_to_end(&mut got).unwrap();
+    let status = get.wait().unwrap();
+    signal(serving, "CONT");
+    let mut err = String::new();
+    get.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "get failed: {err}\nA log:\n{}", a.log());
+    assert!(got == bytes, "{} bytes, not the file", got.len());
+    assert!(
+        streaming(other),
+        "the other holder never served; its log:\n{}",
+        other.log()
+    );
+    assert!(
+        a.log().contains("asking another holder"),
+        "A log:\n{}",
+        a.log()
+    );
+}
+
+#[test]
+fn a_copy_shared_here_is_read_here_rather_than_relayed() {
+    let b = Instance::start_federated("127.0.0.3", &[]);
+    let a = Instance::start_federated("127.0.0.2", &["--bootstrap", &b.url()]);
+    let (ka, kb, kd) = (Key::new("a"), Key::new("b"), Key::new("d"));
+    let bytes = content(300_000, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("song.flac");
+    std::fs::write(&local, &bytes).unwrap();
+    upload(&b, &kb, "bea", &[(&local, "song.flac")]);
+    assert_exit(&b.ssh(&kb, "bea", &["share", "song.flac"]), 0);
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    assert!(wait_until(|| stdout(&a.ssh(
+        &ka,
+        "alice",
+        &["search", "song", "--json"]
+    ))
+    .contains(&id)));
+    // dora on A shares the same content: alice's get of it is read on A, not relayed.
+    upload(&a, &kd, "dora", &[(&local, "mine.flac")]);
+    assert_exit(&a.ssh(&kd, "dora", &["share", "mine.flac"]), 0);
+    let out = a.ssh(&ka, "alice", &["get", &id]);
+    assert_exit(&out, 0);
+    assert!(out.stdout == bytes);
+    assert!(
+        !b.log().contains("file stream started"),
+        "B was asked: {}",
+        b.log()
+    );
+}
