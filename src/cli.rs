@@ -328,13 +328,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let fed_key = Arc::new(InstanceKey::new(&instance_key, &config.base_url())?);
     drop(instance_key);
     let app = App::new(config, store, fed_key)?;
-    // Outboards of content no local file has any more, and any left half made by a crash.
+    // Outboards of content no local file has any more (and any left half made by a crash)
+    // go; those local files lack are made.
     let library = app.library.clone();
     tokio::spawn(async move {
         match library.sweep_outboards().await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "swept outboards of files no longer here"),
             Err(e) => tracing::warn!("cannot sweep outboards: {e}"),
+        }
+        match library.fill_outboards().await {
+            Ok(0) => {}
+            Ok(made) => tracing::info!(made, "made the outboards files lacked"),
+            Err(e) => tracing::warn!("cannot make missing outboards: {e}"),
         }
     });
     let (down_tx, down_rx) = watch::channel(false);

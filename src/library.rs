@@ -19,6 +19,9 @@ use crate::store::{self, files::FileIdentity, Store, StoreError};
 use crate::transfer::encoding::Outboards;
 use crate::transfer::{FetchError, COPY_CHUNK};
 
+/// Local files read per page when outboards are filled in at start.
+const OUTBOARD_FILL_PAGE: usize = 500;
+
 /// Where the outboards of shared files live, under the data directory (see
 /// [`crate::transfer::encoding::Outboards`]).
 pub const OUTBOARDS_DIR: &str = "outboards";
@@ -156,6 +159,44 @@ impl Library {
         })
         .await;
         Ok(removed)
+    }
+
+    /// Makes the outboards that local files lack (files uploaded before outboards were kept,
+    /// or whose outboard was lost), one file at a time; returns how many were made. Run at
+    /// start, beside the sessions: a file asked for meanwhile has its outboard made then.
+    pub async fn fill_outboards(&self) -> Result<usize, StoreError> {
+        let mut after = 0;
+        let mut made = 0;
+        loop {
+            let page = self
+                .store
+                .call(move |conn| store::files::local_files_page(conn, after, OUTBOARD_FILL_PAGE))
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(made);
+            };
+            after = last.row;
+            let library = self.clone();
+            made += tokio::task::spawn_blocking(move || {
+                let mut made = 0;
+                for f in page {
+                    let Some(id) = crate::transfer::encoding::parse_id(&f.hash) else {
+                        continue;
+                    };
+                    if library.outboards.has(&id, f.size) {
+                        continue;
+                    }
+                    let source = library.library_dir(f.owner_id).join(&f.path);
+                    // `make` refuses a file that no longer hashes to its id.
+                    if let Ok(file) = std::fs::File::open(source) {
+                        made += usize::from(library.outboards.make(&id, f.size, file).is_ok());
+                    }
+                }
+                made
+            })
+            .await
+            .unwrap_or(0);
+        }
     }
 
     /// A file shared here whose content is `id` (hex BLAKE3), opened for sending to another
@@ -612,7 +653,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outboards_are_made_after_an_upload_and_swept_once_no_file_has_their_content() {
+    fn outboards_are_made_after_an_upload_filled_in_if_lost_and_swept_once_no_file_has_their_content(
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let (store, _thread) = Store::open(&dir.path().join("db")).unwrap();
         let library = Library::new(dir.path(), store.clone(), LibraryConfig::default());
@@ -642,6 +684,14 @@ mod tests {
         assert!(crate::transfer::encoding::tests::wait_for(|| folder
             .join(kept_id.to_hex().as_str())
             .is_file()));
+        // Lost: filled in again from the file.
+        std::fs::remove_file(folder.join(kept_id.to_hex().as_str())).unwrap();
+        assert_eq!(rt.block_on(library.fill_outboards()).unwrap(), 1);
+        assert_eq!(
+            rt.block_on(library.fill_outboards()).unwrap(),
+            0,
+            "made once"
+        );
         library.outboards.make(&gone_id, 40_000, &gone[..]).unwrap();
         std::fs::write(folder.join(".make-left-by-a-crash"), b"x").unwrap();
         assert_eq!(rt.block_on(library.sweep_outboards()).unwrap(), 1);

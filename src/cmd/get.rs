@@ -187,6 +187,37 @@ mod tests {
     }
 
     #[test]
+    fn an_offset_is_for_exec_form_and_must_be_within_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "cafef00d00000000000000000000000000000000000000000000000000000003";
+        let (app, user, _thread) = app_with_shared(dir.path(), &[id]);
+        let run_with = |exec: bool, offset: u64| {
+            let mut session = SessionState::default();
+            let ctx = Ctx {
+                app: &app,
+                user: &user,
+                session: &mut session,
+                exec,
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(run(&ctx, GetTarget::Id("cafef00d".into()), offset))
+        };
+        match run_with(false, 1) {
+            Err(CmdError::Usage(m)) => assert!(m.contains("--offset 1 is for"), "{m}"),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+        assert_eq!(run_with(true, 1).unwrap().offset, 1);
+        match run_with(true, 2) {
+            Err(CmdError::Failed(m)) => {
+                assert_eq!(m, "--offset 2 is past the end of f0.bin (1 bytes)")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_file_on_another_instance_is_fetched_from_its_owners_instance() {
         let dir = tempfile::tempdir().unwrap();
         let (app, user, _thread) = app_with_shared(dir.path(), &[]);

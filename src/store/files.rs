@@ -451,6 +451,45 @@ pub fn local_shared_by_hash(
         .optional()?)
 }
 
+/// A local file as [`local_files_page`] walks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    /// The catalog row: the cursor of the next page.
+    pub row: i64,
+    pub owner_id: i64,
+    /// Path inside the owner's `library/`.
+    pub path: String,
+    /// Hex BLAKE3 of the content.
+    pub hash: String,
+    pub size: u64,
+}
+
+/// Local files (shared or not) by row after `after`, at most `limit`: for walking every
+/// local file in pages.
+pub fn local_files_page(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<LocalFile>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, owner_id, path, hash, size FROM files
+             WHERE owner_id IS NOT NULL AND id > ?1 ORDER BY id LIMIT ?2",
+        )?
+        .query_map(params![after, limit], |r| {
+            Ok(LocalFile {
+                row: r.get(0)?,
+                owner_id: r.get(1)?,
+                path: r.get(2)?,
+                hash: r.get(3)?,
+                size: r.get::<_, i64>(4)?.max(0) as u64,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Which of `hashes` no local file (shared or not) has: their outboards serve nothing.
 pub fn hashes_without_local_file(
     conn: &Connection,

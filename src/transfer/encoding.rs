@@ -151,6 +151,11 @@ impl Outboards {
         Ok(())
     }
 
+    /// Whether the outboard of the file `id` of `size` bytes is here, whole. Blocking.
+    pub fn has(&self, id: &blake3::Hash, size: u64) -> bool {
+        std::fs::metadata(self.path(id)).is_ok_and(|m| m.len() == tree(size).outboard_size())
+    }
+
     /// The ids of the outboards kept; outboards left half made by a crash are removed.
     /// Blocking.
     pub fn list(&self) -> Vec<String> {

@@ -554,4 +554,40 @@ mod tests {
         );
         assert!(got == bytes[..got.len()]);
     }
+
+    #[test]
+    fn a_shell_download_cut_by_bad_data_keeps_the_verified_bytes_and_names_the_sender() {
+        let bytes = tape();
+        let dir = tempfile::tempdir().unwrap();
+        let (library, _thread) = library(dir.path(), 1 << 30);
+        let sources = sources(library.clone());
+        let domain = serve_once(200, lying_encoding(&bytes, Some(100_000)));
+        let d = Download {
+            source: Source::Remote {
+                holders: vec![domain.clone()],
+            },
+            name: "far.bin".into(),
+            size: bytes.len() as u64,
+            hash: blake3::hash(&bytes).to_hex().to_string(),
+        };
+        let err = run(sources.fetch_to_downloads(7, &d, |_| {})).unwrap_err();
+        let group = 100_000 / 16_384 * 16_384;
+        assert!(
+            matches!(&err, FetchError::Corrupt { domain: from, at, .. } if *from == domain && *at == group),
+            "{err:?}"
+        );
+        let part = library.downloads_dir(7).join(super::super::part_name(&d));
+        assert!(std::fs::read(&part).unwrap() == bytes[..group as usize]);
+        // What the shell shows: the sender, and how to go on.
+        let finished = super::super::Finished {
+            download: d.clone(),
+            result: Err(err),
+        };
+        let shown = finished.report().unwrap_err();
+        assert!(
+            shown.contains(&format!("{domain} sent bad data")),
+            "{shown}"
+        );
+        assert!(shown.contains("again resumes from there"), "{shown}");
+    }
 }
