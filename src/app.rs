@@ -58,7 +58,11 @@ impl App {
             remote: Arc::default(),
         };
         let fed = Federation::new(&config, fed_key.clone(), store.clone(), catalog.clone())?;
-        let sources = Sources::new(library.clone(), fed.client().clone());
+        let mut sources = Sources::new(library.clone(), fed.client().clone());
+        if config.dev && config.federation.dev_skip_verify {
+            tracing::warn!("federation.dev_skip_verify: bytes from other instances are NOT checked (benchmarks only)");
+            sources = sources.unverified_for_benchmarks();
+        }
         let slots = Slots::new(config.library.max_downloads_per_user);
         let messages = Messages::new(&config, store.clone(), chat.clone(), fed.clone());
         Ok(App {

@@ -266,6 +266,12 @@ pub struct FederationConfig {
     /// many; past it the inbox answers 429 and the peer retries later. Bounds what one peer
     /// can make us verify and write.
     pub inbox_per_second: u32,
+    /// Benchmarks only (needs `dev = true`): bytes relayed from other instances are handed
+    /// on without checking them against the file id, to measure what checking costs.
+    pub dev_skip_verify: bool,
+    /// Bytes a second this instance sends to other instances' downloads, all streams
+    /// together (after a one-second burst); 0: no limit.
+    pub relay_bytes_per_second: u64,
     /// Files streamed at a time to one other instance (its users' downloads of files shared
     /// here); past it that instance is answered 429 and may try again shortly.
     pub relay_uploads_per_peer: usize,
@@ -349,6 +355,8 @@ impl Default for FederationConfig {
             allow_only: None,
             gossip_interval_secs: 60,
             inbox_per_second: DEFAULT_INBOX_PER_SECOND,
+            dev_skip_verify: false,
+            relay_bytes_per_second: 0,
             relay_uploads_per_peer: DEFAULT_RELAY_UPLOADS_PER_PEER,
             relay_uploads: DEFAULT_RELAY_UPLOADS,
         }
@@ -617,6 +625,12 @@ impl Config {
                 self.federation.relay_uploads_per_peer, self.federation.relay_uploads
             ));
         }
+        if self.federation.dev_skip_verify && !self.dev {
+            return invalid(
+                "federation.dev_skip_verify turns off the checking of relayed bytes; it needs dev = true (benchmarks only)"
+                    .into(),
+            );
+        }
         for pattern in &self.federation.block {
             crate::fed::policy::check_pattern("federation.block", pattern, self.dev)
                 .map_err(ConfigError::Invalid)?;
@@ -847,6 +861,10 @@ mod tests {
         check(
             "[library]\nmax_downloads_per_user = 0",
             "library.max_downloads_per_user = 0",
+        );
+        check(
+            "[federation]\ndev_skip_verify = true",
+            "federation.dev_skip_verify turns off the checking",
         );
         check(
             "[federation]\nmax_remote_files_per_peer = 20000000",

@@ -29,7 +29,7 @@ use warp::{Filter, Rejection, Reply};
 use super::verify::Signed;
 use crate::app::App;
 use crate::transfer::encoding::{self, OutboardError, SendError};
-use crate::transfer::FetchError;
+use crate::transfer::{FetchError, Throttle};
 
 /// The path of the endpoint, before the id.
 pub const FILES_PATH: &str = "/api/s2s/files/";
@@ -54,22 +54,31 @@ pub fn route(
         app.config.federation.relay_uploads_per_peer,
         app.config.federation.relay_uploads,
     );
+    // One budget for every stream this instance sends (`federation.relay_bytes_per_second`).
+    let throttle = Throttle::new(app.config.federation.relay_bytes_per_second);
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::path!("api" / "s2s" / "files" / String)
         .and(warp::get())
         .and(signed)
         .and(query)
         .then(move |id: String, signed: Signed, query: String| {
-            let (app, slots) = (app.clone(), slots.clone());
+            let (app, slots, throttle) = (app.clone(), slots.clone(), throttle.clone());
             async move {
                 app.fed.heard_from(&signed.domain);
-                serve(&app, &slots, &signed.domain, &id, &query).await
+                serve(&app, &slots, &throttle, &signed.domain, &id, &query).await
             }
         })
 }
 
 /// The answer to one request of `peer` for the file `id`.
-async fn serve(app: &App, slots: &Slots, peer: &str, id: &str, query: &str) -> Response {
+async fn serve(
+    app: &App,
+    slots: &Slots,
+    throttle: &Throttle,
+    peer: &str,
+    id: &str,
+    query: &str,
+) -> Response {
     let Some(hash) = encoding::parse_id(id) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -165,13 +174,14 @@ async fn serve(app: &App, slots: &Slots, peer: &str, id: &str, query: &str) -> R
         tokio::runtime::Handle::current(),
         app.library.outboards.clone(),
     );
-    let (peer, id) = (peer.to_owned(), id.to_owned());
+    let (peer, id, throttle) = (peer.to_owned(), id.to_owned(), throttle.clone());
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let _entered = span.enter();
         let mut out = Pieces {
             tx,
             runtime,
+            throttle,
             gathered: BytesMut::with_capacity(STREAM_PIECE_BYTES),
         };
         match encoding::encode(&file, &outboard, offset, &mut out) {
@@ -227,12 +237,17 @@ struct Pieces {
     tx: mpsc::Sender<Result<Bytes, io::Error>>,
     /// To wait for room in the queue with a timeout, from the blocking task.
     runtime: tokio::runtime::Handle,
+    /// The instance's byte rate for streams, shared by all of them.
+    throttle: Throttle,
     /// Bytes not yet queued.
     gathered: BytesMut,
 }
 
 impl Pieces {
     fn send(&mut self, piece: Result<Bytes, io::Error>) -> io::Result<()> {
+        if let Ok(bytes) = &piece {
+            self.throttle.take_blocking(bytes.len());
+        }
         let queued = self.runtime.block_on(async {
             tokio::time::timeout(STREAM_STALL_TIMEOUT, self.tx.send(piece)).await
         });

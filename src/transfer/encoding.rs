@@ -309,6 +309,46 @@ pub fn decode(
     Ok(())
 }
 
+/// Reads the whole encoding of a file of `size` bytes (offset 0) **without checking a single
+/// hash**: parents are skipped, leaves handed on as they come. For `--dev` benchmarks only
+/// (`federation.dev_skip_verify`): it measures what verification costs. Never in service.
+pub fn decode_unverified(
+    mut encoded: impl Read,
+    size: u64,
+    mut take: impl FnMut(Bytes) -> bool,
+) -> Result<(), ReceiveError> {
+    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
+    encoded
+        .read_exact(&mut prefix)
+        .map_err(|source| ReceiveError::Broken { at: 0, source })?;
+    let said = u64::from_le_bytes(prefix);
+    if said != size {
+        return Err(ReceiveError::WrongSize { said, size });
+    }
+    // The pre-order walk of the tree: (start, len) of the subtrees still to read.
+    let mut todo = vec![(0u64, size)];
+    let mut parent = [0u8; 64];
+    while let Some((start, len)) = todo.pop() {
+        let broken = |source| ReceiveError::Broken { at: start, source };
+        if len <= CHUNK_GROUP_BYTES {
+            let mut leaf = vec![0u8; len as usize];
+            encoded.read_exact(&mut leaf).map_err(broken)?;
+            if !take(Bytes::from(leaf)) {
+                return Err(ReceiveError::Stopped);
+            }
+            continue;
+        }
+        encoded.read_exact(&mut parent).map_err(broken)?;
+        // BLAKE3: the left subtree holds the largest power of two of 1 KiB chunks that
+        // leaves at least one byte on the right.
+        let chunks = len.div_ceil(1024);
+        let left = (1u64 << (63 - (chunks - 1).leading_zeros())) * 1024;
+        todo.push((start + left, len - left));
+        todo.push((start, left));
+    }
+    Ok(())
+}
+
 /// A stream that ended before the end of the file: the sender went away or cut it.
 fn ended_early() -> io::Error {
     io::Error::new(
@@ -320,6 +360,32 @@ fn ended_early() -> io::Error {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_unverified_reader_walks_the_same_encoding_and_checks_nothing() {
+        for len in [0, 1, 1024, 16_384, 16_385, 40_000, 65_536, 100_000, 300_001] {
+            let bytes = tape(len);
+            let mut got = Vec::new();
+            decode_unverified(&encoded(&bytes, 0)[..], len as u64, |piece| {
+                got.extend_from_slice(&piece);
+                true
+            })
+            .unwrap();
+            assert!(got == bytes, "len {len}: {} bytes", got.len());
+        }
+        // It checks nothing: a flipped byte goes through (which is why it is dev only).
+        let bytes = tape(100_000);
+        let mut wire = encoded(&bytes, 0);
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        let mut got = Vec::new();
+        decode_unverified(&wire[..], 100_000, |p| {
+            got.extend_from_slice(&p);
+            true
+        })
+        .unwrap();
+        assert!(got != bytes);
+    }
 
     /// Polls `cond` (a file made by a background task) for at most 10 s.
     pub(crate) fn wait_for(cond: impl Fn() -> bool) -> bool {

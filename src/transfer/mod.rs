@@ -18,6 +18,7 @@ mod downloads;
 pub mod encoding;
 mod manager;
 mod remote;
+pub use remote::Verify;
 mod slots;
 mod throttle;
 mod verified;
@@ -212,11 +213,24 @@ pub struct Sources {
     library: Library,
     /// Signed requests to other instances, for files held there.
     client: Client,
+    /// Whether bytes from other instances are checked (always, but in a `--dev` benchmark).
+    verify: Verify,
 }
 
 impl Sources {
     pub fn new(library: Library, client: Client) -> Sources {
-        Sources { library, client }
+        Sources {
+            library,
+            client,
+            verify: Verify::Checked,
+        }
+    }
+
+    /// These sources, handing on other instances' bytes **unchecked**: for `--dev`
+    /// benchmarks of what verification costs (`federation.dev_skip_verify`) only.
+    pub fn unverified_for_benchmarks(mut self) -> Sources {
+        self.verify = Verify::Unchecked;
+        self
     }
 
     /// Opens `d`'s bytes for reading, proven as they are read. A local file must be shared
@@ -240,7 +254,8 @@ impl Sources {
                 Ok(VerifiedReader::local(d, opened, offset))
             }
             Source::Remote { holders } => {
-                let pieces = remote::open_any(&self.client, d, holders, offset).await?;
+                let pieces =
+                    remote::open_any(&self.client, d, holders, offset, self.verify).await?;
                 Ok(VerifiedReader::remote(d, pieces, offset))
             }
         }

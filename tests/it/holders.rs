@@ -108,3 +108,50 @@ fn a_copy_shared_here_is_read_here_rather_than_relayed() {
         b.log()
     );
 }
+
+#[test]
+fn an_instances_relay_rate_holds_all_its_streams_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("b.toml");
+    // 1 MiB a second for every stream together, after a one-second burst.
+    std::fs::write(&config, "[federation]\nrelay_bytes_per_second = 1048576\n").unwrap();
+    let b = Instance::start_federated("127.0.0.3", &["--config", config.to_str().unwrap()]);
+    let a = Instance::start_federated("127.0.0.2", &["--bootstrap", &b.url()]);
+    let (ka, kc, kb) = (Key::new("a"), Key::new("c"), Key::new("b"));
+    let bytes = content(2 << 20, 5);
+    let local = dir.path().join("two.bin");
+    std::fs::write(&local, &bytes).unwrap();
+    upload(&b, &kb, "bea", &[(&local, "two.bin")]);
+    assert_exit(&b.ssh(&kb, "bea", &["share", "two.bin"]), 0);
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    assert!(wait_until(|| stdout(&a.ssh(
+        &ka,
+        "alice",
+        &["search", "two", "--json"]
+    ))
+    .contains(&id)));
+    // Two users of A download it at once: 4 MiB through a 1 MiB/s budget with a 1 MiB
+    // burst take at least 3 s (a lower bound: a slow machine only makes it longer).
+    let started = std::time::Instant::now();
+    let gets: Vec<_> = [(&ka, "alice"), (&kc, "carl")]
+        .into_iter()
+        .map(|(key, user)| {
+            a.ssh_command(key, user, &["get", &id])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for get in gets {
+        let out = get.wait_with_output().unwrap();
+        assert_exit(&out, 0);
+        assert!(out.stdout == bytes);
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(2800),
+        "4 MiB at 1 MiB/s after a 1 MiB burst took only {took:?}"
+    );
+}
