@@ -272,6 +272,10 @@ pub struct FederationConfig {
     /// Bytes a second this instance sends to other instances' downloads, all streams
     /// together (after a one-second burst); 0: no limit.
     pub relay_bytes_per_second: u64,
+    /// Name this instance's users to the instances their downloads come from
+    /// (`@nick@domain`, told to the file's owner). Off by default: the owner's home learns
+    /// only this instance's address.
+    pub reveal_downloader: bool,
     /// Files streamed at a time to one other instance (its users' downloads of files shared
     /// here); past it that instance is answered 429 and may try again shortly.
     pub relay_uploads_per_peer: usize,
@@ -357,6 +361,7 @@ impl Default for FederationConfig {
             inbox_per_second: DEFAULT_INBOX_PER_SECOND,
             dev_skip_verify: false,
             relay_bytes_per_second: 0,
+            reveal_downloader: false,
             relay_uploads_per_peer: DEFAULT_RELAY_UPLOADS_PER_PEER,
             relay_uploads: DEFAULT_RELAY_UPLOADS,
         }

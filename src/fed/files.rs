@@ -30,6 +30,7 @@ use super::verify::Signed;
 use crate::app::App;
 use crate::transfer::encoding::{self, OutboardError, SendError};
 use crate::transfer::{FetchError, Throttle};
+use rosewire_shell::{Address, Message};
 
 /// The path of the endpoint, before the id.
 pub const FILES_PATH: &str = "/api/s2s/files/";
@@ -85,8 +86,8 @@ async fn serve(
             &format!("{id:?} is not a file id: 64 lowercase hex digits"),
         );
     };
-    let offset = match parse_offset(query) {
-        Ok(offset) => offset,
+    let (offset, requester) = match parse_query(query, peer) {
+        Ok(parsed) => parsed,
         Err(reason) => return text(StatusCode::BAD_REQUEST, &reason),
     };
     let slot = match slots.take(peer) {
@@ -168,6 +169,9 @@ async fn serve(
         }
     };
     tracing::info!(peer, id, offset, size, "file stream started");
+    if let Some(requester) = requester {
+        tell_owner(app, id, &requester).await;
+    }
     let (tx, rx) = mpsc::channel(STREAM_QUEUE_PIECES);
     let (span, runtime, outboards) = (
         tracing::Span::current(),
@@ -211,9 +215,11 @@ async fn serve(
     answer
 }
 
-/// The `offset` of a query (0 without one); any other parameter is refused.
-fn parse_offset(query: &str) -> Result<u64, String> {
-    let mut offset = 0;
+/// The `offset` of a query (0 without one), and who downloads (`for`, only where the
+/// requesting instance chose to say: `@nick@domain` of one of its own users); any other
+/// parameter is refused.
+fn parse_query(query: &str, peer: &str) -> Result<(u64, Option<Address>), String> {
+    let (mut offset, mut requester) = (0, None);
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*key {
             "offset" => {
@@ -221,10 +227,51 @@ fn parse_offset(query: &str) -> Result<u64, String> {
                     .parse()
                     .map_err(|_| format!("offset {value:?} is not a number of bytes"))?
             }
-            other => return Err(format!("unknown query parameter {other:?}; only offset")),
+            "for" => {
+                let who = Address::parse(&value)
+                    .ok()
+                    .filter(|a| {
+                        a.domain
+                            .as_deref()
+                            .is_some_and(|d| d.eq_ignore_ascii_case(peer))
+                    })
+                    .filter(|a| crate::nick::validate_syntax(&a.nick).is_ok());
+                requester = Some(who.ok_or_else(|| {
+                    format!(
+                        "for {:?} is not @nick@{peer}: an instance names only its own users",
+                        value.chars().take(80).collect::<String>()
+                    )
+                })?);
+            }
+            other => {
+                return Err(format!(
+                    "unknown query parameter {other:?}; only offset and for"
+                ))
+            }
         }
     }
-    Ok(offset)
+    Ok((offset, requester))
+}
+
+/// Tells the owner of the file `id` (their open shells) that `requester` downloads it: the
+/// requesting instance chose to say who (`federation.reveal_downloader` there).
+async fn tell_owner(app: &App, id: &str, requester: &Address) {
+    let hash = id.to_owned();
+    let owner = app
+        .store
+        .call(move |conn| crate::store::files::local_shared_by_hash(conn, &hash))
+        .await;
+    if let Ok(Some((owner_id, path))) = owner {
+        let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
+        app.chat.tell(
+            owner_id,
+            None,
+            Message::notice(
+                crate::chat::unix_now(),
+                &format!("{requester} is downloading {name} from you"),
+            ),
+        );
+    }
 }
 
 /// A plain-text answer: one line.
@@ -404,12 +451,29 @@ mod tests {
     }
 
     #[test]
-    fn a_query_may_only_name_an_offset() {
-        assert_eq!(parse_offset(""), Ok(0));
-        assert_eq!(parse_offset("offset=16384"), Ok(16384));
-        assert!(parse_offset("offset=-1").unwrap_err().contains("\"-1\""));
-        assert!(parse_offset("offset=1&user=x")
+    fn a_query_may_only_name_an_offset_and_a_user_of_the_requesting_instance() {
+        let peer = "a.example";
+        assert_eq!(parse_query("", peer), Ok((0, None)));
+        assert_eq!(parse_query("offset=16384", peer), Ok((16384, None)));
+        assert!(parse_query("offset=-1", peer)
+            .unwrap_err()
+            .contains("\"-1\""));
+        assert!(parse_query("offset=1&user=x", peer)
             .unwrap_err()
             .contains("unknown query parameter \"user\""));
+        let (_, who) = parse_query("for=%40alice%40A.example&offset=3", peer).unwrap();
+        assert_eq!(who.map(|a| a.to_string()), Some("@alice@a.example".into()));
+        // Only the requesting instance's own users, with valid nicknames.
+        for bad in [
+            "for=%40alice%40b.example",
+            "for=alice",
+            "for=%40%40a.example",
+        ] {
+            let e = parse_query(bad, peer).unwrap_err();
+            assert!(
+                e.contains("an instance names only its own users"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -215,6 +215,9 @@ pub struct Sources {
     client: Client,
     /// Whether bytes from other instances are checked (always, but in a `--dev` benchmark).
     verify: Verify,
+    /// Who downloads, told to the file's home (`for=@nick@domain`) only where the operator
+    /// chose so (`federation.reveal_downloader`); `None`: nobody is named.
+    requester: Option<String>,
 }
 
 impl Sources {
@@ -223,6 +226,16 @@ impl Sources {
             library,
             client,
             verify: Verify::Checked,
+            requester: None,
+        }
+    }
+
+    /// These sources, naming `requester` (`@nick@domain`) to the instances asked for a file.
+    /// Only for an instance whose operator turned `federation.reveal_downloader` on.
+    pub fn naming(&self, requester: String) -> Sources {
+        Sources {
+            requester: Some(requester),
+            ..self.clone()
         }
     }
 
@@ -254,8 +267,11 @@ impl Sources {
                 Ok(VerifiedReader::local(d, opened, offset))
             }
             Source::Remote { holders } => {
-                let pieces =
-                    remote::open_any(&self.client, d, holders, offset, self.verify).await?;
+                let how = remote::Ask {
+                    verify: self.verify,
+                    requester: self.requester.as_deref(),
+                };
+                let pieces = remote::open_any(&self.client, d, holders, offset, how).await?;
                 Ok(VerifiedReader::remote(d, pieces, offset))
             }
         }

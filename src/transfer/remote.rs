@@ -27,6 +27,14 @@ pub enum Verify {
     Unchecked,
 }
 
+/// How an instance is asked for a file.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ask<'a> {
+    pub verify: Verify,
+    /// Who downloads (`@nick@domain`), named in the request; `None` names nobody.
+    pub requester: Option<&'a str>,
+}
+
 /// Verified bytes gathered before they are queued.
 pub const REMOTE_PIECE_BYTES: usize = 64 * 1024;
 /// Pieces queued between the decoding task and the receiver.
@@ -44,15 +52,27 @@ pub(super) async fn open(
     d: &Download,
     domain: &str,
     offset: u64,
-    verify: Verify,
+    ask: Ask<'_>,
 ) -> Result<Pieces, FetchError> {
+    let verify = ask.verify;
     let name = d.name.clone();
     let Some(id) = encoding::parse_id(&d.hash) else {
         return Err(remote(d, domain, format!("{:?} is not a file id", d.hash)));
     };
     let mut url = format!("{}{FILES_PATH}{}", client.scheme().base_url(domain), d.hash);
-    if offset > 0 {
-        url.push_str(&format!("?offset={offset}"));
+    let query = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if offset > 0 {
+            query.append_pair("offset", &offset.to_string());
+        }
+        if let Some(requester) = ask.requester {
+            query.append_pair("for", requester);
+        }
+        query.finish()
+    };
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
     }
     let (answered, answer) = oneshot::channel();
     let (tx, rx) = mpsc::channel(REMOTE_QUEUE_PIECES);
@@ -132,15 +152,20 @@ pub(super) async fn open_any(
     d: &Download,
     holders: &[String],
     offset: u64,
-    verify: Verify,
+    ask: Ask<'_>,
 ) -> Result<Pieces, FetchError> {
-    let (mut pieces, mut next) = first_answer(client, d, holders, offset, verify).await?;
+    let (mut pieces, mut next) = first_answer(client, d, holders, offset, ask).await?;
     if next >= holders.len() {
         return Ok(pieces);
     }
     let (tx, rx) = mpsc::channel(REMOTE_QUEUE_PIECES);
     let (client, d, holders) = (client.clone(), d.clone(), holders.to_vec());
+    let (verify, requester) = (ask.verify, ask.requester.map(str::to_owned));
     tokio::spawn(async move {
+        let ask = Ask {
+            verify,
+            requester: requester.as_deref(),
+        };
         let mut handed = offset;
         loop {
             match pieces.recv().await {
@@ -152,7 +177,7 @@ pub(super) async fn open_any(
                 }
                 Some(Err(e)) if next < holders.len() && fails_over(&e) => {
                     tracing::info!(name = %d.name, at = handed, "{e}; asking another holder");
-                    match first_answer(&client, &d, &holders[next..], handed, verify).await {
+                    match first_answer(&client, &d, &holders[next..], handed, ask).await {
                         Ok((more, used)) => {
                             pieces = more;
                             next += used;
@@ -181,13 +206,13 @@ async fn first_answer(
     d: &Download,
     holders: &[String],
     offset: u64,
-    verify: Verify,
+    ask: Ask<'_>,
 ) -> Result<(Pieces, usize), FetchError> {
     let mut last = FetchError::NotShared {
         name: d.name.clone(),
     };
     for (i, domain) in holders.iter().enumerate() {
-        match open(client, d, domain, offset, verify).await {
+        match open(client, d, domain, offset, ask).await {
             Ok(pieces) => return Ok((pieces, i + 1)),
             Err(e) => {
                 tracing::info!(peer = %domain, name = %d.name, "a holder did not answer: {e}");

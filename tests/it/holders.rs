@@ -155,3 +155,76 @@ fn an_instances_relay_rate_holds_all_its_streams_together() {
         "4 MiB at 1 MiB/s after a 1 MiB burst took only {took:?}"
     );
 }
+
+#[test]
+fn the_owner_learns_who_downloads_only_where_the_downloaders_home_chose_to_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("a2.toml");
+    std::fs::write(&config, "[federation]\nreveal_downloader = true\n").unwrap();
+    let b = Instance::start_federated("127.0.0.3", &[]);
+    // A keeps its users to itself (the default); A2 names them.
+    let a = Instance::start_federated("127.0.0.2", &["--bootstrap", &b.url()]);
+    let a2 = Instance::start_federated(
+        "127.0.0.4",
+        &[
+            "--bootstrap",
+            &b.url(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let (ka, kz, kb) = (Key::new("a"), Key::new("z"), Key::new("b"));
+    let bytes = content(200_000, 6);
+    let local = dir.path().join("tape.bin");
+    std::fs::write(&local, &bytes).unwrap();
+    upload(&b, &kb, "bea", &[(&local, "tape.bin")]);
+    assert_exit(&b.ssh(&kb, "bea", &["share", "tape.bin"]), 0);
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    for (node, key, user) in [(&a, &ka, "alfred"), (&a2, &kz, "zoe")] {
+        assert!(wait_until(|| stdout(&node.ssh(
+            key,
+            user,
+            &["search", "tape", "--json"]
+        ))
+        .contains(&id)));
+    }
+    let mut bea = b.line_session(&kb, "bea");
+    bea.expect("Welcome to RoseWire");
+
+    // From A: bea is told nothing, and nothing at B names alfred.
+    let out = a.ssh(&ka, "alfred", &["get", &id]);
+    assert_exit(&out, 0);
+    assert!(out.stdout == bytes);
+    // From A2: bea is told who, by address.
+    let out = a2.ssh(&kz, "zoe", &["get", &id]);
+    assert_exit(&out, 0);
+    assert!(out.stdout == bytes);
+    bea.expect(&format!(
+        "@zoe@{} is downloading tape.bin from you",
+        a2.domain
+    ));
+    let seen = bea.output();
+    assert!(!seen.contains("alfred"), "{seen}");
+    assert!(!b.log().contains("alfred"), "B's log names alfred");
+    bea.send("/quit");
+    let _ = bea.wait_exit();
+    let mut b = b;
+    b.stop();
+    let db_holds = |needle: &[u8]| {
+        std::fs::read_dir(b.data_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rosewire.db"))
+            .any(|e| {
+                std::fs::read(e.path())
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+            })
+    };
+    assert!(
+        db_holds(b"bea"),
+        "the search of B's database finds its own users"
+    );
+    assert!(!db_holds(b"alfred"), "B's database names alfred");
+}

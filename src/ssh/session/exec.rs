@@ -96,8 +96,9 @@ pub(super) async fn exec(
                 };
                 // A client that vanishes while its window is full would leave the send
                 // waiting for ever, holding the slot: its channel closing ends the transfer.
+                let sources = sources_for(app, user);
                 let sent = tokio::select! {
-                    sent = stream_file(app, tx, download, output.offset) => sent,
+                    sent = stream_file(&sources, tx, download, output.offset) => sent,
                     () = closed(rx) => {
                         tracing::info!(name = %download.name, "client went away mid-download");
                         return;
@@ -212,13 +213,13 @@ pub(super) fn terminal_lines(lines: &[String], json: bool, eol: &str) -> String 
 /// file's hash, a remote file's chunk groups). A client that stops reading (`| head`) is not
 /// an error.
 pub(super) async fn stream_file(
-    app: &App,
+    sources: &transfer::Sources,
     tx: &ChannelWriteHalf<Msg>,
     download: &Download,
     offset: u64,
 ) -> Result<(), String> {
     // Shared now, and proven to be the catalogued file, before a byte is sent.
-    let result = match app.sources.open_from(download, offset).await {
+    let result = match sources.open_from(download, offset).await {
         Ok(bytes) => transfer::copy(bytes, Stdout { tx, sent: 0 }, |_| {}).await,
         Err(e) => Err(e),
     };

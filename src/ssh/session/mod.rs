@@ -351,13 +351,24 @@ fn status(app: &App, transfers: &Transfers) -> Status {
 async fn fetch_now(app: &App, user: &User, download: Download) -> Message {
     let result = match app.slots.acquire(user.id, |_| {}).await {
         Ok(_slot) => {
-            app.sources
+            sources_for(app, user)
                 .fetch_to_downloads(user.id, &download, |_| {})
                 .await
         }
         Err(full) => Err(full.into()),
     };
     finished_message(&Finished { download, result })
+}
+
+/// Where `user`'s downloads come from: naming them to the file's home only where the
+/// operator chose so (`federation.reveal_downloader`, off by default).
+fn sources_for(app: &App, user: &User) -> transfer::Sources {
+    if app.config.federation.reveal_downloader {
+        app.sources
+            .naming(rosewire_shell::Address::new(&user.nick, app.domain()).to_string())
+    } else {
+        app.sources.clone()
+    }
 }
 
 /// How a download into `downloads/` went, as a message.

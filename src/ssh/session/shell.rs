@@ -13,7 +13,7 @@ pub(super) async fn interactive(
     let mut events = app.chat.subscribe();
     let _presence = Presence::join(&app.chat, &user.nick);
     let mut state = SessionState::default();
-    let mut transfers = Transfers::new(app.sources.clone(), app.slots.clone(), user.id);
+    let mut transfers = Transfers::new(sources_for(app, user), app.slots.clone(), user.id);
     let mut shell = Shell::new(ShellConfig {
         term: pty.term,
         cols: pty.cols,
