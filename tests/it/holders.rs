@@ -228,3 +228,52 @@ fn the_owner_learns_who_downloads_only_where_the_downloaders_home_chose_to_say()
     );
     assert!(!db_holds(b"alfred"), "B's database names alfred");
 }
+
+#[test]
+fn a_file_known_only_from_an_instance_blocked_since_is_refused_clearly_and_nothing_is_written() {
+    let b = Instance::start_federated("127.0.0.3", &[]);
+    let mut a = Instance::start_federated("127.0.0.2", &["--bootstrap", &b.url()]);
+    let (ka, kb) = (Key::new("a"), Key::new("b"));
+    let bytes = content(100_000, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("gone.bin");
+    std::fs::write(&local, &bytes).unwrap();
+    upload(&b, &kb, "bea", &[(&local, "gone.bin")]);
+    assert_exit(&b.ssh(&kb, "bea", &["share", "gone.bin"]), 0);
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    assert!(wait_until(|| stdout(&a.ssh(
+        &ka,
+        "alice",
+        &["search", "gone", "--json"]
+    ))
+    .contains(&id)));
+    // A's operator blocks B: its files are forgotten, and a get of one says so.
+    let config = dir.path().join("a.toml");
+    std::fs::write(
+        &config,
+        format!("[federation]\nblock = [\"{}\"]\n", b.domain),
+    )
+    .unwrap();
+    a.restart_with(&[
+        "--bootstrap",
+        &b.url(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let out = a.ssh(&ka, "alice", &["get", &id]);
+    assert_exit(&out, 1);
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains(&format!("no shared file has id {id}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!b.log().contains("file stream started"), "B was asked");
+    // Nothing in anyone's downloads/ (no user folder at all is nothing too).
+    let written = std::fs::read_dir(a.data_dir().join("users")).is_ok_and(|users| {
+        users.flatten().any(|u| {
+            std::fs::read_dir(u.path().join("downloads")).is_ok_and(|mut d| d.next().is_some())
+        })
+    });
+    assert!(!written, "something was written in downloads/");
+}
