@@ -358,23 +358,7 @@ mod tests {
     /// Downloads `bytes` (as the catalog knows them) from the instance at `domain`; returns
     /// what reached the receiver and the outcome.
     fn fetch(bytes: &[u8], domain: &str) -> (Vec<u8>, Result<(), FetchError>) {
-        let dir = tempfile::tempdir().unwrap();
-        let (library, _thread) = library(dir.path(), 1 << 30);
-        let sources = sources(library);
-        let d = Download {
-            source: Source::Remote {
-                holders: vec![domain.to_owned()],
-            },
-            name: "far.bin".into(),
-            size: bytes.len() as u64,
-            hash: blake3::hash(bytes).to_hex().to_string(),
-        };
-        let mut kept = Kept::default();
-        let result = run(async {
-            let reader = sources.open(&d).await?;
-            copy(reader, &mut kept, |_| {}).await
-        });
-        (kept.0, result)
+        fetch_any(bytes, &[domain.to_owned()])
     }
 
     fn tape() -> Vec<u8> {
