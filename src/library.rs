@@ -200,9 +200,9 @@ impl Library {
     }
 
     /// A file shared here whose content is `id` (hex BLAKE3), opened for sending to another
-    /// instance through [`Library::open_download`], with its size; `None` if no local file
-    /// with that content is shared now.
-    pub async fn open_shared_by_id(&self, id: &str) -> Result<Option<(Opened, u64)>, FetchError> {
+    /// instance through [`Library::open_download`], with its size and owner; `None` if no
+    /// local file with that content is shared now.
+    pub async fn open_shared_by_id(&self, id: &str) -> Result<Option<SharedHere>, FetchError> {
         let hash = id.to_owned();
         let Some((owner_id, path)) = self
             .store
@@ -222,7 +222,12 @@ impl Library {
                             name: path.clone(),
                             source,
                         })?;
-                Ok(Some((opened, size)))
+                Ok(Some(SharedHere {
+                    opened,
+                    size,
+                    owner_id,
+                    path,
+                }))
             }
             Err(FetchError::NotShared { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -473,6 +478,16 @@ impl Library {
         }
         Ok(Opened { file })
     }
+}
+
+/// A local shared file found by its content ([`Library::open_shared_by_id`]).
+#[derive(Debug)]
+pub struct SharedHere {
+    pub opened: Opened,
+    pub size: u64,
+    /// Whose it is, and where in their `library/`.
+    pub owner_id: i64,
+    pub path: String,
 }
 
 /// A resumable download's file, written by one transfer at a time; given back when dropped.

@@ -28,6 +28,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::verify::Signed;
 use crate::app::App;
+use crate::library::SharedHere;
 use crate::transfer::encoding::{self, OutboardError, SendError};
 use crate::transfer::{FetchError, Throttle};
 use rosewire_shell::{Address, Message};
@@ -105,7 +106,12 @@ async fn serve(
             return answer;
         }
     };
-    let (opened, size) = match app.library.open_shared_by_id(id).await {
+    let SharedHere {
+        opened,
+        size,
+        owner_id,
+        path,
+    } = match app.library.open_shared_by_id(id).await {
         Ok(Some(found)) => found,
         // Unknown, or no longer shared: the same answer, so no peer learns which files
         // exist here unshared.
@@ -170,7 +176,7 @@ async fn serve(
     };
     tracing::info!(peer, id, offset, size, "file stream started");
     if let Some(requester) = requester {
-        tell_owner(app, id, &requester).await;
+        tell_owner(app, owner_id, &path, &requester);
     }
     let (tx, rx) = mpsc::channel(STREAM_QUEUE_PIECES);
     let (span, runtime, outboards) = (
@@ -253,25 +259,18 @@ fn parse_query(query: &str, peer: &str) -> Result<(u64, Option<Address>), String
     Ok((offset, requester))
 }
 
-/// Tells the owner of the file `id` (their open shells) that `requester` downloads it: the
-/// requesting instance chose to say who (`federation.reveal_downloader` there).
-async fn tell_owner(app: &App, id: &str, requester: &Address) {
-    let hash = id.to_owned();
-    let owner = app
-        .store
-        .call(move |conn| crate::store::files::local_shared_by_hash(conn, &hash))
-        .await;
-    if let Ok(Some((owner_id, path))) = owner {
-        let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
-        app.chat.tell(
-            owner_id,
-            None,
-            Message::notice(
-                crate::chat::unix_now(),
-                &format!("{requester} is downloading {name} from you"),
-            ),
-        );
-    }
+/// Tells user `owner_id` (their open shells) that `requester` downloads their file at `path`:
+/// the requesting instance chose to say who (`federation.reveal_downloader` there).
+fn tell_owner(app: &App, owner_id: i64, path: &str, requester: &Address) {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    app.chat.tell(
+        owner_id,
+        None,
+        Message::notice(
+            crate::chat::unix_now(),
+            &format!("{requester} is downloading {name} from you"),
+        ),
+    );
 }
 
 /// A plain-text answer: one line.

@@ -256,6 +256,7 @@ impl Transfers {
     }
 
     /// Transfers of this shell, running and waiting.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

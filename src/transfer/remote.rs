@@ -435,14 +435,7 @@ mod tests {
         let mut truncated = lying_encoding(&bytes, None);
         truncated.truncate(truncated.len() / 2);
         let domain = serve_once(200, truncated);
-        let d = Download {
-            source: Source::Remote {
-                holders: vec![domain.clone()],
-            },
-            name: "far.bin".into(),
-            size: bytes.len() as u64,
-            hash: blake3::hash(&bytes).to_hex().to_string(),
-        };
+        let d = far(&bytes, vec![domain.clone()]);
         let err = run(sources.fetch_to_downloads(7, &d, |_| {})).unwrap_err();
         let FetchError::Broken { at, .. } = err else {
             panic!("{err:?}");
@@ -478,14 +471,7 @@ mod tests {
         let sources = sources(library.clone());
         let at = 50_000;
         let (domain, _) = serve_once_telling(200, encoding_from(&bytes, None, at));
-        let d = Download {
-            source: Source::Remote {
-                holders: vec![domain],
-            },
-            name: "far.bin".into(),
-            size: bytes.len() as u64,
-            hash: blake3::hash(&bytes).to_hex().to_string(),
-        };
+        let d = far(&bytes, vec![domain]);
         run(library.prepare(7)).unwrap();
         let part = library.downloads_dir(7).join(super::super::part_name(&d));
         let mut wrong = bytes[..at as usize].to_vec();
@@ -525,19 +511,22 @@ mod tests {
         );
     }
 
+    /// The download of `bytes`, named `far.bin`, held by the instances at `holders`.
+    fn far(bytes: &[u8], holders: Vec<String>) -> Download {
+        Download {
+            source: Source::Remote { holders },
+            name: "far.bin".into(),
+            size: bytes.len() as u64,
+            hash: blake3::hash(bytes).to_hex().to_string(),
+        }
+    }
+
     /// Downloads `bytes` from the instances at `holders`, in turn.
     fn fetch_any(bytes: &[u8], holders: &[String]) -> (Vec<u8>, Result<(), FetchError>) {
         let dir = tempfile::tempdir().unwrap();
         let (library, _thread) = library(dir.path(), 1 << 30);
         let sources = sources(library);
-        let d = Download {
-            source: Source::Remote {
-                holders: holders.to_vec(),
-            },
-            name: "far.bin".into(),
-            size: bytes.len() as u64,
-            hash: blake3::hash(bytes).to_hex().to_string(),
-        };
+        let d = far(bytes, holders.to_vec());
         let mut kept = Kept::default();
         let result = run(async {
             let reader = sources.open(&d).await?;
@@ -588,14 +577,7 @@ mod tests {
         let (library, _thread) = library(dir.path(), 1 << 30);
         let sources = sources(library.clone());
         let domain = serve_once(200, lying_encoding(&bytes, Some(100_000)));
-        let d = Download {
-            source: Source::Remote {
-                holders: vec![domain.clone()],
-            },
-            name: "far.bin".into(),
-            size: bytes.len() as u64,
-            hash: blake3::hash(&bytes).to_hex().to_string(),
-        };
+        let d = far(&bytes, vec![domain.clone()]);
         let err = run(sources.fetch_to_downloads(7, &d, |_| {})).unwrap_err();
         let group = 100_000 / 16_384 * 16_384;
         assert!(

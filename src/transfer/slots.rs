@@ -130,6 +130,7 @@ impl Slots {
     }
 
     /// How many of `user`'s downloads run and wait now.
+    #[cfg(test)]
     pub fn load(&self, user: i64) -> (usize, usize) {
         lock(&self.inner.users)
             .get(&user)
@@ -137,6 +138,7 @@ impl Slots {
     }
 
     /// Users with a line (running or waiting); for tests of the bound.
+    #[cfg(test)]
     pub fn users(&self) -> usize {
         lock(&self.inner.users).len()
     }

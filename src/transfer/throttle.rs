@@ -74,7 +74,8 @@ impl Throttle {
         }
     }
 
-    pub fn is_limited(&self) -> bool {
+    #[cfg(test)]
+    fn is_limited(&self) -> bool {
         self.inner.is_some()
     }
 }
